@@ -1,0 +1,376 @@
+//! Statistical tests: pure functions and small state machines over accumulators.
+//!
+//! * Error rates, candidate vs concurrent baseline: the conditional Poisson-process likelihood
+//!   of Lindon, Sanden & Shirikian, "Rapid Regression Detection in Software Deployments through
+//!   Sequential Testing" (KDD 2022, arXiv 2205.14762, §3): given the traffic each arm served in a
+//!   tick, each error belongs to the candidate with probability `ρr / (ρr + 1 − ρ)`, where `ρ` is
+//!   the candidate's traffic share and `r` the ratio of error rates. We mix the likelihood ratio
+//!   over a grid of ratios; the mixture is a non-negative supermartingale under `r ≤ 1`, so by
+//!   Ville's inequality rejecting when it reaches `1/α` keeps the false-rollback probability ≤ α
+//!   however often it is looked at. Conditioning on exposure per tick makes the test valid for
+//!   any traffic split, including one that changes over time; since the hypergeometric law is
+//!   dominated by the binomial in convex order (Hoeffding 1963), conditioning on requests rather
+//!   than on a Poisson clock only makes it conservative.
+//! * Error rates after a full rollout: a one-sample likelihood-ratio mixture of the candidate's
+//!   rate against an upper confidence bound of the baseline's rate before the switch.
+//! * Accuracy: Beta–binomial mixture confidence sequences (Robbins 1970; Howard et al.,
+//!   "Time-uniform, nonparametric, nonasymptotic confidence sequences", AoS 2021, §3).
+//! * Drift: the population stability index on quantile bins of the reference. Unlike a KS or
+//!   χ² p-value, PSI estimates a fixed divergence, so its false-alarm rate falls, not grows,
+//!   with sample size.
+
+use rustc_hash::FxHashMap;
+
+/// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, n = 9; relative error < 1e-13).
+pub fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection.
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = C[0];
+    let t = x + G + 0.5;
+    for (i, c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// `ln B(a, b)`.
+pub fn ln_beta(a: f64, b: f64) -> f64 {
+    ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
+fn log_sum_exp(xs: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = xs.collect();
+    let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+}
+
+/// Ratios `from, from·f, from·f², …` up to `to` (inclusive, approximately).
+pub fn geometric_grid(from: f64, to: f64, factor: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut r = from;
+    while r <= to * 1.0001 {
+        out.push(r);
+        r *= factor;
+    }
+    out
+}
+
+/// Running conditional log-likelihood `ℓ(r) = x_c ln r − Σ_t x_t ln(1 + ρ_t (r − 1))` of the
+/// error-rate ratio `r` of a candidate against a concurrent baseline, on a grid of ratios.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatioLikelihood {
+    /// The grid of ratios.
+    pub ratios: Vec<f64>,
+    /// Errors of the candidate, over ticks where the baseline also served.
+    pub candidate_errors: u64,
+    /// Errors of both arms, over the same ticks.
+    pub total_errors: u64,
+    /// `Σ_t x_t ln(1 + ρ_t (r − 1))` per ratio.
+    sums: Vec<f64>,
+}
+
+impl RatioLikelihood {
+    /// Starts with no data on the given grid.
+    pub fn new(ratios: Vec<f64>) -> Self {
+        let n = ratios.len();
+        RatioLikelihood {
+            ratios,
+            candidate_errors: 0,
+            total_errors: 0,
+            sums: vec![0.0; n],
+        }
+    }
+
+    /// Adds one tick: traffic served by each arm (errors included) and errors of each arm.
+    pub fn update(
+        &mut self,
+        cand_events: u64,
+        base_events: u64,
+        cand_errors: u64,
+        base_errors: u64,
+    ) {
+        let x = cand_errors + base_errors;
+        if x == 0 || cand_events == 0 || base_events == 0 {
+            // No error, or only one arm served: the tick carries no information on r.
+            return;
+        }
+        let rho = cand_events as f64 / (cand_events + base_events) as f64;
+        self.candidate_errors += cand_errors;
+        self.total_errors += x;
+        let xf = x as f64;
+        for (s, r) in self.sums.iter_mut().zip(&self.ratios) {
+            *s += xf * (rho * (r - 1.0)).ln_1p();
+        }
+    }
+
+    /// `ℓ(r_k)`.
+    pub fn log_l(&self, k: usize) -> f64 {
+        self.candidate_errors as f64 * self.ratios[k].ln() - self.sums[k]
+    }
+
+    /// `ln` of the uniform mixture over `alternatives` (grid indices) of `L(r_k) / L(r_null)`.
+    pub fn log_e_value(&self, alternatives: &[usize], null: usize) -> f64 {
+        let l0 = self.log_l(null);
+        let lw = -(alternatives.len() as f64).ln();
+        log_sum_exp(alternatives.iter().map(|&k| self.log_l(k) - l0 + lw))
+    }
+}
+
+/// `ln` of the uniform mixture over `alternatives` of the Bernoulli likelihood ratio
+/// `L(p_k) / L(p0)` for `errors` out of `events`.
+pub fn one_sample_log_e_value(errors: u64, events: u64, p0: f64, alternatives: &[f64]) -> f64 {
+    if events == 0 || alternatives.is_empty() {
+        return 0.0;
+    }
+    let x = errors as f64;
+    let y = (events - errors.min(events)) as f64;
+    let ll = |p: f64| x * p.ln() + y * (-p).ln_1p();
+    let l0 = ll(p0);
+    let lw = -(alternatives.len() as f64).ln();
+    log_sum_exp(alternatives.iter().map(|&p| ll(p) - l0 + lw))
+}
+
+/// Bernoulli Kullback–Leibler divergence `KL(p ‖ q)`.
+fn kl_bernoulli(p: f64, q: f64) -> f64 {
+    let term = |a: f64, b: f64| if a <= 0.0 { 0.0 } else { a * (a / b).ln() };
+    term(p, q) + term(1.0 - p, 1.0 - q)
+}
+
+/// Chernoff (KL) confidence bounds for a binomial proportion from a fixed sample: the set of
+/// `p` with `n·KL(p̂ ‖ p) ≤ ln(1/δ)`, each side holding with probability ≥ 1 − δ.
+pub fn kl_bounds(successes: u64, trials: u64, delta: f64) -> (f64, f64) {
+    if trials == 0 {
+        return (0.0, 1.0);
+    }
+    let n = trials as f64;
+    let ph = successes as f64 / n;
+    let budget = (1.0 / delta).ln() / n;
+    let bisect = |mut lo: f64, mut hi: f64, inside_at_lo: bool| {
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            let inside = kl_bernoulli(ph, mid) <= budget;
+            if inside == inside_at_lo {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    let upper = if ph >= 1.0 {
+        1.0
+    } else {
+        bisect(ph, 1.0 - 1e-12, true)
+    };
+    let lower = if ph <= 0.0 {
+        0.0
+    } else {
+        bisect(ph, 1e-12, true)
+    };
+    (lower, upper)
+}
+
+/// Time-uniform confidence sequence for a Bernoulli mean from the Beta(½, ½)–binomial mixture
+/// martingale: every `p` whose mixture likelihood ratio stays below `1/δ`. Holds at all sample
+/// sizes simultaneously with probability ≥ 1 − δ.
+pub fn beta_binomial_cs(successes: u64, trials: u64, delta: f64) -> (f64, f64) {
+    if trials == 0 {
+        return (0.0, 1.0);
+    }
+    let (a, b) = (0.5, 0.5);
+    let x = successes as f64;
+    let y = (trials - successes.min(trials)) as f64;
+    let log_mix = ln_beta(a + x, b + y) - ln_beta(a, b);
+    let thr = (1.0 / delta).ln();
+    let log_m = |p: f64| log_mix - x * p.ln() - y * (-p).ln_1p();
+    let ph = x / (x + y);
+    let bisect = |mut inside: f64, mut outside: f64| {
+        for _ in 0..60 {
+            let mid = 0.5 * (inside + outside);
+            if log_m(mid) < thr {
+                inside = mid;
+            } else {
+                outside = mid;
+            }
+        }
+        inside
+    };
+    let lower = if log_m(1e-12) < thr {
+        0.0
+    } else {
+        bisect(ph.max(1e-12), 1e-12)
+    };
+    let upper = if log_m(1.0 - 1e-12) < thr {
+        1.0
+    } else {
+        bisect(ph.min(1.0 - 1e-12), 1.0 - 1e-12)
+    };
+    (lower, upper)
+}
+
+/// Population stability index `Σ (c_i − r_i) ln(c_i / r_i)` between reference probabilities and
+/// current counts. Empty cells are smoothed with half a count so that a category never seen
+/// in the reference gives a large but finite contribution.
+pub fn psi(reference: &[f64], reference_n: u64, current: &[u64]) -> f64 {
+    let n: u64 = current.iter().sum();
+    if n == 0 || reference_n == 0 {
+        return 0.0;
+    }
+    let k = reference.len().max(1) as f64;
+    let ref_floor = 0.5 / reference_n as f64;
+    let cur_n = n as f64 + 0.5 * k;
+    let ref_total: f64 = reference.iter().map(|&r| r.max(ref_floor)).sum();
+    let mut s = 0.0;
+    for (r, &c) in reference.iter().zip(current) {
+        let r = r.max(ref_floor) / ref_total;
+        let c = (c as f64 + 0.5) / cur_n;
+        s += (c - r) * (c / r).ln();
+    }
+    s
+}
+
+/// Interior quantile cut points of a fine histogram (see [`crate::stats::fine_bin`]) for `bins`
+/// equal-mass bins: the fine bins at which each new coarse bin starts, ascending, without
+/// duplicates (heavy ties merge bins).
+pub fn quantile_cuts(fine: &FxHashMap<i16, u32>, bins: usize) -> Vec<i16> {
+    let mut sorted: Vec<(i16, u32)> = fine.iter().map(|(&k, &c)| (k, c)).collect();
+    sorted.sort_unstable();
+    let total: u64 = sorted.iter().map(|&(_, c)| u64::from(c)).sum();
+    let mut cuts = Vec::with_capacity(bins);
+    if total == 0 || bins < 2 {
+        return cuts;
+    }
+    let mut cum = 0u64;
+    let mut next = 1;
+    for (i, &(_, c)) in sorted.iter().enumerate() {
+        cum += u64::from(c);
+        while next < bins && cum * bins as u64 >= total * next as u64 {
+            next += 1;
+            if let Some(&(following, _)) = sorted.get(i + 1) {
+                if cuts.last() != Some(&following) {
+                    cuts.push(following);
+                }
+            }
+        }
+    }
+    cuts
+}
+
+/// Coarse bin of a fine bin given cut points from [`quantile_cuts`].
+#[inline]
+pub fn coarse_bin(cuts: &[i16], fine: i16) -> usize {
+    cuts.partition_point(|&c| c <= fine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_pcg::Pcg64;
+
+    #[test]
+    fn ln_gamma_matches_factorials() {
+        let mut f = 1.0f64;
+        for n in 1..20 {
+            assert!((ln_gamma(f64::from(n)) - f.ln()).abs() < 1e-10, "{n}");
+            f *= f64::from(n);
+        }
+        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-10);
+    }
+
+    #[test]
+    fn ratio_test_is_valid_under_the_null() {
+        // Continuous monitoring of 400 identical arms (10% traffic split, 5% errors):
+        // the mixture should cross 1/α = 100 in well under 1% … 2% of runs.
+        let mut rng = Pcg64::seed_from_u64(7);
+        let grid = geometric_grid(1.5, 20.0, 1.25);
+        let alts: Vec<usize> = (0..grid.len()).collect();
+        let mut crossed = 0;
+        for _ in 0..400 {
+            let mut t = RatioLikelihood::new([vec![1.0], grid.clone()].concat());
+            let alts1: Vec<usize> = alts.iter().map(|k| k + 1).collect();
+            for _ in 0..600 {
+                let (nc, nb) = (5u64, 45u64);
+                let xc = (0..nc).filter(|_| rng.gen::<f64>() < 0.05).count() as u64;
+                let xb = (0..nb).filter(|_| rng.gen::<f64>() < 0.05).count() as u64;
+                t.update(nc, nb, xc, xb);
+                if t.log_e_value(&alts1, 0) >= 100f64.ln() {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        assert!(crossed <= 8, "crossed {crossed} of 400");
+    }
+
+    #[test]
+    fn ratio_test_detects_a_fourfold_rise() {
+        let mut rng = Pcg64::seed_from_u64(3);
+        let grid = [vec![1.0], geometric_grid(1.5, 20.0, 1.25)].concat();
+        let alts: Vec<usize> = (1..grid.len()).collect();
+        let mut t = RatioLikelihood::new(grid);
+        let mut when = None;
+        for sec in 0..600 {
+            let xc = (0..5).filter(|_| rng.gen::<f64>() < 0.04).count() as u64;
+            let xb = (0..45).filter(|_| rng.gen::<f64>() < 0.01).count() as u64;
+            t.update(5, 45, xc, xb);
+            if t.log_e_value(&alts, 0) >= 100f64.ln() {
+                when = Some(sec);
+                break;
+            }
+        }
+        let when = when.expect("detected");
+        assert!(when < 240, "took {when} s");
+    }
+
+    #[test]
+    fn confidence_bounds_cover() {
+        let (lo, hi) = kl_bounds(10, 1000, 0.01);
+        assert!(lo < 0.01 && hi > 0.01 && hi < 0.03, "{lo} {hi}");
+        let (lo, hi) = beta_binomial_cs(900, 1000, 0.005);
+        assert!(lo < 0.9 && lo > 0.85 && hi > 0.9 && hi < 0.95, "{lo} {hi}");
+        assert_eq!(beta_binomial_cs(0, 0, 0.01), (0.0, 1.0));
+        let (lo, _) = beta_binomial_cs(0, 50, 0.01);
+        assert_eq!(lo, 0.0);
+    }
+
+    #[test]
+    fn psi_of_identical_is_small_and_of_swap_is_large() {
+        let r = [0.45, 0.2, 0.2, 0.15];
+        assert!(psi(&r, 10_000, &[4500, 2000, 2000, 1500]) < 0.001);
+        let swapped = psi(&r, 10_000, &[2000, 4500, 2000, 1500]);
+        assert!((swapped - 0.405).abs() < 0.01, "{swapped}");
+    }
+
+    #[test]
+    fn quantile_cuts_split_mass_evenly() {
+        let mut h = FxHashMap::default();
+        for i in 1..=100i16 {
+            h.insert(i, 10);
+        }
+        let cuts = quantile_cuts(&h, 4);
+        assert_eq!(cuts, vec![26, 51, 76]);
+        assert_eq!(coarse_bin(&cuts, 25), 0);
+        assert_eq!(coarse_bin(&cuts, 26), 1);
+        assert_eq!(coarse_bin(&cuts, 100), 3);
+    }
+}

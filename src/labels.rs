@@ -1,0 +1,253 @@
+//! Joining late labels to their predictions by `event_id`, in bounded memory.
+//!
+//! Predictions wait for their label at most `max_label_delay` of event time and at most
+//! `max_pending` at once; labels that arrive before their prediction wait (bounded the same
+//! way, at a tenth of the size). Every eviction is counted. Ids are kept as 64-bit hashes,
+//! not strings: a collision among half a million pending ids has probability ≈ 10⁻⁸.
+
+use std::collections::VecDeque;
+use std::hash::Hasher;
+
+use rustc_hash::{FxHashMap, FxHasher};
+
+use crate::event::Outcome;
+use crate::time::Millis;
+
+/// A prediction or label reduced to what matching needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// A number.
+    Num(f64),
+    /// A class, by hash.
+    Class(u64),
+}
+
+impl Value {
+    /// From a decoded outcome.
+    pub fn of(o: &Outcome<'_>) -> Value {
+        match o {
+            Outcome::Num(x) => Value::Num(*x),
+            Outcome::Class(s) => Value::Class(hash_str(s)),
+        }
+    }
+}
+
+/// Stable 64-bit hash of a string (FxHash with a length prefix).
+pub fn hash_str(s: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write_usize(s.len());
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+/// A prediction awaiting its label.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PendingPrediction<T> {
+    /// Who made it.
+    pub target: T,
+    /// What it predicted.
+    pub value: Value,
+    /// When.
+    pub ts: Millis,
+}
+
+/// Result of matching one prediction with its label.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Joined<T> {
+    /// The model version that made the prediction.
+    pub target: T,
+    /// Event time at which the pair became complete: the later of the two.
+    pub ts: Millis,
+    /// Predicted value.
+    pub prediction: Value,
+    /// True value.
+    pub label: Value,
+}
+
+/// Counters of the join.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JoinCounters {
+    /// Predictions evicted unlabelled (too old or over capacity).
+    pub predictions_evicted: u64,
+    /// Labels evicted without a prediction.
+    pub labels_unmatched: u64,
+    /// Labels matched.
+    pub matched: u64,
+    /// Predictions that had no `prediction` value (labels for them are ignored).
+    pub predictions_without_value: u64,
+}
+
+/// The pending joins.
+#[derive(Debug, Clone)]
+pub struct LabelJoin<T> {
+    predictions: FxHashMap<u64, PendingPrediction<T>>,
+    prediction_order: VecDeque<(Millis, u64)>,
+    labels: FxHashMap<u64, (Value, Millis)>,
+    label_order: VecDeque<(Millis, u64)>,
+    max_pending: usize,
+    max_delay: Millis,
+    /// What happened so far.
+    pub counters: JoinCounters,
+}
+
+impl<T: Copy> LabelJoin<T> {
+    /// Empty, with bounds.
+    pub fn new(max_pending: usize, max_delay: Millis) -> Self {
+        LabelJoin {
+            predictions: FxHashMap::default(),
+            prediction_order: VecDeque::new(),
+            labels: FxHashMap::default(),
+            label_order: VecDeque::new(),
+            max_pending,
+            max_delay,
+            counters: JoinCounters::default(),
+        }
+    }
+
+    /// Predictions waiting now.
+    pub fn pending(&self) -> usize {
+        self.predictions.len()
+    }
+
+    /// Offers a prediction; returns the join if its label was already waiting.
+    pub fn prediction(&mut self, event_id: &str, p: PendingPrediction<T>) -> Option<Joined<T>> {
+        let key = hash_str(event_id);
+        if let Some((label, lts)) = self.labels.remove(&key) {
+            self.counters.matched += 1;
+            return Some(Joined {
+                target: p.target,
+                ts: lts.max(p.ts),
+                prediction: p.value,
+                label,
+            });
+        }
+        if self.predictions.insert(key, p).is_none() {
+            self.prediction_order.push_back((p.ts, key));
+        }
+        while self.predictions.len() > self.max_pending {
+            if !self.pop_prediction() {
+                break;
+            }
+        }
+        None
+    }
+
+    /// Offers a label; returns the join if its prediction is waiting.
+    pub fn label(&mut self, event_id: &str, value: Value, ts: Millis) -> Option<Joined<T>> {
+        let key = hash_str(event_id);
+        if let Some(p) = self.predictions.remove(&key) {
+            self.counters.matched += 1;
+            return Some(Joined {
+                target: p.target,
+                ts: ts.max(p.ts),
+                prediction: p.value,
+                label: value,
+            });
+        }
+        if self.labels.insert(key, (value, ts)).is_none() {
+            self.label_order.push_back((ts, key));
+        }
+        while self.labels.len() > (self.max_pending / 10).max(1) {
+            if !self.pop_label() {
+                break;
+            }
+        }
+        None
+    }
+
+    fn pop_prediction(&mut self) -> bool {
+        match self.prediction_order.pop_front() {
+            Some((_, key)) => {
+                if self.predictions.remove(&key).is_some() {
+                    self.counters.predictions_evicted += 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn pop_label(&mut self) -> bool {
+        match self.label_order.pop_front() {
+            Some((_, key)) => {
+                if self.labels.remove(&key).is_some() {
+                    self.counters.labels_unmatched += 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evicts everything older than `max_label_delay` before `now` (event time).
+    pub fn expire(&mut self, now: Millis) {
+        let horizon = now.saturating_sub(self.max_delay);
+        while let Some(&(ts, key)) = self.prediction_order.front() {
+            if ts >= horizon && self.predictions.contains_key(&key) {
+                break;
+            }
+            self.prediction_order.pop_front();
+            if ts < horizon && self.predictions.remove(&key).is_some() {
+                self.counters.predictions_evicted += 1;
+            }
+        }
+        while let Some(&(ts, key)) = self.label_order.front() {
+            if ts >= horizon && self.labels.contains_key(&key) {
+                break;
+            }
+            self.label_order.pop_front();
+            if ts < horizon && self.labels.remove(&key).is_some() {
+                self.counters.labels_unmatched += 1;
+            }
+        }
+    }
+
+    /// Forgets pending predictions of targets for which `gone` is true.
+    pub fn forget(&mut self, gone: impl Fn(&T) -> bool) {
+        self.predictions.retain(|_, p| !gone(&p.target));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_in_either_order() {
+        let mut j: LabelJoin<u32> = LabelJoin::new(10, 1000);
+        let p = PendingPrediction {
+            target: 7,
+            value: Value::Num(1.0),
+            ts: 100,
+        };
+        assert!(j.prediction("a", p).is_none());
+        let got = j.label("a", Value::Num(0.0), 500).unwrap();
+        assert_eq!((got.target, got.ts), (7, 500));
+        assert!(j.label("b", Value::Num(2.0), 600).is_none());
+        let got = j
+            .prediction("b", PendingPrediction { ts: 650, ..p })
+            .unwrap();
+        assert_eq!(got.ts, 650);
+        assert_eq!(j.counters.matched, 2);
+    }
+
+    #[test]
+    fn bounded_and_counted() {
+        let mut j: LabelJoin<u32> = LabelJoin::new(3, 1000);
+        for i in 0..5 {
+            j.prediction(
+                &format!("p{i}"),
+                PendingPrediction {
+                    target: 1,
+                    value: Value::Num(0.0),
+                    ts: i,
+                },
+            );
+        }
+        assert_eq!(j.pending(), 3);
+        assert_eq!(j.counters.predictions_evicted, 2);
+        j.expire(10_000);
+        assert_eq!(j.pending(), 0);
+        assert_eq!(j.counters.predictions_evicted, 5);
+    }
+}

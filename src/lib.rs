@@ -1,0 +1,23 @@
+//! driftwatch: the feedback half of the deploy loop.
+//!
+//! It consumes production request, prediction, error and label events, keeps event-time
+//! windowed statistics per app version and per model version, and decides — with anytime-valid
+//! statistics — when a candidate must be rolled back, a model retrained or reviewed, or a
+//! healthy candidate promoted. The [`engine::Engine`] is pure and deterministic; the drivers
+//! around it read files ([`replay`]) or Kafka.
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod command;
+pub mod config;
+pub mod detect;
+pub mod engine;
+pub mod event;
+pub mod labels;
+pub mod reference;
+pub mod replay;
+pub mod sim;
+pub mod stats;
+pub mod time;
+pub mod window;

@@ -1,0 +1,158 @@
+//! The `driftwatch` command line: parses arguments, builds a driver, runs it.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use driftwatch::config::Config;
+use driftwatch::engine::Engine;
+use driftwatch::replay::{describe, replay, stderr_is_terminal, ReplayOptions};
+use driftwatch::sim;
+use driftwatch::time::parse_duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "driftwatch",
+    version,
+    about = "Rollback, retrain, review and promote decisions from production events"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Replay JSON Lines files (or - for stdin): commands as JSON Lines on stdout, a summary on stderr.
+    Replay {
+        /// Policy file (TOML); defaults apply without one.
+        #[arg(long, env = "DRIFTWATCH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Write every bad line, with its reason, to this file (JSON Lines).
+        #[arg(long)]
+        dead_letter: Option<PathBuf>,
+        /// No summary on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Input files; `-` reads stdin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Synthetic fleet traffic with injected faults, as JSON Lines on stdout.
+    Simulate {
+        /// Scenario name (see --list).
+        #[arg(long, required_unless_present = "list")]
+        scenario: Option<String>,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Override the scenario's length (e.g. 2h).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Multiply every stream's rate.
+        #[arg(long, default_value_t = 1.0)]
+        rate_scale: f64,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// List scenarios and what they show.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Replay {
+            config,
+            dead_letter,
+            quiet,
+            files,
+        } => {
+            let cfg = load_config(config.as_ref())?;
+            let mut engine = Engine::new(cfg);
+            let opts = ReplayOptions {
+                dead_letter,
+                progress: !quiet && stderr_is_terminal(),
+                quiet,
+            };
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let summary = replay(&mut engine, &files, &mut out, &opts)?;
+            out.flush()?;
+            if !quiet {
+                eprintln!("{}", describe(&engine, &summary));
+            }
+        }
+        Cmd::Simulate {
+            scenario,
+            seed,
+            duration,
+            rate_scale,
+            out,
+            list,
+        } => {
+            if list {
+                for name in sim::SCENARIOS {
+                    if let Some(s) = sim::scenario(name) {
+                        println!("{name:20} {}", s.description);
+                    }
+                }
+                return Ok(());
+            }
+            let name = scenario.unwrap_or_default();
+            if sim::scenario(&name).is_none() {
+                anyhow::bail!(
+                    "unknown scenario `{name}`; known: {}",
+                    sim::SCENARIOS.join(", ")
+                );
+            }
+            if !(rate_scale.is_finite() && rate_scale > 0.0) {
+                anyhow::bail!("--rate-scale must be a positive number (got {rate_scale})");
+            }
+            let duration = duration
+                .map(|d| parse_duration(&d).map_err(|e| anyhow::anyhow!("--duration: {e}")))
+                .transpose()?;
+            let mut sink: Box<dyn Write> = match &out {
+                Some(p) => Box::new(io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())),
+            };
+            match sim::write_scenario(&name, seed, rate_scale, duration, &mut sink) {
+                Ok(_) => {}
+                // A closed pipe (`simulate | head`) is not an error.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("driftwatch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

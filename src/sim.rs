@@ -1,0 +1,803 @@
+//! Synthetic fleet traffic with injected faults: the scenarios behind `simulate`, the demo,
+//! the tests and the benchmarks.
+//!
+//! A scenario is a set of streams (an app version's requests, a model version's predictions),
+//! each a Poisson process with its own error rate, latency distribution, features and label
+//! accuracy, some of which change at a given time. Streams are merged in event-time order;
+//! labels follow their predictions after a delay. Everything is drawn from one seeded
+//! generator, so a scenario and a seed always give the same bytes. Bad lines and disorder are
+//! drawn from separate generators, so a scenario's "clean twin" has exactly the same events.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Exp, Normal};
+use rand_pcg::Pcg64;
+
+use crate::command::{CommandKind, Reason};
+use crate::config::Kind;
+use crate::time::{format_rfc3339, Millis};
+
+/// 2025-11-24T16:00:00Z: where every scenario starts.
+pub const EPOCH: Millis = 1_764_000_000_000;
+const MIN: Millis = 60_000;
+
+/// How a stream writes its timestamps (both forms of the contract are exercised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsFormat {
+    /// RFC 3339 strings.
+    Rfc3339,
+    /// Integer epoch milliseconds.
+    EpochMs,
+}
+
+/// A change in a stream's features.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shift {
+    /// Shift of `amount`'s log-value by this many standard deviations.
+    AmountLog(f64),
+    /// The two most common countries swap shares (45% ↔ 20%).
+    CountrySwap,
+}
+
+/// One stream of traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    /// App version named by the events.
+    pub app: Option<(String, String)>,
+    /// Model version named by the events (then the events are predictions).
+    pub model: Option<(String, String)>,
+    /// Start, from the scenario start.
+    pub start: Millis,
+    /// End, from the scenario start (`None`: runs to the end).
+    pub end: Option<Millis>,
+    /// Events per second.
+    pub rate: f64,
+    /// Share of events that fail.
+    pub error_rate: f64,
+    /// Median latency in ms.
+    pub latency_median: f64,
+    /// Log-space deviation of latency.
+    pub latency_sigma: f64,
+    /// Features on predictions.
+    pub features: bool,
+    /// A shift of features at a time (from the scenario start).
+    pub shift: Option<(Millis, Shift)>,
+    /// Predictions get labels, with this accuracy (class predictions) …
+    pub accuracy: Option<f64>,
+    /// … or numeric predictions with numeric labels.
+    pub numeric_prediction: bool,
+    /// Timestamp format.
+    pub ts_format: TsFormat,
+}
+
+impl StreamSpec {
+    fn app(name: &str, version: &str, start: Millis, rate: f64, error_rate: f64) -> Self {
+        StreamSpec {
+            app: Some((name.into(), version.into())),
+            model: None,
+            start,
+            end: None,
+            rate,
+            error_rate,
+            latency_median: 40.0,
+            latency_sigma: 0.35,
+            features: false,
+            shift: None,
+            accuracy: None,
+            numeric_prediction: false,
+            ts_format: TsFormat::Rfc3339,
+        }
+    }
+
+    fn model(name: &str, version: &str, start: Millis, rate: f64, error_rate: f64) -> Self {
+        StreamSpec {
+            app: None,
+            model: Some((name.into(), version.into())),
+            start,
+            end: None,
+            rate,
+            error_rate,
+            latency_median: 12.0,
+            latency_sigma: 0.3,
+            features: true,
+            shift: None,
+            accuracy: None,
+            numeric_prediction: false,
+            ts_format: TsFormat::EpochMs,
+        }
+    }
+}
+
+/// A command a scenario is built to produce.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Expected {
+    /// Command.
+    pub command: CommandKind,
+    /// Target kind.
+    pub kind: Kind,
+    /// Target name.
+    pub name: String,
+    /// Target version.
+    pub version: String,
+    /// Reason.
+    pub reason: Reason,
+    /// For drift: the features that must be named (and no others).
+    pub drifted: Vec<String>,
+}
+
+/// A named scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Name for `--scenario`.
+    pub name: &'static str,
+    /// One line on what it shows.
+    pub description: &'static str,
+    /// Length of the stream.
+    pub duration: Millis,
+    /// The streams.
+    pub streams: Vec<StreamSpec>,
+    /// Share of lines replaced by… no: added as bad input.
+    pub bad_input_rate: f64,
+    /// Maximum delay of an event's position in the output relative to its time.
+    pub disorder: Millis,
+    /// When the fault starts (for detection delays), from the scenario start.
+    pub fault_at: Option<Millis>,
+    /// What `replay` should decide under the default policy.
+    pub expected: Vec<Expected>,
+}
+
+fn expect(command: CommandKind, kind: Kind, name: &str, version: &str, reason: Reason) -> Expected {
+    Expected {
+        command,
+        kind,
+        name: name.into(),
+        version: version.into(),
+        reason,
+        drifted: Vec::new(),
+    }
+}
+
+/// Names of all scenarios.
+pub const SCENARIOS: [&str; 16] = [
+    "canary-error",
+    "aa-control",
+    "low-traffic",
+    "latency-regression",
+    "full-rollout",
+    "model-error",
+    "numeric-drift",
+    "categorical-drift",
+    "stationary",
+    "accuracy-regression",
+    "accuracy-review",
+    "bad-input",
+    "mixed",
+    "disorder",
+    "many-targets",
+    "demo",
+];
+
+/// The scenario called `name`.
+pub fn scenario(name: &str) -> Option<Scenario> {
+    use CommandKind::*;
+    use Kind::*;
+    let base = |name, description, duration, streams, expected| Scenario {
+        name,
+        description,
+        duration,
+        streams,
+        bad_input_rate: 0.0,
+        disorder: 0,
+        fault_at: None,
+        expected,
+    };
+    let canary = || {
+        vec![
+            StreamSpec::app("checkout", "2.3.0", 0, 45.0, 0.01),
+            StreamSpec::app("checkout", "2.4.0", 10 * MIN, 5.0, 0.04),
+        ]
+    };
+    let drift_model = |shift: Option<(Millis, Shift)>| {
+        let mut m = StreamSpec::model("fraud", "7", 0, 20.0, 0.0);
+        m.shift = shift;
+        m
+    };
+    let s = match name {
+        "canary-error" => Scenario {
+            fault_at: Some(10 * MIN),
+            ..base(
+                "canary-error",
+                "checkout 2.4.0 canary (10% of 50 req/s) fails 4% against 1% on 2.3.0: rollback for error rate",
+                30 * MIN,
+                canary(),
+                vec![expect(Rollback, App, "checkout", "2.4.0", Reason::ErrorRate)],
+            )
+        },
+        "aa-control" => {
+            let mut st = canary();
+            st[1].error_rate = 0.01;
+            base(
+                "aa-control",
+                "checkout 2.4.0 canary as healthy as 2.3.0 (1% errors): no rollback, promoted once shown not worse",
+                45 * MIN,
+                st,
+                vec![expect(Promote, App, "checkout", "2.4.0", Reason::Healthy)],
+            )
+        }
+        "low-traffic" => {
+            let mut rare = StreamSpec::model("churn", "3", 0, 0.02, 0.02);
+            rare.app = None;
+            base(
+                "low-traffic",
+                "an admin app and a churn model at a few events per minute: nothing is decided on too little data",
+                6 * 60 * MIN,
+                vec![
+                    StreamSpec::app("admin", "1.0", 0, 0.05, 0.02),
+                    StreamSpec::app("admin", "1.1", 30 * MIN, 0.05, 0.02),
+                    rare,
+                ],
+                vec![],
+            )
+        }
+        "latency-regression" => {
+            let mut st = canary();
+            st[1].error_rate = 0.01;
+            st[1].latency_median = 80.0;
+            Scenario {
+                fault_at: Some(10 * MIN),
+                ..base(
+                    "latency-regression",
+                    "checkout 2.4.0 canary answers twice as slowly: rollback for latency",
+                    30 * MIN,
+                    st,
+                    vec![expect(Rollback, App, "checkout", "2.4.0", Reason::Latency)],
+                )
+            }
+        }
+        "full-rollout" => {
+            let mut old = StreamSpec::app("checkout", "2.3.0", 0, 50.0, 0.01);
+            old.end = Some(15 * MIN);
+            let new = StreamSpec::app("checkout", "2.4.0", 15 * MIN, 50.0, 0.04);
+            Scenario {
+                fault_at: Some(15 * MIN),
+                ..base(
+                    "full-rollout",
+                    "checkout 2.4.0 replaces 2.3.0 at once and fails 4% against 1% before: rollback against pre-switch statistics",
+                    30 * MIN,
+                    vec![old, new],
+                    vec![expect(Rollback, App, "checkout", "2.4.0", Reason::ErrorRate)],
+                )
+            }
+        }
+        "model-error" => {
+            let mut v6 = StreamSpec::model("fraud", "6", 0, 45.0, 0.01);
+            v6.app = Some(("checkout".into(), "2.3.0".into()));
+            let mut v7 = StreamSpec::model("fraud", "7", 10 * MIN, 5.0, 0.04);
+            v7.app = Some(("checkout".into(), "2.3.0".into()));
+            Scenario {
+                fault_at: Some(10 * MIN),
+                ..base(
+                    "model-error",
+                    "fraud model 7 canary fails 4% against 1% on model 6, app version unchanged: rollback of the model only",
+                    30 * MIN,
+                    vec![v6, v7],
+                    vec![expect(Rollback, Model, "fraud", "7", Reason::ErrorRate)],
+                )
+            }
+        }
+        "numeric-drift" => Scenario {
+            fault_at: Some(40 * MIN),
+            ..base(
+                "numeric-drift",
+                "fraud model 7 at 20 req/s; `amount` shifts by 0.67σ of its log-value at 40 min: retrain naming `amount`",
+                60 * MIN,
+                vec![drift_model(Some((40 * MIN, Shift::AmountLog(0.67))))],
+                vec![Expected {
+                    drifted: vec!["amount".into()],
+                    ..expect(Retrain, Model, "fraud", "7", Reason::FeatureDrift)
+                }],
+            )
+        },
+        "categorical-drift" => Scenario {
+            fault_at: Some(40 * MIN),
+            ..base(
+                "categorical-drift",
+                "fraud model 7 at 20 req/s; `country` shares of US and DE swap (45%/20%) at 40 min: retrain naming `country`",
+                60 * MIN,
+                vec![drift_model(Some((40 * MIN, Shift::CountrySwap)))],
+                vec![Expected {
+                    drifted: vec!["country".into()],
+                    ..expect(Retrain, Model, "fraud", "7", Reason::FeatureDrift)
+                }],
+            )
+        },
+        "stationary" => {
+            let mut m = drift_model(Some((90 * MIN, Shift::AmountLog(0.025))));
+            m.numeric_prediction = true;
+            base(
+                "stationary",
+                "a regression model at 20 req/s for 3 hours, with a 0.025σ shift of `amount` half-way: no retrain",
+                180 * MIN,
+                vec![m],
+                vec![],
+            )
+        }
+        "accuracy-regression" => {
+            let mut v6 = StreamSpec::model("fraud", "6", 0, 45.0, 0.005);
+            v6.accuracy = Some(0.90);
+            let mut v7 = StreamSpec::model("fraud", "7", 10 * MIN, 5.0, 0.005);
+            v7.accuracy = Some(0.80);
+            Scenario {
+                fault_at: Some(10 * MIN),
+                ..base(
+                    "accuracy-regression",
+                    "fraud model 7 canary is right 80% of the time against 90% for model 6: rollback for accuracy",
+                    40 * MIN,
+                    vec![v6, v7],
+                    vec![expect(Rollback, Model, "fraud", "7", Reason::Accuracy)],
+                )
+            }
+        }
+        "accuracy-review" => {
+            let mut v6 = StreamSpec::model("fraud", "6", 0, 50.0, 0.005);
+            v6.accuracy = Some(0.90);
+            let mut v7 = StreamSpec::model("fraud", "7", 10 * MIN, 50.0, 0.005);
+            v7.accuracy = Some(0.87);
+            Scenario {
+                fault_at: Some(10 * MIN),
+                ..base(
+                    "accuracy-review",
+                    "fraud model 7 (half the traffic) is 3 points less accurate than model 6: review, not rollback",
+                    40 * MIN,
+                    vec![v6, v7],
+                    vec![expect(Review, Model, "fraud", "7", Reason::Accuracy)],
+                )
+            }
+        }
+        "bad-input" => Scenario {
+            bad_input_rate: 0.03,
+            fault_at: Some(10 * MIN),
+            ..base(
+                "bad-input",
+                "the canary-error stream with 3% bad lines of every kind mixed in: the same decisions as its clean twin",
+                30 * MIN,
+                canary(),
+                vec![expect(Rollback, App, "checkout", "2.4.0", Reason::ErrorRate)],
+            )
+        },
+        "mixed" | "disorder" => {
+            let mut st = canary();
+            st.push(drift_model(Some((40 * MIN, Shift::AmountLog(0.67)))));
+            let mut labelled = StreamSpec::model("churn", "3", 0, 10.0, 0.002);
+            labelled.accuracy = Some(0.85);
+            labelled.features = false;
+            st.push(labelled);
+            let disorder = if name == "disorder" { 25_000 } else { 0 };
+            Scenario {
+                disorder,
+                fault_at: Some(10 * MIN),
+                ..base(
+                    if disorder > 0 { "disorder" } else { "mixed" },
+                    if disorder > 0 {
+                        "the mixed fleet with every event displaced by up to 25 s: exactly the decisions of sorted input"
+                    } else {
+                        "an app canary that regresses, a model that drifts at 40 min, a labelled model: the benchmark mix"
+                    },
+                    60 * MIN,
+                    st,
+                    vec![
+                        expect(Rollback, App, "checkout", "2.4.0", Reason::ErrorRate),
+                        Expected {
+                            drifted: vec!["amount".into()],
+                            ..expect(Retrain, Model, "fraud", "7", Reason::FeatureDrift)
+                        },
+                    ],
+                )
+            }
+        }
+        "many-targets" => {
+            let mut st = Vec::new();
+            let mut expected = Vec::new();
+            for i in 0..1000 {
+                let app = format!("svc-{i:04}");
+                st.push(StreamSpec::app(&app, "1.0", 0, 0.5, 0.01));
+                if i % 50 == 7 {
+                    st.push(StreamSpec::app(&app, "1.1", 10 * MIN, 0.5, 0.30));
+                    expected.push(expect(Rollback, App, &app, "1.1", Reason::ErrorRate));
+                }
+            }
+            for i in 0..100 {
+                let mut m = StreamSpec::model(&format!("model-{i:03}"), "1", 0, 0.2, 0.0);
+                m.latency_median = 5.0;
+                st.push(m);
+            }
+            Scenario {
+                fault_at: Some(10 * MIN),
+                ..base(
+                    "many-targets",
+                    "1,000 apps and 100 models; 20 apps get a canary failing 30%: exactly those 20 are rolled back",
+                    30 * MIN,
+                    st,
+                    expected,
+                )
+            }
+        }
+        "demo" => {
+            let mut st = vec![
+                StreamSpec::app("checkout", "2.3.0", 0, 45.0, 0.01),
+                StreamSpec::app("checkout", "2.4.0", 2 * MIN, 5.0, 0.05),
+                StreamSpec::app("search", "5.1.0", 0, 30.0, 0.005),
+                StreamSpec::app("search", "5.2.0", MIN, 30.0, 0.005),
+            ];
+            let mut m = drift_model(Some((14 * MIN, Shift::CountrySwap)));
+            m.rate = 30.0;
+            st.push(m);
+            Scenario {
+                fault_at: Some(2 * MIN),
+                ..base(
+                    "demo",
+                    "a canary that regresses, a model whose inputs drift, a healthy canary that gets promoted",
+                    30 * MIN,
+                    st,
+                    vec![
+                        expect(Rollback, App, "checkout", "2.4.0", Reason::ErrorRate),
+                        expect(Promote, App, "search", "5.2.0", Reason::Healthy),
+                        Expected {
+                            drifted: vec!["country".into()],
+                            ..expect(Retrain, Model, "fraud", "7", Reason::FeatureDrift)
+                        },
+                    ],
+                )
+            }
+        }
+        _ => return None,
+    };
+    Some(s)
+}
+
+const COUNTRIES: [&str; 5] = ["US", "DE", "FR", "GB", "JP"];
+const COUNTRY_SHARES: [f64; 5] = [0.45, 0.20, 0.15, 0.10, 0.10];
+const DEVICES: [&str; 3] = ["mobile", "desktop", "tablet"];
+const DEVICE_SHARES: [f64; 3] = [0.6, 0.3, 0.1];
+
+fn pick<'a>(rng: &mut Pcg64, items: &[&'a str], shares: &[f64]) -> &'a str {
+    let mut u: f64 = rng.gen();
+    for (i, s) in shares.iter().enumerate() {
+        if u < *s {
+            return items[i];
+        }
+        u -= s;
+    }
+    items[items.len() - 1]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Pending {
+    Arrival(usize),
+    Label(String, String, Option<(String, String)>),
+}
+
+/// Generates a scenario's JSON Lines, in output order.
+#[derive(Debug)]
+pub struct Generator {
+    scenario: Scenario,
+    rng: Pcg64,
+    bad_rng: Pcg64,
+    disorder_rng: Pcg64,
+    queue: BinaryHeap<Reverse<(Millis, u64, Pending)>>,
+    seq: u64,
+    counters: Vec<u64>,
+    start: Millis,
+    /// Lines held back for disorder: (emit-after time, seq, line).
+    held: BinaryHeap<Reverse<(Millis, u64, Vec<u8>)>>,
+    emitted_valid: bool,
+    line: String,
+}
+
+impl Generator {
+    /// A generator for `scenario` with `seed`; `rate_scale` multiplies every stream's rate.
+    pub fn new(mut scenario: Scenario, seed: u64, rate_scale: f64) -> Self {
+        for s in &mut scenario.streams {
+            s.rate *= rate_scale;
+        }
+        let mut g = Generator {
+            rng: Pcg64::seed_from_u64(seed),
+            bad_rng: Pcg64::seed_from_u64(seed ^ 0x0bad_0bad_0bad_0bad),
+            disorder_rng: Pcg64::seed_from_u64(seed ^ 0x5eed_5eed),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            counters: vec![0; scenario.streams.len()],
+            start: EPOCH,
+            held: BinaryHeap::new(),
+            emitted_valid: false,
+            line: String::with_capacity(512),
+            scenario,
+        };
+        for i in 0..g.scenario.streams.len() {
+            let first = g.scenario.streams[i].start;
+            if let Some(t) = g.next_arrival(i, first) {
+                g.push(t, Pending::Arrival(i));
+            }
+        }
+        g
+    }
+
+    fn push(&mut self, at: Millis, p: Pending) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, p)));
+    }
+
+    fn next_arrival(&mut self, i: usize, from: Millis) -> Option<Millis> {
+        let s = &self.scenario.streams[i];
+        if s.rate <= 0.0 {
+            return None;
+        }
+        let gap = Exp::new(s.rate).map_or(1.0, |e| e.sample(&mut self.rng));
+        let t = from + (gap * 1000.0).round() as Millis;
+        let end = s
+            .end
+            .unwrap_or(self.scenario.duration)
+            .min(self.scenario.duration);
+        (t < end).then_some(t)
+    }
+
+    fn ts(&mut self, t: Millis, fmt: TsFormat) {
+        let abs = self.start + t;
+        match fmt {
+            TsFormat::Rfc3339 => {
+                let _ = write!(self.line, "\"{}\"", format_rfc3339(abs));
+            }
+            TsFormat::EpochMs => {
+                let _ = write!(self.line, "{abs}");
+            }
+        }
+    }
+
+    /// Writes the next event into `self.line`; returns its event time, or `None` at the end.
+    fn next_event(&mut self) -> Option<Millis> {
+        let Reverse((t, _, p)) = self.queue.pop()?;
+        self.line.clear();
+        match p {
+            Pending::Label(event_id, label, model) => {
+                self.line.push_str("{\"type\":\"label\",\"timestamp\":");
+                self.ts(t, TsFormat::EpochMs);
+                let _ = write!(self.line, ",\"event_id\":\"{event_id}\",\"label\":{label}");
+                if let Some((m, v)) = model {
+                    let _ = write!(self.line, ",\"model\":\"{m}\",\"model_version\":\"{v}\"");
+                }
+                self.line.push('}');
+            }
+            Pending::Arrival(i) => {
+                if let Some(n) = self.next_arrival(i, t) {
+                    self.push(n, Pending::Arrival(i));
+                }
+                self.counters[i] += 1;
+                self.write_arrival(i, t);
+            }
+        }
+        Some(t)
+    }
+
+    fn write_arrival(&mut self, i: usize, t: Millis) {
+        let s = self.scenario.streams[i].clone();
+        let is_error = self.rng.gen::<f64>() < s.error_rate;
+        let latency = (s.latency_median.ln()
+            + s.latency_sigma * Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng)))
+        .exp();
+        let kind = if is_error {
+            "error"
+        } else if s.model.is_some() {
+            "prediction"
+        } else {
+            "request"
+        };
+        let _ = write!(self.line, "{{\"type\":\"{kind}\",\"timestamp\":");
+        self.ts(t, s.ts_format);
+        if let Some((a, v)) = &s.app {
+            let _ = write!(self.line, ",\"app\":\"{a}\",\"app_version\":\"{v}\"");
+        }
+        if let Some((m, v)) = &s.model {
+            let _ = write!(self.line, ",\"model\":\"{m}\",\"model_version\":\"{v}\"");
+        }
+        let _ = write!(self.line, ",\"latency_ms\":{:.1}", latency);
+        if is_error {
+            let _ = write!(
+                self.line,
+                ",\"error\":\"{}\"",
+                if self.rng.gen::<f64>() < 0.7 {
+                    "http_500"
+                } else {
+                    "timeout"
+                }
+            );
+            self.line.push('}');
+            return;
+        }
+        let Some((m, v)) = &s.model else {
+            self.line.push('}');
+            return;
+        };
+        let event_id = format!("{m}-{v}-{}", self.counters[i]);
+        let _ = write!(self.line, ",\"event_id\":\"{event_id}\"");
+        let shifted = s.shift.filter(|(at, _)| t >= *at).map(|(_, sh)| sh);
+        if s.features {
+            let shift = match shifted {
+                Some(Shift::AmountLog(d)) => d,
+                _ => 0.0,
+            };
+            let amount =
+                (3.0 + shift + Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng)))
+                    .exp();
+            let shares = if shifted == Some(Shift::CountrySwap) {
+                [0.20, 0.45, 0.15, 0.10, 0.10]
+            } else {
+                COUNTRY_SHARES
+            };
+            let country = pick(&mut self.rng, &COUNTRIES, &shares);
+            let age: f64 =
+                40.0 + 12.0 * Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng));
+            let device = pick(&mut self.rng, &DEVICES, &DEVICE_SHARES);
+            let is_new = self.rng.gen::<f64>() < 0.2;
+            let _ = write!(
+                self.line,
+                ",\"features\":{{\"amount\":{amount:.2},\"country\":\"{country}\",\"age\":{:.0},\"device\":\"{device}\",\"is_new\":{is_new},\"ext_score\":",
+                age.max(18.0)
+            );
+            if self.rng.gen::<f64>() < 0.02 {
+                self.line.push_str("null}");
+            } else {
+                let _ = write!(self.line, "{:.3}}}", self.rng.gen::<f64>());
+            }
+        }
+        let label = if s.numeric_prediction {
+            let truth: f64 =
+                100.0 + 20.0 * Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng));
+            let pred = truth + 5.0 * Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng));
+            let _ = write!(self.line, ",\"prediction\":{pred:.2}");
+            Some(format!("{truth:.2}"))
+        } else {
+            let fraud = self.rng.gen::<f64>() < 0.1;
+            let pred = if fraud { "fraud" } else { "legit" };
+            let _ = write!(self.line, ",\"prediction\":\"{pred}\"");
+            s.accuracy.map(|acc| {
+                let right = self.rng.gen::<f64>() < acc;
+                let truth = if right == fraud { "fraud" } else { "legit" };
+                format!("\"{truth}\"")
+            })
+        };
+        self.line.push('}');
+        if let Some(label) = label {
+            if s.accuracy.is_some() || s.numeric_prediction {
+                let delay = self.rng.gen_range(30_000..180_000);
+                let model = Some((m.clone(), v.clone()));
+                self.push(t + delay, Pending::Label(event_id, label, model));
+            }
+        }
+    }
+
+    fn bad_line(&mut self, t: Millis) -> Vec<u8> {
+        let ts = format_rfc3339(self.start + t);
+        let k = self.bad_rng.gen_range(0..14);
+        let s = match k {
+            0 => "this is not json".to_owned(),
+            1 => format!("{{\"type\":\"request\",\"timestamp\":\"{ts}\",\"app\":\"checkout\",\"app_ver"),
+            2 => format!("{{\"type\":\"click\",\"timestamp\":\"{ts}\",\"app\":\"checkout\",\"app_version\":\"2.4.0\"}}"),
+            3 => format!("{{\"type\":\"error\",\"timestamp\":\"{ts}\",\"app\":\"checkout\"}}"),
+            4 => "{\"type\":\"error\",\"timestamp\":\"yesterday\",\"app\":\"checkout\",\"app_version\":\"2.4.0\"}".to_owned(),
+            5 => format!("{{\"type\":\"error\",\"timestamp\":{},\"app\":\"checkout\",\"app_version\":\"2.4.0\"}}", (self.start + t) / 1000),
+            6 => format!("{{\"type\":\"error\",\"timestamp\":\"{ts}\",\"app\":\"checkout\",\"app_version\":\"2.4.0\",\"latency_ms\":1e999}}"),
+            7 => format!("{{\"type\":\"request\",\"timestamp\":\"{ts}\",\"app\":\"checkout\",\"app_version\":\"2.3.0\",\"latency_ms\":-3}}"),
+            8 => "[1,2,3]".to_owned(),
+            9 => format!("{{\"type\":\"error\",\"timestamp\":\"{ts}\"}}"),
+            10 => "{\"type\":\"error\",\"timestamp\":\"2999-01-01T00:00:00Z\",\"app\":\"checkout\",\"app_version\":\"2.4.0\"}".to_owned(),
+            11 => format!("{{\"type\":\"request\",\"timestamp\":\"{ts}\",\"app\":\"checkout\",\"app_version\":2.4}}"),
+            12 if self.emitted_valid => "{\"type\":\"error\",\"timestamp\":\"2090-01-01T00:00:00Z\",\"app\":\"checkout\",\"app_version\":\"2.4.0\"}".to_owned(),
+            13 => return b"{\"type\":\"error\",\"app\":\"\xff\xfe\"}".to_vec(),
+            _ => "{\"type\":\"request\"}".to_owned(),
+        };
+        s.into_bytes()
+    }
+
+    /// Writes the whole scenario as JSON Lines.
+    pub fn write_all(&mut self, out: &mut dyn Write) -> io::Result<u64> {
+        let mut n = 0;
+        while let Some(line) = self.next_line() {
+            out.write_all(&line)?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+        out.flush()?;
+        Ok(n)
+    }
+
+    /// The next line of output (without newline), or `None` at the end.
+    pub fn next_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if self.scenario.disorder > 0 {
+                // Hold each event back by a random delay; release in order of release time, so
+                // no event is more than `disorder` late relative to the newest one emitted.
+                let next_t = self.queue.peek().map(|Reverse((t, _, _))| *t);
+                if let Some(Reverse((release, _, _))) = self.held.peek() {
+                    if next_t.is_none_or(|t| *release <= t) {
+                        let Reverse((_, _, line)) = self.held.pop()?;
+                        return Some(line);
+                    }
+                }
+                let t = self.next_event()?;
+                let delay = self.disorder_rng.gen_range(0..self.scenario.disorder);
+                self.seq += 1;
+                self.held.push(Reverse((
+                    t + delay,
+                    self.seq,
+                    self.line.as_bytes().to_vec(),
+                )));
+                continue;
+            }
+            if self.scenario.bad_input_rate > 0.0
+                && self.bad_rng.gen::<f64>() < self.scenario.bad_input_rate
+            {
+                let t = self.queue.peek().map_or(0, |Reverse((t, _, _))| *t);
+                return Some(self.bad_line(t));
+            }
+            self.next_event()?;
+            self.emitted_valid = true;
+            return Some(self.line.as_bytes().to_vec());
+        }
+    }
+}
+
+/// Writes scenario `name` with `seed` to `out`; returns the number of lines.
+pub fn write_scenario(
+    name: &str,
+    seed: u64,
+    rate_scale: f64,
+    duration: Option<Millis>,
+    out: &mut dyn Write,
+) -> io::Result<u64> {
+    let mut s = scenario(name).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unknown scenario `{name}`"),
+        )
+    })?;
+    if let Some(d) = duration {
+        s.duration = d;
+    }
+    Generator::new(s, seed, rate_scale).write_all(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_exists_and_is_deterministic() {
+        for name in SCENARIOS {
+            let s = scenario(name).unwrap();
+            assert_eq!(s.name, name);
+        }
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        write_scenario("canary-error", 3, 0.1, Some(5 * MIN), &mut a).unwrap();
+        write_scenario("canary-error", 3, 0.1, Some(5 * MIN), &mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(!a.is_empty());
+    }
+
+    #[test]
+    fn disorder_stays_within_bound() {
+        let mut s = scenario("disorder").unwrap();
+        s.duration = 3 * MIN;
+        let mut g = Generator::new(s, 1, 0.2);
+        let mut max_seen = 0i64;
+        while let Some(line) = g.next_line() {
+            let ev = crate::event::decode(&line).unwrap();
+            max_seen = max_seen.max(ev.ts);
+            assert!(ev.ts > max_seen - 25_000, "{}", max_seen - ev.ts);
+        }
+    }
+}

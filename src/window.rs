@@ -1,0 +1,224 @@
+//! Event-time windows: buckets aligned to a step, a watermark that closes them, and sliding
+//! windows assembled by merging closed buckets.
+//!
+//! A bucket holds the partial aggregate of the events whose time falls in
+//! `[index * step, (index + 1) * step)`. Events may arrive in any order until the watermark
+//! (highest event time seen minus the allowed lateness) passes the end of their bucket; after
+//! that they are late. Because windows only read closed buckets, input disordered within the
+//! lateness bound produces exactly the same windows as sorted input.
+
+use std::collections::VecDeque;
+
+use crate::stats::Merge;
+use crate::time::Millis;
+
+/// Shape of a sliding window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// Length of the window (time-based), or the longest span searched (count-based).
+    pub length: Millis,
+    /// How often the window advances; also the bucket width.
+    pub step: Millis,
+    /// Count-based windows: the window is the most recent closed buckets that together hold at
+    /// least this many events (but never longer than `length`). `None`: time-based.
+    pub min_count: Option<u64>,
+}
+
+impl WindowSpec {
+    /// Number of buckets in a full window.
+    pub fn buckets(&self) -> usize {
+        usize::try_from((self.length / self.step).max(1)).unwrap_or(usize::MAX)
+    }
+
+    /// The bucket index holding event time `ts`.
+    #[inline]
+    pub fn bucket_of(&self, ts: Millis) -> i64 {
+        ts.div_euclid(self.step)
+    }
+
+    /// Start time of a bucket.
+    pub fn bucket_start(&self, idx: i64) -> Millis {
+        idx * self.step
+    }
+}
+
+/// A ring of the most recent buckets of one accumulator type.
+#[derive(Debug, Clone)]
+pub struct Ring<A> {
+    /// Window shape; `spec.step` is the bucket width.
+    pub spec: WindowSpec,
+    /// Buckets by ascending index; gaps are allowed (no events).
+    buckets: VecDeque<(i64, A)>,
+    /// Buckets kept beyond the newest closed one.
+    keep: usize,
+}
+
+impl<A: Default + Merge + Clone> Ring<A> {
+    /// A ring able to serve windows of `spec`, keeping `extra` more buckets of history.
+    pub fn new(spec: WindowSpec, extra: usize) -> Self {
+        Ring {
+            spec,
+            buckets: VecDeque::new(),
+            keep: spec.buckets() + extra,
+        }
+    }
+
+    /// The bucket for event time `ts`, created on demand.
+    #[inline]
+    pub fn at(&mut self, ts: Millis) -> &mut A {
+        let idx = self.spec.bucket_of(ts);
+        // Common case: the newest bucket.
+        let pos = match self.buckets.back() {
+            Some(&(last, _)) if last == idx => self.buckets.len() - 1,
+            Some(&(last, _)) if last < idx => {
+                self.buckets.push_back((idx, A::default()));
+                self.buckets.len() - 1
+            }
+            None => {
+                self.buckets.push_back((idx, A::default()));
+                0
+            }
+            _ => match self.buckets.binary_search_by_key(&idx, |&(i, _)| i) {
+                Ok(p) => p,
+                Err(p) => {
+                    self.buckets.insert(p, (idx, A::default()));
+                    p
+                }
+            },
+        };
+        &mut self.buckets[pos].1
+    }
+
+    /// The bucket with index `idx`, if it holds anything.
+    pub fn get(&self, idx: i64) -> Option<&A> {
+        self.buckets
+            .binary_search_by_key(&idx, |&(i, _)| i)
+            .ok()
+            .map(|p| &self.buckets[p].1)
+    }
+
+    /// Drops buckets too old to be part of any window ending at bucket `closed` (inclusive).
+    pub fn evict(&mut self, closed: i64) {
+        let oldest = closed - self.keep as i64 + 1;
+        while matches!(self.buckets.front(), Some(&(i, _)) if i < oldest) {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// Merge of the buckets with index in `from..=to`.
+    pub fn sum(&self, from: i64, to: i64) -> A {
+        let mut acc = A::default();
+        for (i, a) in &self.buckets {
+            if *i > to {
+                break;
+            }
+            if *i >= from {
+                acc.merge(a);
+            }
+        }
+        acc
+    }
+
+    /// The window ending with bucket `last` (inclusive), never reaching before bucket `floor`:
+    /// returns the merged aggregate and the first bucket index it covers. For count-based
+    /// windows, `count` tells how many events an aggregate holds.
+    pub fn window(&self, last: i64, floor: i64, count: impl Fn(&A) -> u64) -> (A, i64) {
+        let span = self.spec.buckets() as i64;
+        let first = (last - span + 1).max(floor);
+        match self.spec.min_count {
+            None => (self.sum(first, last), first),
+            Some(min) => {
+                let mut acc = A::default();
+                let mut start = last;
+                let mut n = 0;
+                for (i, a) in self.buckets.iter().rev() {
+                    if *i > last {
+                        continue;
+                    }
+                    if *i < first {
+                        break;
+                    }
+                    acc.merge(a);
+                    start = *i;
+                    n += count(a);
+                    if n >= min {
+                        break;
+                    }
+                }
+                (acc, start)
+            }
+        }
+    }
+
+    /// Buckets currently held.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// True when no bucket is held.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Iterates held buckets in index order.
+    pub fn iter(&self) -> impl Iterator<Item = &(i64, A)> {
+        self.buckets.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Traffic;
+
+    fn spec() -> WindowSpec {
+        WindowSpec {
+            length: 600_000,
+            step: 60_000,
+            min_count: None,
+        }
+    }
+
+    #[test]
+    fn out_of_order_buckets_sum_the_same() {
+        let mut a: Ring<Traffic> = Ring::new(spec(), 0);
+        let mut b: Ring<Traffic> = Ring::new(spec(), 0);
+        let ts = [5_000, 70_000, 130_000, 65_000, 1_000, 200_000];
+        for t in ts {
+            a.at(t).events += 1;
+        }
+        for t in ts.iter().rev() {
+            b.at(*t).events += 1;
+        }
+        assert_eq!(a.sum(0, 10).events, 6);
+        assert_eq!(a.sum(1, 1), b.sum(1, 1));
+        assert_eq!(a.sum(1, 1).events, 2);
+    }
+
+    #[test]
+    fn eviction_keeps_one_window() {
+        let mut r: Ring<Traffic> = Ring::new(spec(), 0);
+        for m in 0..30 {
+            r.at(m * 60_000).events += 1;
+        }
+        r.evict(29);
+        assert_eq!(r.len(), 10);
+        let (w, first) = r.window(29, 0, |t| t.events);
+        assert_eq!((w.events, first), (10, 20));
+    }
+
+    #[test]
+    fn count_windows_reach_back_until_enough_events() {
+        let s = WindowSpec {
+            length: 3_600_000,
+            step: 60_000,
+            min_count: Some(5),
+        };
+        let mut r: Ring<Traffic> = Ring::new(s, 0);
+        for m in [0, 10, 20, 30, 40, 50] {
+            r.at(m * 60_000).events += 2;
+        }
+        let (w, first) = r.window(50, 0, |t| t.events);
+        assert_eq!((w.events, first), (6, 30));
+    }
+}
