@@ -37,12 +37,8 @@ impl CommandKind {
     }
 
     /// All kinds.
-    pub const ALL: [CommandKind; 4] = [
-        CommandKind::Rollback,
-        CommandKind::Retrain,
-        CommandKind::Review,
-        CommandKind::Promote,
-    ];
+    pub const ALL: [CommandKind; 4] =
+        [CommandKind::Rollback, CommandKind::Retrain, CommandKind::Review, CommandKind::Promote];
 }
 
 impl fmt::Display for CommandKind {
@@ -180,14 +176,7 @@ pub fn command_id(
     decided_at: Millis,
 ) -> String {
     let mut h = Sha256::new();
-    for part in [
-        policy,
-        command.as_str(),
-        target.kind.as_str(),
-        &target.name,
-        &target.version,
-        reason.as_str(),
-    ] {
+    for part in [policy, command.as_str(), target.kind.as_str(), &target.name, &target.version, reason.as_str()] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
@@ -198,14 +187,7 @@ pub fn command_id(
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 #[cfg(test)]
@@ -220,49 +202,17 @@ mod tests {
             version: "2.4.0".into(),
             baseline_version: Some("2.3.0".into()),
         };
-        let a = command_id(
-            "default",
-            CommandKind::Rollback,
-            &t,
-            Reason::ErrorRate,
-            1000,
-        );
-        assert_eq!(
-            a,
-            command_id(
-                "default",
-                CommandKind::Rollback,
-                &t,
-                Reason::ErrorRate,
-                1000
-            )
-        );
-        assert_ne!(
-            a,
-            command_id("default", CommandKind::Rollback, &t, Reason::Latency, 1000)
-        );
-        assert_ne!(
-            a,
-            command_id(
-                "default",
-                CommandKind::Rollback,
-                &t,
-                Reason::ErrorRate,
-                1001
-            )
-        );
+        let a = command_id("default", CommandKind::Rollback, &t, Reason::ErrorRate, 1000);
+        assert_eq!(a, command_id("default", CommandKind::Rollback, &t, Reason::ErrorRate, 1000));
+        assert_ne!(a, command_id("default", CommandKind::Rollback, &t, Reason::Latency, 1000));
+        assert_ne!(a, command_id("default", CommandKind::Rollback, &t, Reason::ErrorRate, 1001));
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8");
     }
 
     #[test]
     fn json_has_contract_fields() {
-        let t = TargetRef {
-            kind: Kind::Model,
-            name: "fraud".into(),
-            version: "7".into(),
-            baseline_version: None,
-        };
+        let t = TargetRef { kind: Kind::Model, name: "fraud".into(), version: "7".into(), baseline_version: None };
         let mut c = Command::new(
             CommandKind::Retrain,
             t,

@@ -19,9 +19,7 @@ pub struct Duration(pub Millis);
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(Duration)
-            .map_err(serde::de::Error::custom)
+        parse_duration(&s).map(Duration).map_err(serde::de::Error::custom)
     }
 }
 
@@ -67,10 +65,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key: key.into(), reason: reason.into() }
 }
 
 /// Shape of one rule's sliding window. Omitted keys take the values of `[windows]`.
@@ -109,10 +104,7 @@ impl WindowConfig {
         if spec.step < 1000 || spec.step % 1000 != 0 {
             return Err(invalid(
                 format!("{key}.step"),
-                format!(
-                    "must be a whole number of seconds ≥ 1s (got {})",
-                    format_duration(spec.step)
-                ),
+                format!("must be a whole number of seconds ≥ 1s (got {})", format_duration(spec.step)),
             ));
         }
         if spec.length < spec.step || spec.length % spec.step != 0 {
@@ -126,10 +118,7 @@ impl WindowConfig {
             ));
         }
         if spec.length / spec.step > 100_000 {
-            return Err(invalid(
-                format!("{key}.length"),
-                "must be at most 100000 steps long",
-            ));
+            return Err(invalid(format!("{key}.length"), "must be at most 100000 steps long"));
         }
         if self.count == Some(0) {
             return Err(invalid(format!("{key}.count"), "must be ≥ 1"));
@@ -167,11 +156,7 @@ impl Default for WindowsConfig {
 
 impl WindowsConfig {
     fn base(&self) -> WindowConfig {
-        WindowConfig {
-            length: Some(self.length),
-            step: Some(self.step),
-            count: None,
-        }
+        WindowConfig { length: Some(self.length), step: Some(self.step), count: None }
     }
 }
 
@@ -187,6 +172,10 @@ pub struct ErrorRateConfig {
     pub min_relative_increase: f64,
     /// … and at least this absolute increase (0.005 = 0.5 percentage points).
     pub min_absolute_increase: f64,
+    /// Events each side must have served (since the candidate started) before a decision:
+    /// the sequential test is valid from the first event, but a handful of events says little
+    /// about a rate, and the earliest looks are where chance extremes live.
+    pub min_events: u64,
     /// Window for the reported rates and the pre-switch reference of full rollouts.
     pub window: WindowConfig,
 }
@@ -198,6 +187,7 @@ impl Default for ErrorRateConfig {
             alpha: 0.01,
             min_relative_increase: 0.5,
             min_absolute_increase: 0.005,
+            min_events: 200,
             window: WindowConfig::default(),
         }
     }
@@ -320,9 +310,7 @@ pub struct RetrainConfig {
 
 impl Default for RetrainConfig {
     fn default() -> Self {
-        RetrainConfig {
-            cooldown: Duration(6 * 3_600_000),
-        }
+        RetrainConfig { cooldown: Duration(6 * 3_600_000) }
     }
 }
 
@@ -340,11 +328,7 @@ pub struct PromoteConfig {
 
 impl Default for PromoteConfig {
     fn default() -> Self {
-        PromoteConfig {
-            enabled: true,
-            min_events: 2000,
-            min_duration: Duration(900_000),
-        }
+        PromoteConfig { enabled: true, min_events: 2000, min_duration: Duration(900_000) }
     }
 }
 
@@ -513,15 +497,10 @@ pub struct TargetWindows {
 impl Config {
     /// Reads and validates a TOML config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_owned(),
-                message,
-            },
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
         })
     }
@@ -542,10 +521,7 @@ impl Config {
             if v.is_finite() && v > lo && v < hi {
                 Ok(())
             } else {
-                Err(invalid(
-                    key,
-                    format!("must be strictly between {lo} and {hi} (got {v})"),
-                ))
+                Err(invalid(key, format!("must be strictly between {lo} and {hi} (got {v})")))
             }
         }
         if self.policy.is_empty() {
@@ -554,10 +530,7 @@ impl Config {
         let w = &self.windows;
         w.base().validate("windows")?;
         if w.allowed_lateness.0 < 0 || w.allowed_lateness.0 > 86_400_000 {
-            return Err(invalid(
-                "windows.allowed_lateness",
-                "must be between 0s and 1d",
-            ));
+            return Err(invalid("windows.allowed_lateness", "must be between 0s and 1d"));
         }
         if w.max_future.0 < 1000 {
             return Err(invalid("windows.max_future", "must be at least 1s"));
@@ -570,20 +543,12 @@ impl Config {
                 format!("must be > 0 (got {})", e.min_relative_increase),
             ));
         }
-        prob(
-            "error_rate.min_absolute_increase",
-            e.min_absolute_increase,
-            -f64::MIN_POSITIVE,
-            1.0,
-        )?;
+        prob("error_rate.min_absolute_increase", e.min_absolute_increase, -f64::MIN_POSITIVE, 1.0)?;
         e.window.or(w.base()).validate("error_rate.window")?;
         let l = &self.latency;
         prob("latency.quantile", l.quantile, 0.0, 1.0)?;
         if !(l.max_ratio.is_finite() && l.max_ratio > 1.0) {
-            return Err(invalid(
-                "latency.max_ratio",
-                format!("must be > 1 (got {})", l.max_ratio),
-            ));
+            return Err(invalid("latency.max_ratio", format!("must be > 1 (got {})", l.max_ratio)));
         }
         if l.min_events == 0 {
             return Err(invalid("latency.min_events", "must be ≥ 1"));
@@ -594,10 +559,7 @@ impl Config {
         prob("accuracy.review_drop", a.review_drop, 0.0, 1.0)?;
         prob("accuracy.rollback_drop", a.rollback_drop, 0.0, 1.0)?;
         if a.review_drop >= a.rollback_drop {
-            return Err(invalid(
-                "accuracy.review_drop",
-                "must be smaller than accuracy.rollback_drop",
-            ));
+            return Err(invalid("accuracy.review_drop", "must be smaller than accuracy.rollback_drop"));
         }
         if let Some(m) = a.min_accuracy {
             prob("accuracy.min_accuracy", m, 0.0, 1.0)?;
@@ -611,16 +573,10 @@ impl Config {
         a.window.or(w.base()).validate("accuracy.window")?;
         let d = &self.drift;
         if !(d.psi_threshold.is_finite() && d.psi_threshold > 0.0) {
-            return Err(invalid(
-                "drift.psi_threshold",
-                format!("must be > 0 (got {})", d.psi_threshold),
-            ));
+            return Err(invalid("drift.psi_threshold", format!("must be > 0 (got {})", d.psi_threshold)));
         }
         if !(2..=100).contains(&d.bins) {
-            return Err(invalid(
-                "drift.bins",
-                format!("must be between 2 and 100 (got {})", d.bins),
-            ));
+            return Err(invalid("drift.bins", format!("must be between 2 and 100 (got {})", d.bins)));
         }
         if d.warmup.0 < 1000 {
             return Err(invalid("drift.warmup", "must be at least 1s"));
@@ -665,10 +621,7 @@ impl Config {
         }
         for (i, b) in self.baselines.iter().enumerate() {
             if b.name.is_empty() || b.version.is_empty() {
-                return Err(invalid(
-                    format!("baselines[{i}]"),
-                    "name and version must not be empty",
-                ));
+                return Err(invalid(format!("baselines[{i}]"), "name and version must not be empty"));
             }
         }
         Ok(())
@@ -677,11 +630,7 @@ impl Config {
     /// The windows of one app or model, after per-target overrides.
     pub fn windows_for(&self, kind: Kind, name: &str) -> TargetWindows {
         let base = self.windows.base();
-        let ov = self
-            .targets
-            .iter()
-            .rev()
-            .find(|t| t.kind == kind && t.name == name);
+        let ov = self.targets.iter().rev().find(|t| t.kind == kind && t.name == name);
         let pick = |rule: WindowConfig, per_target: Option<WindowConfig>| {
             let mut w = rule;
             if let Some(t) = ov {
@@ -699,10 +648,7 @@ impl Config {
 
     /// The pinned baseline version of an app or model, if any.
     pub fn pinned_baseline(&self, kind: Kind, name: &str) -> Option<&str> {
-        self.baselines
-            .iter()
-            .find(|b| b.kind == kind && b.name == name)
-            .map(|b| b.version.as_str())
+        self.baselines.iter().find(|b| b.kind == kind && b.name == name).map(|b| b.version.as_str())
     }
 }
 
@@ -724,25 +670,17 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {
-        let e = Config::from_toml("[latency]\nmax_ratoi = 2.0\n")
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml("[latency]\nmax_ratoi = 2.0\n").unwrap_err().to_string();
         assert!(e.contains("max_ratoi"), "{e}");
     }
 
     #[test]
     fn invalid_values_name_the_rule() {
-        let e = Config::from_toml("[latency]\nmax_ratio = 0.9\n")
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml("[latency]\nmax_ratio = 0.9\n").unwrap_err().to_string();
         assert!(e.contains("latency.max_ratio"), "{e}");
-        let e = Config::from_toml("[drift.window]\nlength = \"90s\"\nstep = \"1m\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml("[drift.window]\nlength = \"90s\"\nstep = \"1m\"\n").unwrap_err().to_string();
         assert!(e.contains("drift.window.length"), "{e}");
-        let e = Config::from_toml("[windows]\nstep = \"soon\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml("[windows]\nstep = \"soon\"\n").unwrap_err().to_string();
         assert!(e.contains("soon"), "{e}");
     }
 

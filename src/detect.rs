@@ -92,22 +92,11 @@ impl RatioLikelihood {
     /// Starts with no data on the given grid.
     pub fn new(ratios: Vec<f64>) -> Self {
         let n = ratios.len();
-        RatioLikelihood {
-            ratios,
-            candidate_errors: 0,
-            total_errors: 0,
-            sums: vec![0.0; n],
-        }
+        RatioLikelihood { ratios, candidate_errors: 0, total_errors: 0, sums: vec![0.0; n] }
     }
 
     /// Adds one tick: traffic served by each arm (errors included) and errors of each arm.
-    pub fn update(
-        &mut self,
-        cand_events: u64,
-        base_events: u64,
-        cand_errors: u64,
-        base_errors: u64,
-    ) {
+    pub fn update(&mut self, cand_events: u64, base_events: u64, cand_errors: u64, base_errors: u64) {
         let x = cand_errors + base_errors;
         if x == 0 || cand_events == 0 || base_events == 0 {
             // No error, or only one arm served: the tick carries no information on r.
@@ -176,16 +165,8 @@ pub fn kl_bounds(successes: u64, trials: u64, delta: f64) -> (f64, f64) {
         }
         0.5 * (lo + hi)
     };
-    let upper = if ph >= 1.0 {
-        1.0
-    } else {
-        bisect(ph, 1.0 - 1e-12, true)
-    };
-    let lower = if ph <= 0.0 {
-        0.0
-    } else {
-        bisect(ph, 1e-12, true)
-    };
+    let upper = if ph >= 1.0 { 1.0 } else { bisect(ph, 1.0 - 1e-12, true) };
+    let lower = if ph <= 0.0 { 0.0 } else { bisect(ph, 1e-12, true) };
     (lower, upper)
 }
 
@@ -214,16 +195,8 @@ pub fn beta_binomial_cs(successes: u64, trials: u64, delta: f64) -> (f64, f64) {
         }
         inside
     };
-    let lower = if log_m(1e-12) < thr {
-        0.0
-    } else {
-        bisect(ph.max(1e-12), 1e-12)
-    };
-    let upper = if log_m(1.0 - 1e-12) < thr {
-        1.0
-    } else {
-        bisect(ph.min(1.0 - 1e-12), 1.0 - 1e-12)
-    };
+    let lower = if log_m(1e-12) < thr { 0.0 } else { bisect(ph.max(1e-12), 1e-12) };
+    let upper = if log_m(1.0 - 1e-12) < thr { 1.0 } else { bisect(ph.min(1.0 - 1e-12), 1.0 - 1e-12) };
     (lower, upper)
 }
 

@@ -19,9 +19,7 @@ use smallvec::SmallVec;
 
 use crate::command::{Command, CommandKind, Reason, TargetRef};
 use crate::config::{Config, Kind, TargetWindows};
-use crate::detect::{
-    beta_binomial_cs, geometric_grid, kl_bounds, one_sample_log_e_value, RatioLikelihood,
-};
+use crate::detect::{beta_binomial_cs, geometric_grid, kl_bounds, one_sample_log_e_value, RatioLikelihood};
 use crate::event::{BadInput, BadReason, Event, EventType, FeatureValue, Outcome};
 use crate::labels::{JoinCounters, Joined, LabelJoin, PendingPrediction, Value};
 use crate::reference::{FeatureTable, ModelReference, ReferenceSource};
@@ -193,10 +191,7 @@ impl Target {
             R_TRAFFIC => self.traffic.spec.step,
             R_LATENCY => self.latency.spec.step,
             R_DRIFT => self.model.as_ref().map_or(i64::MAX, |m| m.drift.spec.step),
-            _ => self
-                .model
-                .as_ref()
-                .map_or(i64::MAX, |m| m.accuracy.spec.step),
+            _ => self.model.as_ref().map_or(i64::MAX, |m| m.accuracy.spec.step),
         }
     }
 
@@ -204,14 +199,8 @@ impl Target {
         match ring {
             R_TRAFFIC => self.traffic.spec.buckets() as i64,
             R_LATENCY => self.latency.spec.buckets() as i64,
-            R_DRIFT => self
-                .model
-                .as_ref()
-                .map_or(1, |m| m.drift.spec.buckets() as i64),
-            _ => self
-                .model
-                .as_ref()
-                .map_or(1, |m| m.accuracy.spec.buckets() as i64),
+            R_DRIFT => self.model.as_ref().map_or(1, |m| m.drift.spec.buckets() as i64),
+            _ => self.model.as_ref().map_or(1, |m| m.accuracy.spec.buckets() as i64),
         }
     }
 
@@ -295,17 +284,8 @@ impl Engine {
 
     /// Attaches a reference profile to a model (all versions when `version` is `None`). Versions
     /// measured against a profile skip the warm-up reference.
-    pub fn attach_profile(
-        &mut self,
-        model: &str,
-        version: Option<&str>,
-        reference: ModelReference,
-    ) {
-        self.profiles.push((
-            model.to_owned(),
-            version.map(str::to_owned),
-            Arc::new(reference),
-        ));
+    pub fn attach_profile(&mut self, model: &str, version: Option<&str>, reference: ModelReference) {
+        self.profiles.push((model.to_owned(), version.map(str::to_owned), Arc::new(reference)));
     }
 
     /// Names an input source (a file, a topic partition); returns its index for [`Position`].
@@ -349,12 +329,7 @@ impl Engine {
             .iter()
             .flatten()
             .filter_map(|t| t.model.as_ref())
-            .fold((0, 0), |(f, c), m| {
-                (
-                    f + m.table.features_dropped,
-                    c + m.table.categories_overflowed,
-                )
-            })
+            .fold((0, 0), |(f, c), m| (f + m.table.features_dropped, c + m.table.categories_overflowed))
     }
 
     /// The most recent decisions (bounded by `limits.decision_log`).
@@ -479,17 +454,13 @@ impl Engine {
             return None;
         }
         let group = self.group_of(kind, name);
-        let windows = self.groups[group as usize]
-            .as_ref()
-            .map_or_else(|| self.cfg.windows_for(kind, name), |g| g.windows);
+        let windows =
+            self.groups[group as usize].as_ref().map_or_else(|| self.cfg.windows_for(kind, name), |g| g.windows);
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let model = (kind == Kind::Model).then(|| {
             Box::new(ModelState {
-                table: FeatureTable::new(
-                    self.cfg.limits.max_features,
-                    self.cfg.limits.max_categories,
-                ),
+                table: FeatureTable::new(self.cfg.limits.max_features, self.cfg.limits.max_categories),
                 drift: Ring::new(windows.drift, 1),
                 accuracy: Ring::new(windows.accuracy, 1),
                 reference: self.profile_for(name, version),
@@ -541,14 +512,8 @@ impl Engine {
 
     fn profile_for(&self, model: &str, version: &str) -> Option<Arc<ModelReference>> {
         // A version-specific profile wins over a model-wide one.
-        let exact = self
-            .profiles
-            .iter()
-            .find(|(m, v, _)| m == model && v.as_deref() == Some(version));
-        let any = self
-            .profiles
-            .iter()
-            .find(|(m, v, _)| m == model && v.is_none());
+        let exact = self.profiles.iter().find(|(m, v, _)| m == model && v.as_deref() == Some(version));
+        let any = self.profiles.iter().find(|(m, v, _)| m == model && v.is_none());
         exact.or(any).map(|(_, _, r)| r.clone())
     }
 
@@ -607,31 +572,19 @@ impl Engine {
         let pos = match g.pending.back() {
             Some(p) if p.sec == sec => g.pending.len() - 1,
             Some(p) if p.sec < sec => {
-                g.pending.push_back(PendingSecond {
-                    sec,
-                    ticks: SmallVec::new(),
-                });
+                g.pending.push_back(PendingSecond { sec, ticks: SmallVec::new() });
                 self.tick_queue.insert((sec, group));
                 g.pending.len() - 1
             }
             None => {
-                g.pending.push_back(PendingSecond {
-                    sec,
-                    ticks: SmallVec::new(),
-                });
+                g.pending.push_back(PendingSecond { sec, ticks: SmallVec::new() });
                 self.tick_queue.insert((sec, group));
                 0
             }
             _ => match g.pending.binary_search_by_key(&sec, |p| p.sec) {
                 Ok(p) => p,
                 Err(p) => {
-                    g.pending.insert(
-                        p,
-                        PendingSecond {
-                            sec,
-                            ticks: SmallVec::new(),
-                        },
-                    );
+                    g.pending.insert(p, PendingSecond { sec, ticks: SmallVec::new() });
                     self.tick_queue.insert((sec, group));
                     p
                 }
@@ -669,13 +622,7 @@ impl Engine {
         }
         let group = t.group;
         let needs_wake = t.wake.is_none_or(|w| w > wake);
-        let tick = Tick {
-            traffic: Traffic {
-                events: 1,
-                errors: u64::from(is_error),
-            },
-            accuracy: Accuracy::default(),
-        };
+        let tick = Tick { traffic: Traffic { events: 1, errors: u64::from(is_error) }, accuracy: Accuracy::default() };
         self.add_tick(id, group, ev.ts.div_euclid(TICK_MS), tick);
         if needs_wake {
             self.schedule(id, wake);
@@ -726,11 +673,7 @@ impl Engine {
             }
         }
         if let (Some(id_str), Some(p)) = (&ev.event_id, &ev.prediction) {
-            let pending = PendingPrediction {
-                target: (id, gen),
-                value: Value::of(p),
-                ts: ev.ts,
-            };
+            let pending = PendingPrediction { target: (id, gen), value: Value::of(p), ts: ev.ts };
             if let Some(j) = self.joins.prediction(id_str, pending) {
                 self.apply_join(j);
             }
@@ -767,15 +710,7 @@ impl Engine {
         t.last_data[R_ACCURACY] = t.last_data[R_ACCURACY].max(b);
         let group = t.group;
         let needs_wake = t.wake.is_none_or(|w| w > wake);
-        self.add_tick(
-            id,
-            group,
-            j.ts.div_euclid(TICK_MS),
-            Tick {
-                traffic: Traffic::default(),
-                accuracy: acc,
-            },
-        );
+        self.add_tick(id, group, j.ts.div_euclid(TICK_MS), Tick { traffic: Traffic::default(), accuracy: acc });
         if needs_wake {
             self.schedule(id, wake);
         }
@@ -786,10 +721,7 @@ impl Engine {
         self.watermark = wm;
         let first_new = self.out.len();
         loop {
-            let tick = self
-                .tick_queue
-                .first()
-                .map(|&(s, g)| ((s + 1) * TICK_MS, s, g));
+            let tick = self.tick_queue.first().map(|&(s, g)| ((s + 1) * TICK_MS, s, g));
             let wake = self.wake_queue.first().copied();
             match (tick, wake) {
                 (Some((at, sec, g)), w) if at <= wm && w.is_none_or(|(wt, _)| at <= wt) => {
@@ -809,22 +741,14 @@ impl Engine {
         }
         if self.out.len() > first_new {
             self.out[first_new..].sort_by(|a, b| {
-                (
-                    &a.decided_at,
-                    a.target.kind,
-                    &a.target.name,
-                    &a.target.version,
-                    a.command,
-                    a.reason,
-                )
-                    .cmp(&(
-                        &b.decided_at,
-                        b.target.kind,
-                        &b.target.name,
-                        &b.target.version,
-                        b.command,
-                        b.reason,
-                    ))
+                (&a.decided_at, a.target.kind, &a.target.name, &a.target.version, a.command, a.reason).cmp(&(
+                    &b.decided_at,
+                    b.target.kind,
+                    &b.target.name,
+                    &b.target.version,
+                    b.command,
+                    b.reason,
+                ))
             });
         }
     }
@@ -837,11 +761,7 @@ impl Engine {
             .targets
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| {
-                t.as_ref()
-                    .filter(|t| t.last_seen < wm - ttl)
-                    .map(|_| i as TargetId)
-            })
+            .filter_map(|(i, t)| t.as_ref().filter(|t| t.last_seen < wm - ttl).map(|_| i as TargetId))
             .collect();
         for id in idle {
             let Some(t) = self.targets[id as usize].take() else {
@@ -918,20 +838,9 @@ impl Engine {
             Some(gr) => gr.members.clone(),
             None => return,
         };
-        let tick_of = |id: TargetId| {
-            entry
-                .ticks
-                .iter()
-                .find(|(t, _)| *t == id)
-                .map(|(_, t)| *t)
-                .unwrap_or_default()
-        };
+        let tick_of = |id: TargetId| entry.ticks.iter().find(|(t, _)| *t == id).map(|(_, t)| *t).unwrap_or_default();
         for id in members {
-            let Some(base) = self
-                .target(id)
-                .and_then(|t| t.candidate.as_ref())
-                .map(|c| c.baseline)
-            else {
+            let Some(base) = self.target(id).and_then(|t| t.candidate.as_ref()).map(|c| c.baseline) else {
                 continue;
             };
             let base_last = self.target(base).map_or(i64::MIN, |b| b.last_tick_sec);
@@ -953,12 +862,10 @@ impl Engine {
         let eligible = |m: &TargetId| self.target(*m).is_some_and(|t| !t.latch.rolled_back);
         let baseline = if pinned.as_deref() == Some(&*version) {
             None
-        } else if let Some(p) = pinned.as_deref().and_then(|p| {
-            members
-                .iter()
-                .copied()
-                .find(|m| self.target(*m).is_some_and(|t| &*t.version == p))
-        }) {
+        } else if let Some(p) = pinned
+            .as_deref()
+            .and_then(|p| members.iter().copied().find(|m| self.target(*m).is_some_and(|t| &*t.version == p)))
+        {
             Some(p)
         } else {
             let lookback = windows.error_rate.length / TICK_MS;
@@ -966,10 +873,7 @@ impl Engine {
                 .iter()
                 .copied()
                 .filter(eligible)
-                .find(|m| {
-                    self.target(*m)
-                        .is_some_and(|t| t.last_tick_sec >= sec - lookback)
-                })
+                .find(|m| self.target(*m).is_some_and(|t| t.last_tick_sec >= sec - lookback))
                 .or_else(|| {
                     members
                         .iter()
@@ -1020,19 +924,14 @@ impl Engine {
             m.accuracy.sum(ab - aw.buckets() as i64, ab - 1)
         });
         let delta = er.alpha * REFERENCE_ALPHA_SHARE;
-        let (lower, upper) = if pre_traffic.events > 0 {
-            kl_bounds(pre_traffic.errors, pre_traffic.events, delta)
-        } else {
-            (0.0, 1.0)
-        };
+        let (lower, upper) =
+            if pre_traffic.events > 0 { kl_bounds(pre_traffic.errors, pre_traffic.events, delta) } else { (0.0, 1.0) };
         let min_rel = 1.0 + er.min_relative_increase;
         let pre_rate = pre_traffic.error_rate();
         // "Not worse by the minimum effect": a rise is only worse when it is both ≥ the relative
         // and ≥ the absolute minimum, so the non-inferiority margin is the larger of the two.
         let margin = if pre_traffic.events >= 100 && pre_rate > 0.0 {
-            (1.0 + er.min_absolute_increase / pre_rate)
-                .max(min_rel)
-                .min(100.0)
+            (1.0 + er.min_absolute_increase / pre_rate).max(min_rel).min(100.0)
         } else {
             min_rel
         };
@@ -1043,19 +942,13 @@ impl Engine {
         grid.extend(regression);
         let noninferiority_alts: Vec<usize> = (grid.len()..grid.len() + noninf.len()).collect();
         grid.extend(noninf);
-        let pre_noninferiority_null = (lower * min_rel)
-            .max(lower + er.min_absolute_increase)
-            .min(0.999);
+        let pre_noninferiority_null = (lower * min_rel).max(lower + er.min_absolute_increase).min(0.999);
         Some(Candidate {
             baseline: b,
             baseline_gen: base.gen,
             baseline_version: base.version.clone(),
             start_sec: sec,
-            mode: if base.last_tick_sec >= sec - tw.step / TICK_MS {
-                Mode::Canary
-            } else {
-                Mode::Rollout
-            },
+            mode: if base.last_tick_sec >= sec - tw.step / TICK_MS { Mode::Canary } else { Mode::Rollout },
             switched_sec: None,
             ratio: RatioLikelihood::new(grid),
             regression_alts,
@@ -1066,10 +959,7 @@ impl Engine {
             rollout: Traffic::default(),
             log_e_regression_at_switch: 0.0,
             log_e_noninferiority_at_switch: 0.0,
-            pre: Tick {
-                traffic: pre_traffic,
-                accuracy: pre_accuracy,
-            },
+            pre: Tick { traffic: pre_traffic, accuracy: pre_accuracy },
             pre_window: (tw.bucket_start(first), tw.bucket_start(bs)),
             pre_latency,
             pre_upper: upper.min(0.999),
@@ -1079,14 +969,7 @@ impl Engine {
         })
     }
 
-    fn step_candidate(
-        &mut self,
-        id: TargetId,
-        sec: i64,
-        own: Tick,
-        base: Tick,
-        base_last_sec: i64,
-    ) {
+    fn step_candidate(&mut self, id: TargetId, sec: i64, own: Tick, base: Tick, base_last_sec: i64) {
         let cfg = self.cfg.clone();
         let Some(t) = self.target_mut(id) else { return };
         let step_secs = t.traffic.spec.step / TICK_MS;
@@ -1099,16 +982,9 @@ impl Engine {
         c.cand.merge(&own);
         c.base.merge(&base);
         if c.mode == Mode::Canary {
-            c.ratio.update(
-                own.traffic.events,
-                base.traffic.events,
-                own.traffic.errors,
-                base.traffic.errors,
-            );
+            c.ratio.update(own.traffic.events, base.traffic.events, own.traffic.errors, base.traffic.errors);
             c.last_log_e_regression = c.ratio.log_e_value(&c.regression_alts, 0);
-            c.last_log_e_noninferiority = c
-                .ratio
-                .log_e_value(&c.noninferiority_alts, c.noninferiority_null);
+            c.last_log_e_noninferiority = c.ratio.log_e_value(&c.noninferiority_alts, c.noninferiority_null);
             if base_last_sec < sec - step_secs {
                 c.mode = Mode::Rollout;
                 c.switched_sec = Some(sec);
@@ -1117,23 +993,13 @@ impl Engine {
             }
         } else {
             c.rollout.merge(&own.traffic);
-            let alts: Vec<f64> = c
-                .regression_alts
-                .iter()
-                .map(|&k| (c.pre_upper * c.ratio.ratios[k]).min(0.999))
-                .collect();
+            let alts: Vec<f64> =
+                c.regression_alts.iter().map(|&k| (c.pre_upper * c.ratio.ratios[k]).min(0.999)).collect();
             c.last_log_e_regression = c.log_e_regression_at_switch
                 + one_sample_log_e_value(c.rollout.errors, c.rollout.events, c.pre_upper, &alts);
-            let ni_alts: Vec<f64> = (1..=12)
-                .map(|j| c.pre_noninferiority_null * 0.8f64.powi(j))
-                .collect();
+            let ni_alts: Vec<f64> = (1..=12).map(|j| c.pre_noninferiority_null * 0.8f64.powi(j)).collect();
             c.last_log_e_noninferiority = c.log_e_noninferiority_at_switch
-                + one_sample_log_e_value(
-                    c.rollout.errors,
-                    c.rollout.events,
-                    c.pre_noninferiority_null,
-                    &ni_alts,
-                );
+                + one_sample_log_e_value(c.rollout.errors, c.rollout.events, c.pre_noninferiority_null, &ni_alts);
         }
         let decided_at = (sec + 1) * TICK_MS;
         if t.latch.rolled_back {
@@ -1165,21 +1031,15 @@ impl Engine {
             return;
         }
         let (cand, base, mode_name, base_window) = match c.mode {
-            Mode::Canary => (
-                c.cand.traffic,
-                c.base.traffic,
-                "canary",
-                (c.start_sec * TICK_MS, decided_at),
-            ),
+            Mode::Canary => (c.cand.traffic, c.base.traffic, "canary", (c.start_sec * TICK_MS, decided_at)),
             Mode::Rollout => (c.cand.traffic, c.pre.traffic, "full_rollout", c.pre_window),
         };
+        if cand.events < er.min_events || base.events < er.min_events {
+            return;
+        }
         let pc = cand.error_rate();
         let pb = base.error_rate();
-        let relative = if pb > 0.0 {
-            pc / pb - 1.0
-        } else {
-            f64::INFINITY
-        };
+        let relative = if pb > 0.0 { pc / pb - 1.0 } else { f64::INFINITY };
         if relative < er.min_relative_increase || pc - pb < er.min_absolute_increase {
             return;
         }
@@ -1204,14 +1064,7 @@ impl Engine {
             "window": window_json(c.start_sec * TICK_MS, decided_at),
         });
         let baseline = Some(c.baseline_version.clone());
-        self.decide(
-            id,
-            CommandKind::Rollback,
-            Reason::ErrorRate,
-            decided_at,
-            evidence,
-            baseline,
-        );
+        self.decide(id, CommandKind::Rollback, Reason::ErrorRate, decided_at, evidence, baseline);
     }
 
     fn check_accuracy_vs_baseline(&mut self, id: TargetId, decided_at: Millis) {
@@ -1230,10 +1083,7 @@ impl Engine {
         }
         let (cl, cu) = beta_binomial_cs(cand.correct, cand.labelled, acfg.alpha / 2.0);
         let (bl, bu) = beta_binomial_cs(base.correct, base.labelled, acfg.alpha / 2.0);
-        let (ca, ba) = (
-            cand.accuracy().unwrap_or(0.0),
-            base.accuracy().unwrap_or(0.0),
-        );
+        let (ca, ba) = (cand.accuracy().unwrap_or(0.0), base.accuracy().unwrap_or(0.0));
         let drop_lower = bl - cu;
         let drop = ba - ca;
         let below_floor = acfg.min_accuracy.is_some_and(|m| cu < m);
@@ -1260,29 +1110,19 @@ impl Engine {
             "window": window_json(c.start_sec * TICK_MS, decided_at),
         });
         let baseline = Some(c.baseline_version.clone());
-        self.decide(
-            id,
-            command,
-            Reason::Accuracy,
-            decided_at,
-            evidence,
-            baseline,
-        );
+        self.decide(id, command, Reason::Accuracy, decided_at, evidence, baseline);
     }
 
     fn check_promote(&mut self, id: TargetId, sec: i64, decided_at: Millis) {
         let p = self.cfg.promote;
         let Some(t) = self.target(id) else { return };
-        if t.latch.promoted || t.latch.adverse || t.latch.reviewed || t.latch.last_retrain.is_some()
-        {
+        if t.latch.promoted || t.latch.adverse || t.latch.reviewed || t.latch.last_retrain.is_some() {
             return;
         }
         let Some(c) = t.candidate.as_ref() else {
             return;
         };
-        if c.cand.traffic.events < p.min_events
-            || (sec + 1 - c.start_sec) * TICK_MS < p.min_duration.0
-        {
+        if c.cand.traffic.events < p.min_events || (sec + 1 - c.start_sec) * TICK_MS < p.min_duration.0 {
             return;
         }
         let thr = (1.0 / self.cfg.error_rate.alpha).ln();
@@ -1291,10 +1131,7 @@ impl Engine {
         }
         // Latency must not be regressing either (when there is enough to tell).
         let latency = self.latency_comparison(id, t.latency.spec.bucket_of(decided_at) - 1);
-        if latency
-            .as_ref()
-            .is_some_and(|l| l.ratio >= self.cfg.latency.max_ratio * 0.8)
-        {
+        if latency.as_ref().is_some_and(|l| l.ratio >= self.cfg.latency.max_ratio * 0.8) {
             return;
         }
         let (base, mode_name) = match c.mode {
@@ -1319,14 +1156,7 @@ impl Engine {
             "window": window_json(c.start_sec * TICK_MS, decided_at),
         });
         let baseline = Some(c.baseline_version.clone());
-        self.decide(
-            id,
-            CommandKind::Promote,
-            Reason::Healthy,
-            decided_at,
-            evidence,
-            baseline,
-        );
+        self.decide(id, CommandKind::Promote, Reason::Healthy, decided_at, evidence, baseline);
     }
 
     // ------------------------------------------------------------------ windowed rules
@@ -1345,11 +1175,8 @@ impl Engine {
             }
             let closed = at.div_euclid(step) - 1;
             let span = t.span(ring);
-            let from = if t.last_eval[ring] == i64::MIN {
-                t.last_data[ring].min(closed)
-            } else {
-                t.last_eval[ring] + 1
-            };
+            let from =
+                if t.last_eval[ring] == i64::MIN { t.last_data[ring].min(closed) } else { t.last_eval[ring] + 1 };
             let upto = closed.min(t.last_data[ring] + span - 1);
             let mut idx = from;
             while idx <= upto {
@@ -1418,11 +1245,7 @@ impl Engine {
         let same_span = base_t.map(|b| b.latency.sum(first, idx));
         let min = self.cfg.latency.min_events;
         let (base, mode, bw) = match same_span {
-            Some(b) if b.count() >= min => (
-                b,
-                "canary",
-                (spec.bucket_start(first), spec.bucket_start(idx + 1)),
-            ),
+            Some(b) if b.count() >= min => (b, "canary", (spec.bucket_start(first), spec.bucket_start(idx + 1))),
             _ => (c.pre_latency.clone(), "full_rollout", c.pre_window),
         };
         if cand.count() < min || base.count() < min {
@@ -1461,14 +1284,7 @@ impl Engine {
         let decided_at = l.window.1;
         let mut evidence = l.to_json();
         evidence["threshold"] = json!(self.cfg.latency.max_ratio);
-        self.decide(
-            id,
-            CommandKind::Rollback,
-            Reason::Latency,
-            decided_at,
-            evidence,
-            baseline,
-        );
+        self.decide(id, CommandKind::Rollback, Reason::Latency, decided_at, evidence, baseline);
     }
 
     fn close_drift(&mut self, id: TargetId, idx: i64) {
@@ -1481,10 +1297,7 @@ impl Engine {
         if m.reference.is_none() {
             // Warm-up: the version's first buckets, until they hold enough events.
             let Some(bucket) = m.drift.get(idx).cloned() else {
-                if m.warm_first.is_some()
-                    && idx >= m.warm_end
-                    && m.warm.events >= dcfg.min_reference_events
-                {
+                if m.warm_first.is_some() && idx >= m.warm_end && m.warm.events >= dcfg.min_reference_events {
                     Self::freeze_reference(m, idx, &dcfg);
                 }
                 return;
@@ -1514,37 +1327,21 @@ impl Engine {
             return;
         };
         let drift = reference.drift(&window, &m.table, dcfg.psi_threshold);
-        let drifted: Vec<_> = drift
-            .iter()
-            .filter(|d| d.value >= dcfg.psi_threshold)
-            .cloned()
-            .collect();
-        let unreferenced: Vec<String> = reference
-            .unreferenced(&m.table, &window)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let drifted: Vec<_> = drift.iter().filter(|d| d.value >= dcfg.psi_threshold).cloned().collect();
+        let unreferenced: Vec<String> =
+            reference.unreferenced(&m.table, &window).into_iter().map(str::to_owned).collect();
         m.last_drift = drift;
         if drifted.is_empty() {
             return;
         }
         let decided_at = spec.bucket_start(idx + 1);
-        if t.latch
-            .last_retrain
-            .is_some_and(|l| decided_at - l < self.cfg.retrain.cooldown.0)
-        {
+        if t.latch.last_retrain.is_some_and(|l| decided_at - l < self.cfg.retrain.cooldown.0) {
             return;
         }
-        let reason = if drifted.iter().any(|d| d.name != "prediction") {
-            Reason::FeatureDrift
-        } else {
-            Reason::PredictionDrift
-        };
-        let all: Vec<serde_json::Value> = m
-            .last_drift
-            .iter()
-            .map(|d| json!({"name": d.name, "value": d.value}))
-            .collect();
+        let reason =
+            if drifted.iter().any(|d| d.name != "prediction") { Reason::FeatureDrift } else { Reason::PredictionDrift };
+        let all: Vec<serde_json::Value> =
+            m.last_drift.iter().map(|d| json!({"name": d.name, "value": d.value})).collect();
         let evidence = json!({
             "test": "population_stability_index",
             "method": "PSI on quantile bins of the reference (numeric) or reference categories with an unseen bucket (categorical), each with a missing-value bin",
@@ -1553,6 +1350,7 @@ impl Engine {
             "drifted_features": drifted,
             "all_features": all,
             "unreferenced_features": unreferenced,
+            "absent_features": reference.absent(&m.table),
             "current": {"events": window.events, "window": window_json(spec.bucket_start(first), decided_at)},
             "reference": {
                 "events": reference.events,
@@ -1572,10 +1370,7 @@ impl Engine {
             &m.table,
             dcfg.bins,
             dcfg.max_reference_categories,
-            ReferenceSource::WarmUp {
-                start,
-                end: spec.bucket_start(idx + 1),
-            },
+            ReferenceSource::WarmUp { start, end: spec.bucket_start(idx + 1) },
         );
         m.reference = Some(Arc::new(r));
         m.reference_end = idx;
@@ -1593,6 +1388,13 @@ impl Engine {
         }
         let Some(m) = t.model.as_mut() else { return };
         let spec = m.accuracy.spec;
+        if m.accuracy_reference.is_none() {
+            // A profile's recorded accuracy is the reference; `i64::MIN` bounds mark it.
+            if let Some((labelled, correct)) = m.reference.as_ref().and_then(|r| r.accuracy) {
+                let acc = Accuracy { labelled, correct, ..Accuracy::default() };
+                m.accuracy_reference = Some((acc, i64::MIN, i64::MIN));
+            }
+        }
         let floor = m.accuracy_reference.map_or(i64::MIN, |(_, _, end)| end + 1);
         let (window, first) = m.accuracy.window(idx, floor, |a| a.labelled);
         if window.labelled < acfg.min_labels {
@@ -1611,10 +1413,7 @@ impl Engine {
         let command = if below_floor {
             CommandKind::Rollback
         } else if drop_lower >= acfg.rollback_drop {
-            if t.latch
-                .last_retrain
-                .is_some_and(|l| decided_at - l < cooldown)
-            {
+            if t.latch.last_retrain.is_some_and(|l| decided_at - l < cooldown) {
                 return;
             }
             CommandKind::Retrain
@@ -1625,7 +1424,7 @@ impl Engine {
         };
         let evidence = json!({
             "test": "accuracy_vs_reference",
-            "method": "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the version's first window with enough labels",
+            "method": "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else its first window with enough labels",
             "statistic": "accuracy_drop_lower_bound",
             "value": drop_lower,
             "threshold": if command == CommandKind::Review { acfg.review_drop } else { acfg.rollback_drop },
@@ -1635,7 +1434,7 @@ impl Engine {
             "below_min_accuracy": below_floor,
             "accuracy_drop": drop,
             "current": {"labelled": window.labelled, "correct": window.correct, "accuracy": window.accuracy(), "confidence_interval": [cl, cu], "mae": window.mae()},
-            "reference": {"labelled": reference.labelled, "correct": reference.correct, "accuracy": reference.accuracy(), "confidence_interval": [rl, ru], "window": window_json(spec.bucket_start(rs), spec.bucket_start(re + 1))},
+            "reference": {"labelled": reference.labelled, "correct": reference.correct, "accuracy": reference.accuracy(), "confidence_interval": [rl, ru], "window": (rs != i64::MIN).then(|| window_json(spec.bucket_start(rs), spec.bucket_start(re + 1))), "source": if rs == i64::MIN { "profile" } else { "first_window" }},
             "window": window_json(spec.bucket_start(first), decided_at),
         });
         self.decide(id, command, Reason::Accuracy, decided_at, evidence, None);
@@ -1653,12 +1452,8 @@ impl Engine {
         mut evidence: serde_json::Value,
         baseline: Option<Arc<str>>,
     ) {
-        let offsets: serde_json::Map<String, serde_json::Value> = self
-            .sources
-            .iter()
-            .zip(&self.offsets)
-            .map(|(s, o)| (s.clone(), json!(o)))
-            .collect();
+        let offsets: serde_json::Map<String, serde_json::Value> =
+            self.sources.iter().zip(&self.offsets).map(|(s, o)| (s.clone(), json!(o))).collect();
         let policy = self.cfg.policy.clone();
         let dry_run = self.cfg.dry_run;
         let cooldown = self.cfg.retrain.cooldown.0;
@@ -1686,9 +1481,7 @@ impl Engine {
                 l.adverse = true;
             }
             CommandKind::Retrain => {
-                if l.last_retrain
-                    .is_some_and(|last| decided_at - last < cooldown)
-                {
+                if l.last_retrain.is_some_and(|last| decided_at - last < cooldown) {
                     return;
                 }
                 l.last_retrain = Some(decided_at);
@@ -1699,13 +1492,8 @@ impl Engine {
             obj.insert("input_offsets".into(), serde_json::Value::Object(offsets));
         }
         let target = t.target_ref(baseline.as_deref());
-        let cmd = Command::new(
-            command, target, reason, decided_at, evidence, &policy, dry_run,
-        );
-        self.counters.commands[CommandKind::ALL
-            .iter()
-            .position(|k| *k == command)
-            .unwrap_or(0)] += 1;
+        let cmd = Command::new(command, target, reason, decided_at, evidence, &policy, dry_run);
+        self.counters.commands[CommandKind::ALL.iter().position(|k| *k == command).unwrap_or(0)] += 1;
         if self.decisions.len() >= self.cfg.limits.decision_log {
             self.decisions.pop_front();
         }
@@ -1758,22 +1546,13 @@ fn finite_or_null(x: f64) -> serde_json::Value {
 
 /// A window spec helper for tests and tools.
 pub fn minutes(length: i64, step: i64) -> WindowSpec {
-    WindowSpec {
-        length: length * 60_000,
-        step: step * 60_000,
-        min_count: None,
-    }
+    WindowSpec { length: length * 60_000, step: step * 60_000, min_count: None }
 }
 
 /// Groups of pending seconds, for introspection in tests.
 #[doc(hidden)]
 pub fn pending_seconds(e: &Engine) -> usize {
-    e.groups
-        .iter()
-        .flatten()
-        .map(|g| g.pending.len())
-        .sum::<usize>()
-        + e.tick_queue.len() * 0
+    e.groups.iter().flatten().map(|g| g.pending.len()).sum::<usize>() + e.tick_queue.len() * 0
 }
 
 #[doc(hidden)]

@@ -7,8 +7,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use smallvec::SmallVec;
+use crate::scan::{scan_event, Loose, RawEvent};
 
 use crate::time::{check_range, parse_rfc3339, Millis, TimestampError};
 
@@ -62,8 +61,9 @@ pub enum Outcome<'a> {
 /// A `(name, version)` pair naming an app or a model version.
 pub type NameVersion<'a> = (Cow<'a, str>, Cow<'a, str>);
 
-/// Up to this many features are kept inline without allocating.
-pub type Features<'a> = SmallVec<[(Cow<'a, str>, FeatureValue<'a>); 12]>;
+/// Features of one event, in the order they appeared. The allocation is recycled across
+/// events by [`Decoder`].
+pub type Features<'a> = Vec<(Cow<'a, str>, FeatureValue<'a>)>;
 
 /// One decoded, validated input event.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,11 +169,8 @@ pub struct BadInput {
 }
 
 impl BadInput {
-    fn new(reason: BadReason, detail: impl Into<String>) -> Self {
-        BadInput {
-            reason,
-            detail: detail.into(),
-        }
+    pub(crate) fn new(reason: BadReason, detail: impl Into<String>) -> Self {
+        BadInput { reason, detail: detail.into() }
     }
 }
 
@@ -185,331 +182,19 @@ impl fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
-/// A JSON value as loosely typed as the wire allows, validated after parsing so that every
-/// error can name its field.
-#[derive(Debug, Clone, PartialEq)]
-enum Loose<'a> {
-    Int(i64),
-    Float(f64),
-    Str(Cow<'a, str>),
-    Bool(bool),
-    Null,
-    Object,
-    Array,
-}
-
-impl Loose<'_> {
-    fn type_name(&self) -> &'static str {
-        match self {
-            Loose::Int(_) | Loose::Float(_) => "a number",
-            Loose::Str(_) => "a string",
-            Loose::Bool(_) => "a boolean",
-            Loose::Null => "null",
-            Loose::Object => "an object",
-            Loose::Array => "an array",
-        }
-    }
-}
-
-struct LooseVisitor;
-
-impl<'de> Visitor<'de> for LooseVisitor {
-    type Value = Loose<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Loose::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Loose::Int(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(i64::try_from(v).map_or(Loose::Float(v as f64), Loose::Int))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Loose::Float(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Loose::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Loose::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Loose::Str(Cow::Owned(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Loose::Null)
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Loose::Null)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Loose::Object)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Loose::Array)
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Loose<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(LooseVisitor)
-    }
-}
-
-/// A string that borrows from the input when it can.
-struct CowStr<'a>(Cow<'a, str>);
-
-impl<'de> de::Deserialize<'de> for CowStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = CowStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// The `features` value: an object collected as-is, or a note of what else it was.
-enum RawFeatures<'a> {
-    Object(SmallVec<[(Cow<'a, str>, Loose<'a>); 12]>),
-    Other(&'static str),
-}
-
-impl<'de> de::Deserialize<'de> for RawFeatures<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawFeatures<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of features")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = SmallVec::new();
-                while let Some(CowStr(k)) = map.next_key::<CowStr<'de>>()? {
-                    let v = map.next_value::<Loose<'de>>()?;
-                    out.push((k, v));
-                }
-                Ok(RawFeatures::Object(out))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(RawFeatures::Object(SmallVec::new()))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(RawFeatures::Other("a boolean"))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(RawFeatures::Other("a number"))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(RawFeatures::Other("a number"))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(RawFeatures::Other("a number"))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(RawFeatures::Other("a string"))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(RawFeatures::Other("an array"))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-#[derive(Default)]
-struct RawEvent<'a> {
-    kind: Option<Loose<'a>>,
-    timestamp: Option<Loose<'a>>,
-    event_id: Option<Loose<'a>>,
-    app: Option<Loose<'a>>,
-    app_version: Option<Loose<'a>>,
-    model: Option<Loose<'a>>,
-    model_version: Option<Loose<'a>>,
-    latency_ms: Option<Loose<'a>>,
-    features: Option<RawFeatures<'a>>,
-    prediction: Option<Loose<'a>>,
-    label: Option<Loose<'a>>,
-    error: Option<Loose<'a>>,
-}
-
-enum Field {
-    Type,
-    Timestamp,
-    EventId,
-    App,
-    AppVersion,
-    Model,
-    ModelVersion,
-    LatencyMs,
-    Features,
-    Prediction,
-    Label,
-    Error,
-    Other,
-}
-
-impl<'de> de::Deserialize<'de> for Field {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Field;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Field, E> {
-                Ok(match v {
-                    "type" => Field::Type,
-                    "timestamp" => Field::Timestamp,
-                    "event_id" => Field::EventId,
-                    "app" => Field::App,
-                    "app_version" => Field::AppVersion,
-                    "model" => Field::Model,
-                    "model_version" => Field::ModelVersion,
-                    "latency_ms" => Field::LatencyMs,
-                    "features" => Field::Features,
-                    "prediction" => Field::Prediction,
-                    "label" => Field::Label,
-                    "error" => Field::Error,
-                    _ => Field::Other,
-                })
-            }
-        }
-        d.deserialize_identifier(V)
-    }
-}
-
-const NOT_AN_OBJECT: &str = "driftwatch: event is not an object";
-
-struct RawEventSeed;
-
-impl<'de> DeserializeSeed<'de> for RawEventSeed {
-    type Value = RawEvent<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(RawEventVisitor)
-    }
-}
-
-struct RawEventVisitor;
-
-impl<'de> Visitor<'de> for RawEventVisitor {
-    type Value = RawEvent<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an event object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut raw = RawEvent::default();
-        while let Some(field) = map.next_key::<Field>()? {
-            let slot = match field {
-                Field::Features => {
-                    raw.features = Some(map.next_value()?);
-                    continue;
-                }
-                Field::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-                Field::Type => &mut raw.kind,
-                Field::Timestamp => &mut raw.timestamp,
-                Field::EventId => &mut raw.event_id,
-                Field::App => &mut raw.app,
-                Field::AppVersion => &mut raw.app_version,
-                Field::Model => &mut raw.model,
-                Field::ModelVersion => &mut raw.model_version,
-                Field::LatencyMs => &mut raw.latency_ms,
-                Field::Prediction => &mut raw.prediction,
-                Field::Label => &mut raw.label,
-                Field::Error => &mut raw.error,
-            };
-            *slot = Some(map.next_value()?);
-        }
-        Ok(raw)
-    }
-    // Any other top-level JSON value: consume it fully so trailing garbage is still caught,
-    // then report it as "not an object".
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Err(E::custom(NOT_AN_OBJECT))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Err(E::custom(NOT_AN_OBJECT))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Err(E::custom(NOT_AN_OBJECT))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Err(E::custom(NOT_AN_OBJECT))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Err(E::custom(NOT_AN_OBJECT))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Err(E::custom(NOT_AN_OBJECT))
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-        Err(de::Error::custom(NOT_AN_OBJECT))
-    }
-}
-
-fn classify_json_error(line: &[u8], e: &serde_json::Error) -> BadInput {
-    let msg = e.to_string();
-    if msg.starts_with(NOT_AN_OBJECT) {
-        return BadInput::new(
-            BadReason::NotAnObject,
-            "the line is valid JSON but not an object",
-        );
-    }
-    if msg.contains("number out of range") {
-        return BadInput::new(
-            BadReason::NonFiniteNumber,
-            format!("a number is too large to be finite ({msg})"),
-        );
-    }
-    if let Err(u) = std::str::from_utf8(line) {
-        return BadInput::new(
-            BadReason::InvalidUtf8,
-            format!("invalid UTF-8 at byte {}", u.valid_up_to()),
-        );
-    }
-    BadInput::new(BadReason::InvalidJson, msg)
-}
-
 fn required<'a>(v: Option<Loose<'a>>, field: &str, kind: &str) -> Result<Loose<'a>, BadInput> {
-    v.ok_or_else(|| {
-        BadInput::new(
-            BadReason::MissingField,
-            format!("missing field `{field}` for a {kind} event"),
-        )
-    })
+    v.ok_or_else(|| BadInput::new(BadReason::MissingField, format!("missing field `{field}` for a {kind} event")))
 }
 
 fn string<'a>(v: Loose<'a>, field: &str) -> Result<Cow<'a, str>, BadInput> {
     match v {
-        Loose::Str(s) if s.is_empty() => Err(BadInput::new(
-            BadReason::InvalidValue,
-            format!("field `{field}` is an empty string"),
-        )),
+        Loose::Str(s) if s.is_empty() => {
+            Err(BadInput::new(BadReason::InvalidValue, format!("field `{field}` is an empty string")))
+        }
         Loose::Str(s) => Ok(s),
         other => Err(BadInput::new(
             BadReason::WrongType,
-            format!(
-                "field `{field}` must be a string, got {}",
-                other.type_name()
-            ),
+            format!("field `{field}` must be a string, got {}", other.type_name()),
         )),
     }
 }
@@ -525,16 +210,10 @@ fn number(v: &Loose<'_>, field: &str) -> Result<f64, BadInput> {
     match *v {
         Loose::Int(i) => Ok(i as f64),
         Loose::Float(f) if f.is_finite() => Ok(f),
-        Loose::Float(_) => Err(BadInput::new(
-            BadReason::NonFiniteNumber,
-            format!("field `{field}` is not finite"),
-        )),
+        Loose::Float(_) => Err(BadInput::new(BadReason::NonFiniteNumber, format!("field `{field}` is not finite"))),
         ref other => Err(BadInput::new(
             BadReason::WrongType,
-            format!(
-                "field `{field}` must be a number, got {}",
-                other.type_name()
-            ),
+            format!("field `{field}` must be a number, got {}", other.type_name()),
         )),
     }
 }
@@ -546,10 +225,7 @@ fn outcome<'a>(v: Option<Loose<'a>>, field: &str) -> Result<Option<Outcome<'a>>,
         Some(v @ (Loose::Int(_) | Loose::Float(_))) => Ok(Some(Outcome::Num(number(&v, field)?))),
         Some(other) => Err(BadInput::new(
             BadReason::WrongType,
-            format!(
-                "field `{field}` must be a number or a string, got {}",
-                other.type_name()
-            ),
+            format!("field `{field}` must be a number or a string, got {}", other.type_name()),
         )),
     }
 }
@@ -560,10 +236,7 @@ fn pair<'a>(
     name_field: &str,
     version_field: &str,
 ) -> Result<Option<NameVersion<'a>>, BadInput> {
-    match (
-        opt_string(name, name_field)?,
-        opt_string(version, version_field)?,
-    ) {
+    match (opt_string(name, name_field)?, opt_string(version, version_field)?) {
         (Some(n), Some(v)) => Ok(Some((n, v))),
         (None, None) => Ok(None),
         (Some(_), None) => Err(BadInput::new(
@@ -584,55 +257,71 @@ fn timestamp(v: Loose<'_>) -> Result<Millis, BadInput> {
         other => {
             return Err(BadInput::new(
                 BadReason::WrongType,
-                format!("field `timestamp` must be an RFC 3339 string or integer epoch milliseconds, got {}", other.type_name()),
+                format!(
+                    "field `timestamp` must be an RFC 3339 string or integer epoch milliseconds, got {}",
+                    other.type_name()
+                ),
             ))
         }
     };
     r.map_err(|e| match e {
-        TimestampError::Syntax => BadInput::new(
-            BadReason::BadTimestamp,
-            "field `timestamp` is not RFC 3339 (e.g. 2025-11-24T16:27:41.120Z)",
-        ),
-        TimestampError::OutOfRange => BadInput::new(
-            BadReason::BadTimestamp,
-            "field `timestamp` is outside 2000-01-01 .. 2100-01-01",
-        ),
+        TimestampError::Syntax => {
+            BadInput::new(BadReason::BadTimestamp, "field `timestamp` is not RFC 3339 (e.g. 2025-11-24T16:27:41.120Z)")
+        }
+        TimestampError::OutOfRange => {
+            BadInput::new(BadReason::BadTimestamp, "field `timestamp` is outside 2000-01-01 .. 2100-01-01")
+        }
     })
 }
 
 /// Decodes one event from the bytes of a JSON Lines line or a Kafka message value.
 pub fn decode(bytes: &[u8]) -> Result<Event<'_>, BadInput> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let raw = RawEventSeed
-        .deserialize(&mut de)
-        .and_then(|raw| de.end().map(|()| raw))
-        .map_err(|e| classify_json_error(bytes, &e))?;
-    validate(raw)
+    Decoder::default().decode(bytes)
+}
+
+/// A decoder that recycles the feature list's allocation from one event to the next.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    spare: Features<'static>,
+}
+
+/// Empties a feature list and re-types it for another lifetime, keeping its allocation
+/// (in-place collection reuses the buffer: the element layout does not depend on lifetimes).
+fn recycle<'b>(v: Features<'_>) -> Features<'b> {
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+impl Decoder {
+    /// Decodes one event, borrowing from `bytes`.
+    pub fn decode<'a>(&mut self, bytes: &'a [u8]) -> Result<Event<'a>, BadInput> {
+        let features = recycle(std::mem::take(&mut self.spare));
+        validate(scan_event(bytes, features)?)
+    }
+
+    /// Hands an event's feature list back for reuse by the next [`Decoder::decode`].
+    pub fn recycle(&mut self, ev: Event<'_>) {
+        if ev.features.capacity() > self.spare.capacity() {
+            self.spare = recycle(ev.features);
+        }
+    }
 }
 
 fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
     let kind = match raw.kind {
-        None => {
-            return Err(BadInput::new(
-                BadReason::MissingField,
-                "missing field `type`",
-            ))
-        }
-        Some(Loose::Str(s)) => {
-            match s.as_ref() {
-                "request" => EventType::Request,
-                "prediction" => EventType::Prediction,
-                "error" => EventType::Error,
-                "label" => EventType::Label,
-                other => {
-                    let shown: String = other.chars().take(40).collect();
-                    return Err(BadInput::new(
+        None => return Err(BadInput::new(BadReason::MissingField, "missing field `type`")),
+        Some(Loose::Str(s)) => match s.as_ref() {
+            "request" => EventType::Request,
+            "prediction" => EventType::Prediction,
+            "error" => EventType::Error,
+            "label" => EventType::Label,
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                return Err(BadInput::new(
                     BadReason::UnknownType,
                     format!("field `type` is `{shown}`, expected request, prediction, error or label"),
                 ));
-                }
             }
-        }
+        },
         Some(other) => {
             return Err(BadInput::new(
                 BadReason::WrongType,
@@ -643,9 +332,7 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
     let k = kind.as_str();
     let ts = timestamp(required(raw.timestamp, "timestamp", k)?)?;
     let event_id = match kind {
-        EventType::Prediction | EventType::Label => {
-            Some(string(required(raw.event_id, "event_id", k)?, "event_id")?)
-        }
+        EventType::Prediction | EventType::Label => Some(string(required(raw.event_id, "event_id", k)?, "event_id")?),
         _ => opt_string(raw.event_id, "event_id")?,
     };
     let latency_ms = match raw.latency_ms {
@@ -653,10 +340,7 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
         Some(v) => {
             let l = number(&v, "latency_ms")?;
             if l < 0.0 {
-                return Err(BadInput::new(
-                    BadReason::InvalidValue,
-                    "field `latency_ms` is negative",
-                ));
+                return Err(BadInput::new(BadReason::InvalidValue, "field `latency_ms` is negative"));
             }
             Some(l)
         }
@@ -668,7 +352,7 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
         app: None,
         model: None,
         latency_ms,
-        features: SmallVec::new(),
+        features: Vec::new(),
         prediction: None,
         label: None,
         error_kind: None,
@@ -681,14 +365,14 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
         }
         EventType::Prediction => {
             let model = string(required(raw.model, "model", k)?, "model")?;
-            let version = string(
-                required(raw.model_version, "model_version", k)?,
-                "model_version",
-            )?;
+            let version = string(required(raw.model_version, "model_version", k)?, "model_version")?;
             ev.model = Some((model, version));
             ev.app = pair(raw.app, raw.app_version, "app", "app_version")?;
             ev.prediction = outcome(raw.prediction, "prediction")?;
-            ev.features = features(raw.features)?;
+            if let Some(bad) = raw.features_bad {
+                return Err(bad);
+            }
+            ev.features = raw.features;
         }
         EventType::Error => {
             ev.app = pair(raw.app, raw.app_version, "app", "app_version")?;
@@ -713,54 +397,11 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
         EventType::Label => {
             ev.label = outcome(Some(required(raw.label, "label", k)?), "label")?;
             if ev.label.is_none() {
-                return Err(BadInput::new(
-                    BadReason::MissingField,
-                    "field `label` is null",
-                ));
+                return Err(BadInput::new(BadReason::MissingField, "field `label` is null"));
             }
         }
     }
     Ok(ev)
-}
-
-fn features(raw: Option<RawFeatures<'_>>) -> Result<Features<'_>, BadInput> {
-    let items = match raw {
-        None => return Ok(SmallVec::new()),
-        Some(RawFeatures::Other(t)) => {
-            return Err(BadInput::new(
-                BadReason::WrongType,
-                format!("field `features` must be an object, got {t}"),
-            ))
-        }
-        Some(RawFeatures::Object(items)) => items,
-    };
-    let mut out = SmallVec::with_capacity(items.len());
-    for (name, v) in items {
-        let value = match v {
-            Loose::Int(i) => FeatureValue::Num(i as f64),
-            Loose::Float(f) if f.is_finite() => FeatureValue::Num(f),
-            Loose::Float(_) => {
-                return Err(BadInput::new(
-                    BadReason::NonFiniteNumber,
-                    format!("feature `{name}` is not finite"),
-                ))
-            }
-            Loose::Str(s) => FeatureValue::Str(s),
-            Loose::Bool(b) => FeatureValue::Bool(b),
-            Loose::Null => FeatureValue::Null,
-            other @ (Loose::Object | Loose::Array) => {
-                return Err(BadInput::new(
-                    BadReason::WrongType,
-                    format!(
-                        "feature `{name}` must be a number, string, boolean or null, got {}",
-                        other.type_name()
-                    ),
-                ))
-            }
-        };
-        out.push((name, value));
-    }
-    Ok(out)
 }
 
 /// True for lines that hold nothing but whitespace (skipped, not counted as bad input).
@@ -786,29 +427,24 @@ mod tests {
         let e = decode(br#"{"type":"prediction","timestamp":1764001661120,"event_id":"p1","model":"fraud","model_version":"7","features":{"amount":12.5,"country":"DE","new":true,"x":null},"prediction":0.83}"#).unwrap();
         assert_eq!(e.ts, 1_764_001_661_120);
         assert_eq!(e.features.len(), 4);
-        assert_eq!(
-            e.features[1],
-            ("country".into(), FeatureValue::Str("DE".into()))
-        );
+        assert_eq!(e.features[1], ("country".into(), FeatureValue::Str("DE".into())));
         assert_eq!(e.prediction, Some(Outcome::Num(0.83)));
 
-        let e = decode(br#"{"type":"error","timestamp":1764001661120,"model":"fraud","model_version":"7","error":"timeout"}"#).unwrap();
+        let e = decode(
+            br#"{"type":"error","timestamp":1764001661120,"model":"fraud","model_version":"7","error":"timeout"}"#,
+        )
+        .unwrap();
         assert_eq!(e.model, Some(("fraud".into(), "7".into())));
         assert!(e.app.is_none());
 
-        let e = decode(
-            br#"{"type":"label","timestamp":1764001661120,"event_id":"p1","label":"fraud"}"#,
-        )
-        .unwrap();
+        let e = decode(br#"{"type":"label","timestamp":1764001661120,"event_id":"p1","label":"fraud"}"#).unwrap();
         assert_eq!(e.label, Some(Outcome::Class("fraud".into())));
     }
 
     #[test]
     fn escaped_strings_are_decoded() {
-        let e = decode(
-            br#"{"type":"request","timestamp":1764001661120,"app":"a\"b","app_version":"1\u00e9"}"#,
-        )
-        .unwrap();
+        let e =
+            decode(br#"{"type":"request","timestamp":1764001661120,"app":"a\"b","app_version":"1\u00e9"}"#).unwrap();
         assert_eq!(e.app, Some(("a\"b".into(), "1é".into())));
     }
 
@@ -821,18 +457,9 @@ mod tests {
             reason(r#"{"type":"request","timestamp":1764001661120,"app":"a","app_version":"1"} x"#),
             BadReason::InvalidJson
         );
-        assert_eq!(
-            reason(r#"{"type":"click","timestamp":1764001661120}"#),
-            BadReason::UnknownType
-        );
-        assert_eq!(
-            reason(r#"{"timestamp":1764001661120}"#),
-            BadReason::MissingField
-        );
-        assert_eq!(
-            reason(r#"{"type":"request","timestamp":1764001661120,"app":"a"}"#),
-            BadReason::MissingField
-        );
+        assert_eq!(reason(r#"{"type":"click","timestamp":1764001661120}"#), BadReason::UnknownType);
+        assert_eq!(reason(r#"{"timestamp":1764001661120}"#), BadReason::MissingField);
+        assert_eq!(reason(r#"{"type":"request","timestamp":1764001661120,"app":"a"}"#), BadReason::MissingField);
         assert_eq!(
             reason(r#"{"type":"request","timestamp":1764001661120,"app":"a","app_version":2}"#),
             BadReason::WrongType
@@ -846,21 +473,15 @@ mod tests {
             BadReason::BadTimestamp
         );
         assert_eq!(
-            reason(
-                r#"{"type":"request","timestamp":1764001661120,"app":"a","app_version":"1","latency_ms":1e999}"#
-            ),
+            reason(r#"{"type":"request","timestamp":1764001661120,"app":"a","app_version":"1","latency_ms":1e999}"#),
             BadReason::NonFiniteNumber
         );
         assert_eq!(
-            reason(
-                r#"{"type":"request","timestamp":1764001661120,"app":"a","app_version":"1","latency_ms":-1}"#
-            ),
+            reason(r#"{"type":"request","timestamp":1764001661120,"app":"a","app_version":"1","latency_ms":-1}"#),
             BadReason::InvalidValue
         );
         assert_eq!(
-            reason(
-                r#"{"type":"prediction","timestamp":1764001661120,"model":"m","model_version":"1"}"#
-            ),
+            reason(r#"{"type":"prediction","timestamp":1764001661120,"model":"m","model_version":"1"}"#),
             BadReason::MissingField
         );
         assert_eq!(
@@ -869,18 +490,9 @@ mod tests {
             ),
             BadReason::WrongType
         );
-        assert_eq!(
-            reason(r#"{"type":"error","timestamp":1764001661120}"#),
-            BadReason::MissingField
-        );
-        assert_eq!(
-            reason(r#"{"type":"label","timestamp":1764001661120,"event_id":"e"}"#),
-            BadReason::MissingField
-        );
-        assert_eq!(
-            decode(b"\xff\xfe").expect_err("utf8").reason,
-            BadReason::InvalidUtf8
-        );
+        assert_eq!(reason(r#"{"type":"error","timestamp":1764001661120}"#), BadReason::MissingField);
+        assert_eq!(reason(r#"{"type":"label","timestamp":1764001661120,"event_id":"e"}"#), BadReason::MissingField);
+        assert_eq!(decode(b"\xff\xfe").expect_err("utf8").reason, BadReason::InvalidUtf8);
     }
 
     #[test]

@@ -114,12 +114,7 @@ impl<T: Copy> LabelJoin<T> {
         let key = hash_str(event_id);
         if let Some((label, lts)) = self.labels.remove(&key) {
             self.counters.matched += 1;
-            return Some(Joined {
-                target: p.target,
-                ts: lts.max(p.ts),
-                prediction: p.value,
-                label,
-            });
+            return Some(Joined { target: p.target, ts: lts.max(p.ts), prediction: p.value, label });
         }
         if self.predictions.insert(key, p).is_none() {
             self.prediction_order.push_back((p.ts, key));
@@ -137,12 +132,7 @@ impl<T: Copy> LabelJoin<T> {
         let key = hash_str(event_id);
         if let Some(p) = self.predictions.remove(&key) {
             self.counters.matched += 1;
-            return Some(Joined {
-                target: p.target,
-                ts: ts.max(p.ts),
-                prediction: p.value,
-                label: value,
-            });
+            return Some(Joined { target: p.target, ts: ts.max(p.ts), prediction: p.value, label: value });
         }
         if self.labels.insert(key, (value, ts)).is_none() {
             self.label_order.push_back((ts, key));
@@ -215,18 +205,12 @@ mod tests {
     #[test]
     fn joins_in_either_order() {
         let mut j: LabelJoin<u32> = LabelJoin::new(10, 1000);
-        let p = PendingPrediction {
-            target: 7,
-            value: Value::Num(1.0),
-            ts: 100,
-        };
+        let p = PendingPrediction { target: 7, value: Value::Num(1.0), ts: 100 };
         assert!(j.prediction("a", p).is_none());
         let got = j.label("a", Value::Num(0.0), 500).unwrap();
         assert_eq!((got.target, got.ts), (7, 500));
         assert!(j.label("b", Value::Num(2.0), 600).is_none());
-        let got = j
-            .prediction("b", PendingPrediction { ts: 650, ..p })
-            .unwrap();
+        let got = j.prediction("b", PendingPrediction { ts: 650, ..p }).unwrap();
         assert_eq!(got.ts, 650);
         assert_eq!(j.counters.matched, 2);
     }
@@ -235,14 +219,7 @@ mod tests {
     fn bounded_and_counted() {
         let mut j: LabelJoin<u32> = LabelJoin::new(3, 1000);
         for i in 0..5 {
-            j.prediction(
-                &format!("p{i}"),
-                PendingPrediction {
-                    target: 1,
-                    value: Value::Num(0.0),
-                    ts: i,
-                },
-            );
+            j.prediction(&format!("p{i}"), PendingPrediction { target: 1, value: Value::Num(0.0), ts: i });
         }
         assert_eq!(j.pending(), 3);
         assert_eq!(j.counters.predictions_evicted, 2);

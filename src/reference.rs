@@ -67,11 +67,7 @@ impl CategoryDict {
 impl FeatureTable {
     /// An empty table with the given bounds.
     pub fn new(max_features: usize, max_categories: usize) -> Self {
-        FeatureTable {
-            max_features,
-            max_categories,
-            ..Default::default()
-        }
+        FeatureTable { max_features, max_categories, ..Default::default() }
     }
 
     /// Index of a feature name; `position` is where the name appeared in the event, tried first
@@ -112,8 +108,7 @@ impl FeatureTable {
     #[inline]
     pub fn prediction_category(&mut self, value: &str) -> u32 {
         let max = self.max_categories;
-        self.prediction_dict
-            .intern(value, max, &mut self.categories_overflowed)
+        self.prediction_dict.intern(value, max, &mut self.categories_overflowed)
     }
 
     /// The dictionary of feature `idx` (or of the prediction for `None`).
@@ -207,31 +202,17 @@ impl FeatureReference {
             counts.push(0);
             counts.push(numeric + categorical - kept_total);
             let categories: Vec<String> = cats.into_iter().take(kept).map(|c| c.0).collect();
-            let index = categories
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.clone(), i))
-                .collect();
+            let index = categories.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
             (Binning::Categorical { categories, index }, counts)
         };
         let n = counts.len();
         counts[n - 2] = missing;
         let probs = counts.iter().map(|&c| c as f64 / events as f64).collect();
-        Some(FeatureReference {
-            name: name.to_owned(),
-            binning,
-            probs,
-            count: events,
-        })
+        Some(FeatureReference { name: name.to_owned(), binning, probs, count: events })
     }
 
     /// Counts of the current window in this reference's bins.
-    pub fn bin_counts(
-        &self,
-        sketch: Option<&FeatureSketch>,
-        events: u64,
-        dict: Option<&CategoryDict>,
-    ) -> Vec<u64> {
+    pub fn bin_counts(&self, sketch: Option<&FeatureSketch>, events: u64, dict: Option<&CategoryDict>) -> Vec<u64> {
         let mut counts = vec![0u64; self.probs.len()];
         let n = counts.len();
         let mut present = 0u64;
@@ -245,10 +226,8 @@ impl FeatureReference {
                 }
                 Binning::Categorical { index, .. } => {
                     for (&id, &c) in &s.categories {
-                        let bin = dict
-                            .and_then(|d| d.name(id))
-                            .and_then(|name| index.get(name).copied())
-                            .unwrap_or(n - 1);
+                        let bin =
+                            dict.and_then(|d| d.name(id)).and_then(|name| index.get(name).copied()).unwrap_or(n - 1);
                         counts[bin] += u64::from(c);
                     }
                     counts[n - 1] += s.numeric_count();
@@ -304,6 +283,9 @@ pub struct ModelReference {
     pub events: u64,
     /// Where it came from.
     pub source: ReferenceSource,
+    /// `(labelled, correct)` class predictions of a profile's data, the accuracy reference of
+    /// versions measured against it; `None` for warm-up references.
+    pub accuracy: Option<(u64, u64)>,
 }
 
 /// Drift of one feature in one evaluation.
@@ -340,14 +322,7 @@ impl ModelReference {
             .enumerate()
             .filter_map(|(i, name)| {
                 let s = sketch.features.get(i)?;
-                FeatureReference::from_sketch(
-                    name,
-                    s,
-                    sketch.events,
-                    table.dict(Some(i)),
-                    bins,
-                    max_categories,
-                )
+                FeatureReference::from_sketch(name, s, sketch.events, table.dict(Some(i)), bins, max_categories)
             })
             .collect();
         let prediction = FeatureReference::from_sketch(
@@ -358,47 +333,45 @@ impl ModelReference {
             bins,
             max_categories,
         );
-        ModelReference {
-            features,
-            prediction,
-            events: sketch.events,
-            source,
-        }
+        ModelReference { features, prediction, events: sketch.events, source, accuracy: None }
     }
 
     /// PSI of every referenced feature (and the prediction) of `current` against this reference.
-    pub fn drift(
-        &self,
-        current: &DriftSketch,
-        table: &FeatureTable,
-        threshold: f64,
-    ) -> Vec<FeatureDrift> {
+    pub fn drift(&self, current: &DriftSketch, table: &FeatureTable, threshold: f64) -> Vec<FeatureDrift> {
         let mut out = Vec::with_capacity(self.features.len() + 1);
         let events = current.events;
-        let mut one =
-            |r: &FeatureReference, sketch: Option<&FeatureSketch>, dict: Option<&CategoryDict>| {
-                let counts = r.bin_counts(sketch, events, dict);
-                let n = counts.len();
-                let value = psi(&r.probs, r.count, &counts);
-                out.push(FeatureDrift {
-                    name: r.name.clone(),
-                    statistic: "psi",
-                    value,
-                    threshold,
-                    missing_rate: counts[n - 2] as f64 / events.max(1) as f64,
-                    reference_missing_rate: r.missing_rate(),
-                    unseen_rate: counts[n - 1] as f64 / events.max(1) as f64,
-                });
-            };
+        let mut one = |r: &FeatureReference, sketch: Option<&FeatureSketch>, dict: Option<&CategoryDict>| {
+            let counts = r.bin_counts(sketch, events, dict);
+            let n = counts.len();
+            let value = psi(&r.probs, r.count, &counts);
+            out.push(FeatureDrift {
+                name: r.name.clone(),
+                statistic: "psi",
+                value,
+                threshold,
+                missing_rate: counts[n - 2] as f64 / events.max(1) as f64,
+                reference_missing_rate: r.missing_rate(),
+                unseen_rate: counts[n - 1] as f64 / events.max(1) as f64,
+            });
+        };
         for r in &self.features {
-            let idx = table.names.iter().position(|n| **n == *r.name);
-            let sketch = idx.and_then(|i| current.features.get(i));
-            one(r, sketch, idx.and_then(|i| table.dict(Some(i))));
+            // A profile feature the model's events never named is a schema difference, not
+            // drift: it is reported by [`ModelReference::absent`] instead.
+            let Some(idx) = table.names.iter().position(|n| **n == *r.name) else {
+                continue;
+            };
+            one(r, current.features.get(idx), table.dict(Some(idx)));
         }
         if let Some(r) = &self.prediction {
             one(r, Some(&current.prediction), table.dict(None));
         }
         out
+    }
+
+    /// Features of this reference that the model's events never named (a profile may describe
+    /// columns the service does not send).
+    pub fn absent(&self, table: &FeatureTable) -> Vec<&str> {
+        self.features.iter().filter(|r| !table.names.iter().any(|n| **n == *r.name)).map(|r| r.name.as_str()).collect()
     }
 
     /// Feature names of the table that this reference lacks.
@@ -408,10 +381,7 @@ impl ModelReference {
             .iter()
             .enumerate()
             .filter(|(i, n)| {
-                current
-                    .features
-                    .get(*i)
-                    .is_some_and(|s| s.numeric_count() + s.category_count() > 0)
+                current.features.get(*i).is_some_and(|s| s.numeric_count() + s.category_count() > 0)
                     && !self.features.iter().any(|r| *r.name == ***n)
             })
             .map(|(_, n)| &**n)
@@ -449,13 +419,7 @@ mod tests {
     #[test]
     fn same_distribution_has_small_psi_and_shift_has_large() {
         let (refs, table) = sketch_numeric(0.0, 20_000, 1);
-        let r = ModelReference::from_sketch(
-            &refs,
-            &table,
-            10,
-            50,
-            ReferenceSource::WarmUp { start: 0, end: 1 },
-        );
+        let r = ModelReference::from_sketch(&refs, &table, 10, 50, ReferenceSource::WarmUp { start: 0, end: 1 });
         assert_eq!(r.features.len(), 2);
         let (same, _) = sketch_numeric(0.0, 5_000, 2);
         let d = r.drift(&same, &table, 0.2);

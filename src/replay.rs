@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use memchr::memchr;
 
 use crate::engine::{Engine, Position};
-use crate::event::{decode, is_blank, BadInput, BadReason};
+use crate::event::{is_blank, BadInput, BadReason, Decoder};
 
 /// Bad lines reported individually on stderr before only counting.
 const SHOWN_BAD_LINES: usize = 10;
@@ -48,9 +48,7 @@ pub struct ReplaySummary {
 
 /// Wall-clock now in epoch milliseconds (for `issued_at`).
 pub fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 struct DeadLetter {
@@ -82,15 +80,13 @@ pub fn replay(
     let mut dead = match &opts.dead_letter {
         Some(p) => Some(DeadLetter {
             out: io::BufWriter::new(File::create(p).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot create dead-letter file {}: {e}", p.display()),
-                )
+                io::Error::new(e.kind(), format!("cannot create dead-letter file {}: {e}", p.display()))
             })?),
         }),
         None => None,
     };
     let mut shown = 0usize;
+    let mut decoder = Decoder::default();
     let mut last_progress = Instant::now();
     for input in inputs {
         let name = input.display().to_string();
@@ -98,10 +94,7 @@ pub fn replay(
         let mut reader: Box<dyn Read> = if input == Path::new("-") {
             Box::new(io::stdin().lock())
         } else {
-            Box::new(
-                File::open(input)
-                    .map_err(|e| io::Error::new(e.kind(), format!("cannot open {name}: {e}")))?,
-            )
+            Box::new(File::open(input).map_err(|e| io::Error::new(e.kind(), format!("cannot open {name}: {e}")))?)
         };
         let mut buf: Vec<u8> = vec![0; BLOCK];
         let mut filled = 0usize;
@@ -127,14 +120,12 @@ pub fn replay(
                 summary.lines += 1;
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if !is_blank(line) {
-                    let result = match decode(line) {
-                        Ok(ev) => engine.ingest(
-                            &ev,
-                            Position {
-                                source,
-                                offset: line_no,
-                            },
-                        ),
+                    let result = match decoder.decode(line) {
+                        Ok(ev) => {
+                            let r = engine.ingest(&ev, Position { source, offset: line_no });
+                            decoder.recycle(ev);
+                            r
+                        }
                         Err(bad) => {
                             engine.reject(&bad);
                             Err(bad)

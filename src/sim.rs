@@ -151,14 +151,7 @@ pub struct Scenario {
 }
 
 fn expect(command: CommandKind, kind: Kind, name: &str, version: &str, reason: Reason) -> Expected {
-    Expected {
-        command,
-        kind,
-        name: name.into(),
-        version: version.into(),
-        reason,
-        drifted: Vec::new(),
-    }
+    Expected { command, kind, name: name.into(), version: version.into(), reason, drifted: Vec::new() }
 }
 
 /// Names of all scenarios.
@@ -538,10 +531,7 @@ impl Generator {
         }
         let gap = Exp::new(s.rate).map_or(1.0, |e| e.sample(&mut self.rng));
         let t = from + (gap * 1000.0).round() as Millis;
-        let end = s
-            .end
-            .unwrap_or(self.scenario.duration)
-            .min(self.scenario.duration);
+        let end = s.end.unwrap_or(self.scenario.duration).min(self.scenario.duration);
         (t < end).then_some(t)
     }
 
@@ -608,11 +598,7 @@ impl Generator {
             let _ = write!(
                 self.line,
                 ",\"error\":\"{}\"",
-                if self.rng.gen::<f64>() < 0.7 {
-                    "http_500"
-                } else {
-                    "timeout"
-                }
+                if self.rng.gen::<f64>() < 0.7 { "http_500" } else { "timeout" }
             );
             self.line.push('}');
             return;
@@ -629,17 +615,11 @@ impl Generator {
                 Some(Shift::AmountLog(d)) => d,
                 _ => 0.0,
             };
-            let amount =
-                (3.0 + shift + Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng)))
-                    .exp();
-            let shares = if shifted == Some(Shift::CountrySwap) {
-                [0.20, 0.45, 0.15, 0.10, 0.10]
-            } else {
-                COUNTRY_SHARES
-            };
+            let amount = (3.0 + shift + Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng))).exp();
+            let shares =
+                if shifted == Some(Shift::CountrySwap) { [0.20, 0.45, 0.15, 0.10, 0.10] } else { COUNTRY_SHARES };
             let country = pick(&mut self.rng, &COUNTRIES, &shares);
-            let age: f64 =
-                40.0 + 12.0 * Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng));
+            let age: f64 = 40.0 + 12.0 * Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng));
             let device = pick(&mut self.rng, &DEVICES, &DEVICE_SHARES);
             let is_new = self.rng.gen::<f64>() < 0.2;
             let _ = write!(
@@ -654,8 +634,7 @@ impl Generator {
             }
         }
         let label = if s.numeric_prediction {
-            let truth: f64 =
-                100.0 + 20.0 * Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng));
+            let truth: f64 = 100.0 + 20.0 * Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng));
             let pred = truth + 5.0 * Normal::new(0.0, 1.0).map_or(0.0, |n| n.sample(&mut self.rng));
             let _ = write!(self.line, ",\"prediction\":{pred:.2}");
             Some(format!("{truth:.2}"))
@@ -730,16 +709,10 @@ impl Generator {
                 let t = self.next_event()?;
                 let delay = self.disorder_rng.gen_range(0..self.scenario.disorder);
                 self.seq += 1;
-                self.held.push(Reverse((
-                    t + delay,
-                    self.seq,
-                    self.line.as_bytes().to_vec(),
-                )));
+                self.held.push(Reverse((t + delay, self.seq, self.line.as_bytes().to_vec())));
                 continue;
             }
-            if self.scenario.bad_input_rate > 0.0
-                && self.bad_rng.gen::<f64>() < self.scenario.bad_input_rate
-            {
+            if self.scenario.bad_input_rate > 0.0 && self.bad_rng.gen::<f64>() < self.scenario.bad_input_rate {
                 let t = self.queue.peek().map_or(0, |Reverse((t, _, _))| *t);
                 return Some(self.bad_line(t));
             }
@@ -758,12 +731,8 @@ pub fn write_scenario(
     duration: Option<Millis>,
     out: &mut dyn Write,
 ) -> io::Result<u64> {
-    let mut s = scenario(name).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("unknown scenario `{name}`"),
-        )
-    })?;
+    let mut s = scenario(name)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("unknown scenario `{name}`")))?;
     if let Some(d) = duration {
         s.duration = d;
     }

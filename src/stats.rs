@@ -52,9 +52,7 @@ const LATENCY_MAX: u64 = 3_600_000;
 
 impl Latency {
     fn new_hist() -> Option<Box<Histogram<u32>>> {
-        Histogram::new_with_bounds(1, LATENCY_MAX, 2)
-            .ok()
-            .map(Box::new)
+        Histogram::new_with_bounds(1, LATENCY_MAX, 2).ok().map(Box::new)
     }
 
     /// Records one latency in milliseconds.
@@ -86,11 +84,7 @@ impl Latency {
     pub fn entries(&self) -> Vec<(u64, u64)> {
         self.hist
             .as_ref()
-            .map(|h| {
-                h.iter_recorded()
-                    .map(|v| (v.value_iterated_to(), u64::from(v.count_at_value())))
-                    .collect()
-            })
+            .map(|h| h.iter_recorded().map(|v| (v.value_iterated_to(), u64::from(v.count_at_value()))).collect())
             .unwrap_or_default()
     }
 
@@ -101,10 +95,7 @@ impl Latency {
             l.hist = Self::new_hist();
             if let Some(h) = l.hist.as_mut() {
                 for &(v, c) in entries {
-                    let _ = h.record_n(
-                        v.clamp(1, LATENCY_MAX),
-                        u32::try_from(c).unwrap_or(u32::MAX),
-                    );
+                    let _ = h.record_n(v.clamp(1, LATENCY_MAX), u32::try_from(c).unwrap_or(u32::MAX));
                 }
             }
         }
@@ -267,8 +258,7 @@ impl Merge for DriftSketch {
     fn merge(&mut self, other: &Self) {
         self.events += other.events;
         if other.features.len() > self.features.len() {
-            self.features
-                .resize_with(other.features.len(), FeatureSketch::default);
+            self.features.resize_with(other.features.len(), FeatureSketch::default);
         }
         for (a, b) in self.features.iter_mut().zip(&other.features) {
             a.merge(b);
@@ -283,9 +273,7 @@ mod tests {
 
     #[test]
     fn fine_bins_preserve_order_and_bound_width() {
-        let xs = [
-            -1e20, -5.0, -1.0, -1e-3, 0.0, 1e-13, 1e-3, 0.5, 1.0, 1.04, 1.1, 3.0, 1e6, 1e20,
-        ];
+        let xs = [-1e20, -5.0, -1.0, -1e-3, 0.0, 1e-13, 1e-3, 0.5, 1.0, 1.04, 1.1, 3.0, 1e6, 1e20];
         for w in xs.windows(2) {
             assert!(fine_bin(w[0]) <= fine_bin(w[1]), "{} {}", w[0], w[1]);
         }

@@ -136,8 +136,7 @@ pub fn parse_rfc3339(s: &str) -> Result<Millis, TimestampError> {
         _ => return Err(syntax),
     };
     // A leap second is folded onto the following second.
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
-        - offset_min * 60;
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
     let ms = secs * 1000 + millis;
     check_range(ms)
 }
@@ -178,13 +177,10 @@ impl fmt::Display for Rfc3339 {
 /// (`"30s"`, `"10m"`, `"6h"`, `"7d"`). Returns milliseconds.
 pub fn parse_duration(s: &str) -> Result<Millis, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{s}` has no unit (use ms, s, m, h, d or w)"))?;
+    let split =
+        s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("`{s}` has no unit (use ms, s, m, h, d or w)"))?;
     let (num, unit) = s.split_at(split);
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` does not start with a whole number"))?;
+    let n: i64 = num.parse().map_err(|_| format!("`{s}` does not start with a whole number"))?;
     let mult = match unit {
         "ms" => 1,
         "s" => 1000,
@@ -192,25 +188,14 @@ pub fn parse_duration(s: &str) -> Result<Millis, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
-        _ => {
-            return Err(format!(
-                "`{s}` has unknown unit `{unit}` (use ms, s, m, h, d or w)"
-            ))
-        }
+        _ => return Err(format!("`{s}` has unknown unit `{unit}` (use ms, s, m, h, d or w)")),
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too long"))
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too long"))
 }
 
 /// Formats milliseconds as the shortest exact human duration (`600000` → `"10m"`).
 pub fn format_duration(ms: Millis) -> String {
-    for (unit, mult) in [
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-    ] {
+    for (unit, mult) in [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
         if ms != 0 && ms % mult == 0 {
             return format!("{}{unit}", ms / mult);
         }
@@ -224,18 +209,9 @@ mod tests {
 
     #[test]
     fn parses_utc_and_offsets() {
-        assert_eq!(
-            parse_rfc3339("2025-11-24T16:27:41.120Z"),
-            Ok(1_764_001_661_120)
-        );
-        assert_eq!(
-            parse_rfc3339("2025-11-24T17:27:41.12+01:00"),
-            Ok(1_764_001_661_120)
-        );
-        assert_eq!(
-            parse_rfc3339("2025-11-24t16:27:41.120999z"),
-            Ok(1_764_001_661_120)
-        );
+        assert_eq!(parse_rfc3339("2025-11-24T16:27:41.120Z"), Ok(1_764_001_661_120));
+        assert_eq!(parse_rfc3339("2025-11-24T17:27:41.12+01:00"), Ok(1_764_001_661_120));
+        assert_eq!(parse_rfc3339("2025-11-24t16:27:41.120999z"), Ok(1_764_001_661_120));
         assert_eq!(parse_rfc3339("2025-11-24 16:27:41Z"), Ok(1_764_001_661_000));
     }
 
@@ -252,14 +228,8 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(s), Err(TimestampError::Syntax), "{s}");
         }
-        assert_eq!(
-            parse_rfc3339("1969-12-31T23:59:59Z"),
-            Err(TimestampError::OutOfRange)
-        );
-        assert_eq!(
-            parse_rfc3339("3025-01-01T00:00:00Z"),
-            Err(TimestampError::OutOfRange)
-        );
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Err(TimestampError::OutOfRange));
+        assert_eq!(parse_rfc3339("3025-01-01T00:00:00Z"), Err(TimestampError::OutOfRange));
     }
 
     #[test]
@@ -267,10 +237,7 @@ mod tests {
         for ms in [MIN_EVENT_MS, 1_764_001_661_120, 4_000_000_000_123] {
             assert_eq!(parse_rfc3339(&format_rfc3339(ms)), Ok(ms));
         }
-        assert_eq!(
-            format_rfc3339(1_764_001_661_120),
-            "2025-11-24T16:27:41.120Z"
-        );
+        assert_eq!(format_rfc3339(1_764_001_661_120), "2025-11-24T16:27:41.120Z");
     }
 
     #[test]

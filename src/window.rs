@@ -56,11 +56,7 @@ pub struct Ring<A> {
 impl<A: Default + Merge + Clone> Ring<A> {
     /// A ring able to serve windows of `spec`, keeping `extra` more buckets of history.
     pub fn new(spec: WindowSpec, extra: usize) -> Self {
-        Ring {
-            spec,
-            buckets: VecDeque::new(),
-            keep: spec.buckets() + extra,
-        }
+        Ring { spec, buckets: VecDeque::new(), keep: spec.buckets() + extra }
     }
 
     /// The bucket for event time `ts`, created on demand.
@@ -91,10 +87,7 @@ impl<A: Default + Merge + Clone> Ring<A> {
 
     /// The bucket with index `idx`, if it holds anything.
     pub fn get(&self, idx: i64) -> Option<&A> {
-        self.buckets
-            .binary_search_by_key(&idx, |&(i, _)| i)
-            .ok()
-            .map(|p| &self.buckets[p].1)
+        self.buckets.binary_search_by_key(&idx, |&(i, _)| i).ok().map(|p| &self.buckets[p].1)
     }
 
     /// Drops buckets too old to be part of any window ending at bucket `closed` (inclusive).
@@ -172,11 +165,7 @@ mod tests {
     use crate::stats::Traffic;
 
     fn spec() -> WindowSpec {
-        WindowSpec {
-            length: 600_000,
-            step: 60_000,
-            min_count: None,
-        }
+        WindowSpec { length: 600_000, step: 60_000, min_count: None }
     }
 
     #[test]
@@ -209,11 +198,7 @@ mod tests {
 
     #[test]
     fn count_windows_reach_back_until_enough_events() {
-        let s = WindowSpec {
-            length: 3_600_000,
-            step: 60_000,
-            min_count: Some(5),
-        };
+        let s = WindowSpec { length: 3_600_000, step: 60_000, min_count: Some(5) };
         let mut r: Ring<Traffic> = Ring::new(s, 0);
         for m in [0, 10, 20, 30, 40, 50] {
             r.at(m * 60_000).events += 2;
