@@ -244,6 +244,11 @@ pub struct AccuracyConfig {
     pub max_pending: usize,
     /// Predictions wait at most this long (event time) for their label.
     pub max_label_delay: Duration,
+    /// A model version whose predictions have waited this long without a single label
+    /// arriving is taken to be unlabelled: its predictions stop being kept (counted as not
+    /// awaited) until `max_label_delay` has passed, then it is tried again. Keeps memory flat
+    /// for models that never get labels.
+    pub label_probation: Duration,
 }
 
 impl Default for AccuracyConfig {
@@ -258,6 +263,7 @@ impl Default for AccuracyConfig {
             window: WindowConfig::default(),
             max_pending: 500_000,
             max_label_delay: Duration(86_400_000),
+            label_probation: Duration(3_600_000),
         }
     }
 }
@@ -571,6 +577,9 @@ impl Config {
             return Err(invalid("accuracy.max_pending", "must be ≥ 1"));
         }
         a.window.or(w.base()).validate("accuracy.window")?;
+        if a.label_probation.0 < 1000 || a.label_probation > a.max_label_delay {
+            return Err(invalid("accuracy.label_probation", "must be between 1s and accuracy.max_label_delay"));
+        }
         let d = &self.drift;
         if !(d.psi_threshold.is_finite() && d.psi_threshold > 0.0) {
             return Err(invalid("drift.psi_threshold", format!("must be > 0 (got {})", d.psi_threshold)));

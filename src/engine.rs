@@ -10,7 +10,7 @@
 //! so the commands and their `decided_at` do not depend on how the input was interleaved
 //! within the lateness bound.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -25,7 +25,7 @@ use crate::labels::{JoinCounters, Joined, LabelJoin, PendingPrediction, Value};
 use crate::reference::{FeatureTable, ModelReference, ReferenceSource};
 use crate::stats::{Accuracy, DriftSketch, Latency, Merge, Traffic};
 use crate::time::{format_rfc3339, Millis};
-use crate::window::{Ring, WindowSpec};
+use crate::window::Ring;
 
 /// Index of a target in the engine's table.
 pub type TargetId = u32;
@@ -62,6 +62,8 @@ pub struct Counters {
     pub targets_evicted: u64,
     /// Commands emitted by kind (rollback, retrain, review, promote).
     pub commands: [u64; 4],
+    /// Predictions not kept for label joins because their model version gets no labels.
+    pub predictions_not_awaited: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -154,6 +156,18 @@ struct ModelState {
     warm: DriftSketch,
     accuracy_reference: Option<(Accuracy, i64, i64)>,
     last_drift: Vec<crate::reference::FeatureDrift>,
+    labels: LabelWait,
+}
+
+/// Whether a model version's predictions are kept for label joins.
+#[derive(Debug, Clone, Copy, Default)]
+struct LabelWait {
+    /// Labels joined to this version's predictions.
+    matched: u64,
+    /// First prediction kept since the version was last (re)tried.
+    since: Option<Millis>,
+    /// Given up at this time: no label arrived during the probation.
+    gave_up_at: Option<Millis>,
 }
 
 /// Ring kinds with their own closes.
@@ -470,6 +484,7 @@ impl Engine {
                 warm: DriftSketch::default(),
                 accuracy_reference: None,
                 last_drift: Vec::new(),
+                labels: LabelWait::default(),
             })
         });
         let t = Target {
@@ -672,6 +687,10 @@ impl Engine {
                 self.schedule(id, wake);
             }
         }
+        if !self.awaits_labels(id, ev.ts) {
+            self.counters.predictions_not_awaited += 1;
+            return;
+        }
         if let (Some(id_str), Some(p)) = (&ev.event_id, &ev.prediction) {
             let pending = PendingPrediction { target: (id, gen), value: Value::of(p), ts: ev.ts };
             if let Some(j) = self.joins.prediction(id_str, pending) {
@@ -682,12 +701,39 @@ impl Engine {
         }
     }
 
+    /// Label probation: keep a version's predictions while labels arrive for it, or while it
+    /// is young enough that they may still come.
+    fn awaits_labels(&mut self, id: TargetId, ts: Millis) -> bool {
+        let probation = self.cfg.accuracy.label_probation.0;
+        let retry = self.cfg.accuracy.max_label_delay.0;
+        let Some(m) = self.target_mut(id).and_then(|t| t.model.as_mut()) else { return false };
+        let w = &mut m.labels;
+        if w.matched > 0 {
+            return true;
+        }
+        if let Some(g) = w.gave_up_at {
+            if ts - g < retry {
+                return false;
+            }
+            w.gave_up_at = None;
+            w.since = None;
+        }
+        let since = *w.since.get_or_insert(ts);
+        if ts - since <= probation {
+            return true;
+        }
+        w.gave_up_at = Some(ts);
+        self.joins.forget(|&(t, _)| t == id);
+        false
+    }
+
     fn apply_join(&mut self, j: Joined<(TargetId, u32)>) {
         let (id, gen) = j.target;
         let late = j.ts < self.watermark;
-        let Some(t) = self.target_mut(id).filter(|t| t.gen == gen) else {
-            return;
-        };
+        let Some(t) = self.target_mut(id).filter(|t| t.gen == gen) else { return };
+        if let Some(m) = t.model.as_mut() {
+            m.labels.matched += 1;
+        }
         let mut acc = Accuracy::default();
         match (j.prediction, j.label) {
             (Value::Num(p), Value::Num(l)) => {
@@ -1221,17 +1267,9 @@ impl Engine {
 
     fn close_bucket(&mut self, id: TargetId, ring: usize, idx: i64) {
         match ring {
-            R_LATENCY => {
-                if self.cfg.latency.enabled {
-                    self.check_latency(id, idx);
-                }
-            }
+            R_LATENCY if self.cfg.latency.enabled => self.check_latency(id, idx),
             R_DRIFT => self.close_drift(id, idx),
-            R_ACCURACY => {
-                if self.cfg.accuracy.enabled {
-                    self.check_accuracy_vs_reference(id, idx);
-                }
-            }
+            R_ACCURACY if self.cfg.accuracy.enabled => self.check_accuracy_vs_reference(id, idx),
             _ => {}
         }
     }
@@ -1542,23 +1580,4 @@ fn finite_or_null(x: f64) -> serde_json::Value {
     } else {
         serde_json::Value::Null
     }
-}
-
-/// A window spec helper for tests and tools.
-pub fn minutes(length: i64, step: i64) -> WindowSpec {
-    WindowSpec { length: length * 60_000, step: step * 60_000, min_count: None }
-}
-
-/// Groups of pending seconds, for introspection in tests.
-#[doc(hidden)]
-pub fn pending_seconds(e: &Engine) -> usize {
-    e.groups.iter().flatten().map(|g| g.pending.len()).sum::<usize>() + e.tick_queue.len() * 0
-}
-
-#[doc(hidden)]
-pub fn queue_sizes(e: &Engine) -> (usize, usize, BTreeMap<&'static str, usize>) {
-    let mut m = BTreeMap::new();
-    m.insert("targets", e.index.len());
-    m.insert("pending_labels", e.joins.pending());
-    (e.tick_queue.len(), e.wake_queue.len(), m)
 }

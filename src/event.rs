@@ -287,6 +287,7 @@ pub struct Decoder {
 
 /// Empties a feature list and re-types it for another lifetime, keeping its allocation
 /// (in-place collection reuses the buffer: the element layout does not depend on lifetimes).
+#[allow(clippy::unnecessary_filter_map)] // `filter` cannot change the element's lifetime
 fn recycle<'b>(v: Features<'_>) -> Features<'b> {
     v.into_iter().filter_map(|_| None).collect()
 }

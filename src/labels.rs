@@ -192,9 +192,14 @@ impl<T: Copy> LabelJoin<T> {
         }
     }
 
-    /// Forgets pending predictions of targets for which `gone` is true.
+    /// Forgets pending predictions of targets for which `gone` is true, and gives their
+    /// memory back.
     pub fn forget(&mut self, gone: impl Fn(&T) -> bool) {
         self.predictions.retain(|_, p| !gone(&p.target));
+        let predictions = &self.predictions;
+        self.prediction_order.retain(|(_, k)| predictions.contains_key(k));
+        self.predictions.shrink_to_fit();
+        self.prediction_order.shrink_to_fit();
     }
 }
 

@@ -1140,12 +1140,12 @@ pub fn build_profile(opts: &BaselineOptions) -> Result<(Profile, BuildStats), Pr
     if size == 0 {
         return Err(ProfileError::EmptyFile { path: p });
     }
-    // The hash needs its own pass over the bytes; it runs beside the profiling.
-    let hash_path = path.to_owned();
-    let hasher = std::thread::spawn(move || sha256_file(&hash_path));
     let source = open_source(path, size)?;
     let format = source.format;
     let mut profiler = Profiler::new(&p, &source.schema, &opts.exclude)?;
+    // The hash needs its own pass over the bytes; it runs beside the profiling.
+    let hash_path = path.to_owned();
+    let hasher = std::thread::spawn(move || sha256_file(&hash_path));
     let (batches, extent) = (source.open)(profiler.projection()).map_err(|e| ProfileError::Corrupt {
         path: p.clone(),
         format: format.name(),
@@ -1273,16 +1273,23 @@ pub fn write_profile(path: &Path, profile: &Profile) -> Result<(), ProfileError>
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| werr(&e))?;
     // Write beside the target and rename, so a reader never sees half a profile.
-    let tmp = path.with_extension("arrow.tmp");
-    let file = File::create(&tmp).map_err(|e| werr(&e))?;
-    let mut w = arrow::ipc::writer::FileWriter::try_new_buffered(file, &schema).map_err(|e| werr(&e))?;
-    w.write(&batch).map_err(|e| werr(&e))?;
-    w.finish().map_err(|e| werr(&e))?;
-    let file = w.into_inner().map_err(|e| werr(&e))?;
-    let file = file.into_inner().map_err(|e| werr(&e.error()))?;
-    file.sync_all().map_err(|e| werr(&e))?;
-    std::fs::rename(&tmp, path).map_err(|e| werr(&e))?;
-    Ok(())
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let file = File::create(&tmp).map_err(|e| werr(&e))?;
+        let mut w = arrow::ipc::writer::FileWriter::try_new_buffered(file, &schema).map_err(|e| werr(&e))?;
+        w.write(&batch).map_err(|e| werr(&e))?;
+        w.finish().map_err(|e| werr(&e))?;
+        let file = w.into_inner().map_err(|e| werr(&e))?;
+        let file = file.into_inner().map_err(|e| werr(e.error()))?;
+        file.sync_all().map_err(|e| werr(&e))?;
+        std::fs::rename(&tmp, path).map_err(|e| werr(&e))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Reads a profile written by [`write_profile`].

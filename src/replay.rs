@@ -225,8 +225,8 @@ pub fn describe(engine: &Engine, s: &ReplaySummary) -> String {
     let j = engine.join_counters();
     let _ = writeln!(
         out,
-        "labels: {} matched, {} late, {} unmatched; {} predictions evicted unlabelled",
-        j.matched, c.late_labels, j.labels_unmatched, j.predictions_evicted
+        "labels: {} matched, {} late, {} unmatched; {} predictions evicted unlabelled, {} not awaited (model gets no labels)",
+        j.matched, c.late_labels, j.labels_unmatched, j.predictions_evicted, c.predictions_not_awaited
     );
     let (features, categories) = engine.cardinality_drops();
     if c.dropped_over_target_limit + features + categories + c.targets_evicted > 0 {
@@ -241,7 +241,18 @@ pub fn describe(engine: &Engine, s: &ReplaySummary) -> String {
         "commands: {} ({} rollback, {} retrain, {} review, {} promote)",
         s.commands, c.commands[0], c.commands[1], c.commands[2], c.commands[3]
     );
+    if let Some(rss) = peak_rss_bytes() {
+        let _ = write!(out, "\npeak memory: {:.1} MB; {} targets tracked", rss as f64 / 1e6, engine.target_count());
+    }
     out
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// True when stderr is a terminal (progress is shown only then).
