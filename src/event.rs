@@ -295,8 +295,9 @@ fn recycle<'b>(v: Features<'_>) -> Features<'b> {
 impl Decoder {
     /// Decodes one event, borrowing from `bytes`.
     pub fn decode<'a>(&mut self, bytes: &'a [u8]) -> Result<Event<'a>, BadInput> {
-        let features = recycle(std::mem::take(&mut self.spare));
-        validate(scan_event(bytes, features)?)
+        let mut raw = RawEvent { features: recycle(std::mem::take(&mut self.spare)), ..RawEvent::default() };
+        scan_event(bytes, &mut raw)?;
+        validate(&mut raw)
     }
 
     /// Hands an event's feature list back for reuse by the next [`Decoder::decode`].
@@ -307,8 +308,9 @@ impl Decoder {
     }
 }
 
-fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
-    let kind = match raw.kind {
+#[inline]
+fn validate<'a>(raw: &mut RawEvent<'a>) -> Result<Event<'a>, BadInput> {
+    let kind = match raw.kind.take() {
         None => return Err(BadInput::new(BadReason::MissingField, "missing field `type`")),
         Some(Loose::Str(s)) => match s.as_ref() {
             "request" => EventType::Request,
@@ -331,12 +333,14 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
         }
     };
     let k = kind.as_str();
-    let ts = timestamp(required(raw.timestamp, "timestamp", k)?)?;
+    let ts = timestamp(required(raw.timestamp.take(), "timestamp", k)?)?;
     let event_id = match kind {
-        EventType::Prediction | EventType::Label => Some(string(required(raw.event_id, "event_id", k)?, "event_id")?),
-        _ => opt_string(raw.event_id, "event_id")?,
+        EventType::Prediction | EventType::Label => {
+            Some(string(required(raw.event_id.take(), "event_id", k)?, "event_id")?)
+        }
+        _ => opt_string(raw.event_id.take(), "event_id")?,
     };
-    let latency_ms = match raw.latency_ms {
+    let latency_ms = match raw.latency_ms.take() {
         None | Some(Loose::Null) => None,
         Some(v) => {
             let l = number(&v, "latency_ms")?;
@@ -360,31 +364,31 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
     };
     match kind {
         EventType::Request => {
-            let app = string(required(raw.app, "app", k)?, "app")?;
-            let version = string(required(raw.app_version, "app_version", k)?, "app_version")?;
+            let app = string(required(raw.app.take(), "app", k)?, "app")?;
+            let version = string(required(raw.app_version.take(), "app_version", k)?, "app_version")?;
             ev.app = Some((app, version));
         }
         EventType::Prediction => {
-            let model = string(required(raw.model, "model", k)?, "model")?;
-            let version = string(required(raw.model_version, "model_version", k)?, "model_version")?;
+            let model = string(required(raw.model.take(), "model", k)?, "model")?;
+            let version = string(required(raw.model_version.take(), "model_version", k)?, "model_version")?;
             ev.model = Some((model, version));
-            ev.app = pair(raw.app, raw.app_version, "app", "app_version")?;
-            ev.prediction = outcome(raw.prediction, "prediction")?;
-            if let Some(bad) = raw.features_bad {
+            ev.app = pair(raw.app.take(), raw.app_version.take(), "app", "app_version")?;
+            ev.prediction = outcome(raw.prediction.take(), "prediction")?;
+            if let Some(bad) = raw.features_bad.take() {
                 return Err(bad);
             }
-            ev.features = raw.features;
+            ev.features = std::mem::take(&mut raw.features);
         }
         EventType::Error => {
-            ev.app = pair(raw.app, raw.app_version, "app", "app_version")?;
-            ev.model = pair(raw.model, raw.model_version, "model", "model_version")?;
+            ev.app = pair(raw.app.take(), raw.app_version.take(), "app", "app_version")?;
+            ev.model = pair(raw.model.take(), raw.model_version.take(), "model", "model_version")?;
             if ev.app.is_none() && ev.model.is_none() {
                 return Err(BadInput::new(
                     BadReason::MissingField,
                     "an error event must name `app`+`app_version` or `model`+`model_version`",
                 ));
             }
-            ev.error_kind = match raw.error {
+            ev.error_kind = match raw.error.take() {
                 None | Some(Loose::Null) => None,
                 Some(Loose::Str(s)) => Some(s),
                 Some(other) => {
@@ -396,7 +400,7 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, BadInput> {
             };
         }
         EventType::Label => {
-            ev.label = outcome(Some(required(raw.label, "label", k)?), "label")?;
+            ev.label = outcome(Some(required(raw.label.take(), "label", k)?), "label")?;
             if ev.label.is_none() {
                 return Err(BadInput::new(BadReason::MissingField, "field `label` is null"));
             }

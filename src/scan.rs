@@ -40,7 +40,7 @@ impl Loose<'_> {
 }
 
 /// The fields of an event object, before validation.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct RawEvent<'a> {
     pub kind: Option<Loose<'a>>,
     pub timestamp: Option<Loose<'a>>,
@@ -109,6 +109,24 @@ impl<'a> Scanner<'a> {
         let start = self.i;
         let b = self.b;
         let mut i = start;
+        // Eight bytes at a time while none of them is a quote, a backslash or a control
+        // character (SWAR: a zero byte of `v ^ pattern` or a byte below 0x20 sets its high bit).
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let v = u64::from_le_bytes(word);
+            let quote = v ^ (ONES * u64::from(b'"'));
+            let slash = v ^ (ONES * u64::from(b'\\'));
+            let special = (quote.wrapping_sub(ONES) & !quote)
+                | (slash.wrapping_sub(ONES) & !slash)
+                | (v.wrapping_sub(ONES * 0x20) & !v);
+            if special & HIGHS != 0 {
+                break;
+            }
+            i += 8;
+        }
         loop {
             let Some(&c) = b.get(i) else { return Err(Fail::Syntax("a closing quote", i)) };
             match c {
@@ -391,28 +409,12 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn event(&mut self, features: Features<'a>) -> R<RawEvent<'a>> {
-        let mut raw = RawEvent {
-            kind: None,
-            timestamp: None,
-            event_id: None,
-            app: None,
-            app_version: None,
-            model: None,
-            model_version: None,
-            latency_ms: None,
-            features,
-            features_bad: None,
-            prediction: None,
-            label: None,
-            error: None,
-        };
-        raw.features.clear();
+    fn event(&mut self, raw: &mut RawEvent<'a>) -> R<()> {
         self.expect(b'{', "an object")?;
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
-            return Ok(raw);
+            return Ok(());
         }
         loop {
             self.ws();
@@ -436,7 +438,7 @@ impl<'a> Scanner<'a> {
                     self.features(&mut raw.features, &mut raw.features_bad)?;
                     self.ws();
                     if self.after_member()? {
-                        return Ok(raw);
+                        return Ok(());
                     }
                     continue;
                 }
@@ -444,7 +446,7 @@ impl<'a> Scanner<'a> {
                     self.value(1)?;
                     self.ws();
                     if self.after_member()? {
-                        return Ok(raw);
+                        return Ok(());
                     }
                     continue;
                 }
@@ -452,7 +454,7 @@ impl<'a> Scanner<'a> {
             *slot = Some(self.value(1)?);
             self.ws();
             if self.after_member()? {
-                return Ok(raw);
+                return Ok(());
             }
         }
     }
@@ -487,7 +489,7 @@ fn describe(f: Fail) -> BadInput {
 }
 
 /// Scans one event object (the whole of `b`, surrounding whitespace allowed).
-pub(crate) fn scan_event<'a>(b: &'a [u8], features: Features<'a>) -> Result<RawEvent<'a>, BadInput> {
+pub(crate) fn scan_event<'a>(b: &'a [u8], raw: &mut RawEvent<'a>) -> Result<(), BadInput> {
     let text = std::str::from_utf8(b).map_err(|e| {
         BadInput::new(BadReason::InvalidUtf8, format!("the line is not UTF-8 (invalid byte at {})", e.valid_up_to()))
     })?;
@@ -505,7 +507,7 @@ pub(crate) fn scan_event<'a>(b: &'a [u8], features: Features<'a>) -> Result<RawE
             BadInput::new(BadReason::InvalidJson, "not valid JSON: expected an object")
         });
     }
-    let raw = s.event(features).map_err(describe)?;
+    s.event(raw).map_err(describe)?;
     s.ws();
     if s.i != b.len() {
         return Err(BadInput::new(
@@ -513,5 +515,5 @@ pub(crate) fn scan_event<'a>(b: &'a [u8], features: Features<'a>) -> Result<RawE
             format!("not valid JSON: trailing characters at byte {}", s.i),
         ));
     }
-    Ok(raw)
+    Ok(())
 }
