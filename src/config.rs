@@ -465,6 +465,8 @@ pub struct Config {
     pub targets: Vec<TargetOverride>,
     /// Reference profiles.
     pub profiles: Vec<ProfileRef>,
+    /// The Kafka service (`driftwatch run`).
+    pub kafka: crate::kafka::KafkaConfig,
 }
 
 impl Default for Config {
@@ -483,12 +485,13 @@ impl Default for Config {
             baselines: Vec::new(),
             targets: Vec::new(),
             profiles: Vec::new(),
+            kafka: crate::kafka::KafkaConfig::default(),
         }
     }
 }
 
 /// Resolved windows of one target, one per rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TargetWindows {
     /// Error-rate window.
     pub error_rate: WindowSpec,
@@ -628,6 +631,7 @@ impl Config {
                 wc.or(w.base()).validate(&format!("targets[{i}].{name}"))?;
             }
         }
+        self.kafka.validate()?;
         for (i, b) in self.baselines.iter().enumerate() {
             if b.name.is_empty() || b.version.is_empty() {
                 return Err(invalid(format!("baselines[{i}]"), "name and version must not be empty"));

@@ -76,7 +76,7 @@ pub fn geometric_grid(from: f64, to: f64, factor: f64) -> Vec<f64> {
 
 /// Running conditional log-likelihood `ℓ(r) = x_c ln r − Σ_t x_t ln(1 + ρ_t (r − 1))` of the
 /// error-rate ratio `r` of a candidate against a concurrent baseline, on a grid of ratios.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RatioLikelihood {
     /// The grid of ratios.
     pub ratios: Vec<f64>,

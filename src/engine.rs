@@ -27,6 +27,39 @@ use crate::stats::{Accuracy, DriftSketch, Latency, Merge, Traffic};
 use crate::time::{format_rfc3339, Millis};
 use crate::window::Ring;
 
+pub mod snapshot;
+
+/// What the engine knows of one target, for views (terminal, HTTP).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TargetOverview {
+    /// `app` or `model`.
+    pub kind: Kind,
+    /// App or model name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// The version it is compared with, when it is a candidate.
+    pub baseline: Option<String>,
+    /// Events since first seen.
+    pub events: u64,
+    /// Errors since first seen.
+    pub errors: u64,
+    /// Events that arrived after the watermark.
+    pub late: u64,
+    /// Events in the current error-rate window.
+    pub window_events: u64,
+    /// Error rate in the current window.
+    pub window_error_rate: f64,
+    /// p99 latency in the current latency window.
+    pub latency_p99_ms: Option<f64>,
+    /// Current e-value of the error-rate test (candidates).
+    pub error_rate_e_value: Option<f64>,
+    /// Latest drift statistic per feature (models).
+    pub drift: Vec<(String, f64)>,
+    /// healthy, suspect, rolled_back, retrain, review or promoted.
+    pub state: &'static str,
+}
+
 /// Index of a target in the engine's table.
 pub type TargetId = u32;
 
@@ -46,7 +79,7 @@ const REFERENCE_ALPHA_SHARE: f64 = 0.1;
 const TICK_MS: Millis = 1000;
 
 /// Counters of everything the engine saw, for summaries and metrics.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Valid events by type (request, prediction, error, label).
     pub events: [u64; 4],
@@ -66,7 +99,7 @@ pub struct Counters {
     pub predictions_not_awaited: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 struct Tick {
     traffic: Traffic,
     accuracy: Accuracy,
@@ -79,13 +112,13 @@ impl Merge for Tick {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct PendingSecond {
     sec: i64,
     ticks: SmallVec<[(TargetId, Tick); 2]>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Group {
     kind: Kind,
     name: Arc<str>,
@@ -95,9 +128,12 @@ struct Group {
     windows: TargetWindows,
     pinned: Option<Arc<str>>,
     live: usize,
+    /// Changed since the last snapshot.
+    #[serde(skip)]
+    dirty: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Mode {
     /// Baseline serving concurrently: conditional test on each tick.
     Canary,
@@ -105,7 +141,7 @@ enum Mode {
     Rollout,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Candidate {
     baseline: TargetId,
     baseline_gen: u32,
@@ -134,7 +170,7 @@ struct Candidate {
     last_log_e_noninferiority: f64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Latch {
     rolled_back: bool,
     promoted: bool,
@@ -143,7 +179,7 @@ struct Latch {
     adverse: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ModelState {
     table: FeatureTable,
     drift: Ring<DriftSketch>,
@@ -155,12 +191,13 @@ struct ModelState {
     warm_end: i64,
     warm: DriftSketch,
     accuracy_reference: Option<(Accuracy, i64, i64)>,
+    #[serde(skip)]
     last_drift: Vec<crate::reference::FeatureDrift>,
     labels: LabelWait,
 }
 
 /// Whether a model version's predictions are kept for label joins.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 struct LabelWait {
     /// Labels joined to this version's predictions.
     matched: u64,
@@ -176,7 +213,7 @@ const R_LATENCY: usize = 1;
 const R_DRIFT: usize = 2;
 const R_ACCURACY: usize = 3;
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Target {
     gen: u32,
     kind: Kind,
@@ -255,6 +292,8 @@ pub struct Engine {
     emitted_upto: usize,
     decisions: VecDeque<Command>,
     next_sweep: Millis,
+    /// Changelog keys of groups forgotten since the last snapshot.
+    removed_groups: Vec<String>,
 }
 
 impl Engine {
@@ -288,6 +327,7 @@ impl Engine {
             emitted_upto: 0,
             decisions: VecDeque::new(),
             next_sweep: Millis::MIN,
+            removed_groups: Vec::new(),
         }
     }
 
@@ -360,6 +400,67 @@ impl Engine {
     /// True when commands are waiting to be drained.
     pub fn has_commands(&self) -> bool {
         !self.out.is_empty()
+    }
+
+    /// A summary of every tracked target, sorted by kind, name and version.
+    pub fn overview(&self) -> Vec<TargetOverview> {
+        let w = self.watermark;
+        let mut out: Vec<TargetOverview> = self
+            .targets
+            .iter()
+            .flatten()
+            .map(|t| {
+                let tb = t.traffic.spec.bucket_of(w.max(0));
+                let (window, _) = t.traffic.window(tb, i64::MIN, |x| x.events);
+                let lb = t.latency.spec.bucket_of(w.max(0));
+                let (lat, _) = t.latency.window(lb, i64::MIN, Latency::count);
+                let state = if t.latch.rolled_back {
+                    "rolled_back"
+                } else if t.latch.last_retrain.is_some() {
+                    "retrain"
+                } else if t.latch.reviewed {
+                    "review"
+                } else if t.latch.promoted {
+                    "promoted"
+                } else if t
+                    .candidate
+                    .as_ref()
+                    .is_some_and(|c| c.last_log_e_regression > 0.5 * self.error_rate_threshold())
+                {
+                    "suspect"
+                } else {
+                    "healthy"
+                };
+                TargetOverview {
+                    kind: t.kind,
+                    name: t.name.to_string(),
+                    version: t.version.to_string(),
+                    baseline: t.candidate.as_ref().map(|c| c.baseline_version.to_string()),
+                    events: t.lifetime.events,
+                    errors: t.lifetime.errors,
+                    late: t.late,
+                    window_events: window.events,
+                    window_error_rate: window.error_rate(),
+                    latency_p99_ms: lat.quantile_ms(0.99),
+                    error_rate_e_value: t.candidate.as_ref().map(|c| c.last_log_e_regression.exp()),
+                    drift: t
+                        .model
+                        .as_ref()
+                        .map(|m| m.last_drift.iter().map(|d| (d.name.clone(), d.value)).collect())
+                        .unwrap_or_default(),
+                    state,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (a.kind, &a.name, &a.version).cmp(&(b.kind, &b.name, &b.version)));
+        out
+    }
+
+    /// Records that input up to `pos` was read (for evidence), whether or not it was valid.
+    pub fn note_offset(&mut self, pos: Position) {
+        if let Some(o) = self.offsets.get_mut(pos.source as usize) {
+            *o = (*o).max(pos.offset);
+        }
     }
 
     /// Counts a bad input found by the decoder.
@@ -544,6 +645,7 @@ impl Engine {
             windows: self.cfg.windows_for(kind, name),
             pinned: self.cfg.pinned_baseline(kind, name).map(Arc::from),
             live: 0,
+            dirty: true,
         };
         let id = match self.free_groups.pop() {
             Some(id) => {
@@ -584,6 +686,7 @@ impl Engine {
         let Some(g) = self.groups.get_mut(group as usize).and_then(Option::as_mut) else {
             return;
         };
+        g.dirty = true;
         let pos = match g.pending.back() {
             Some(p) if p.sec == sec => g.pending.len() - 1,
             Some(p) if p.sec < sec => {
@@ -620,7 +723,11 @@ impl Engine {
         t.last_seen = t.last_seen.max(ev.ts);
         if late {
             t.late += 1;
+            let group = t.group;
             self.counters.late_events += 1;
+            if let Some(g) = self.groups.get_mut(group as usize).and_then(Option::as_mut) {
+                g.dirty = true;
+            }
             return;
         }
         let traffic = t.traffic.at(ev.ts);
@@ -829,10 +936,12 @@ impl Engine {
                     p.ticks.retain(|(m, _)| *m != id);
                 }
                 g.live -= 1;
+                g.dirty = true;
                 drop_group = g.live == 0;
             }
             if drop_group {
                 if let Some(g) = self.groups[t.group as usize].take() {
+                    self.removed_groups.push(snapshot::group_key(g.kind, &g.name));
                     self.group_index.remove(&(g.kind, Box::from(&*g.name)));
                     for p in &g.pending {
                         self.tick_queue.remove(&(p.sec, t.group));
@@ -859,6 +968,7 @@ impl Engine {
         let Some(entry) = group.pending.pop_front() else {
             return;
         };
+        group.dirty = true;
         let mut newcomers: Vec<TargetId> = Vec::new();
         for (id, tick) in &entry.ticks {
             if let Some(t) = self.targets.get_mut(*id as usize).and_then(Option::as_mut) {
@@ -1213,6 +1323,10 @@ impl Engine {
             return;
         }
         t.wake = None;
+        let group = t.group;
+        if let Some(g) = self.groups.get_mut(group as usize).and_then(Option::as_mut) {
+            g.dirty = true;
+        }
         for ring in [R_TRAFFIC, R_LATENCY, R_DRIFT, R_ACCURACY] {
             let Some(t) = self.target(id) else { return };
             let step = t.step(ring);

@@ -14,7 +14,7 @@ use crate::event::Outcome;
 use crate::time::Millis;
 
 /// A prediction or label reduced to what matching needs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     /// A number.
     Num(f64),
@@ -41,7 +41,7 @@ pub fn hash_str(s: &str) -> u64 {
 }
 
 /// A prediction awaiting its label.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PendingPrediction<T> {
     /// Who made it.
     pub target: T,
@@ -65,7 +65,7 @@ pub struct Joined<T> {
 }
 
 /// Counters of the join.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JoinCounters {
     /// Predictions evicted unlabelled (too old or over capacity).
     pub predictions_evicted: u64,
@@ -78,7 +78,7 @@ pub struct JoinCounters {
 }
 
 /// The pending joins.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LabelJoin<T> {
     predictions: FxHashMap<u64, PendingPrediction<T>>,
     prediction_order: VecDeque<(Millis, u64)>,

@@ -11,9 +11,11 @@
 
 pub mod command;
 pub mod config;
+pub mod demo;
 pub mod detect;
 pub mod engine;
 pub mod event;
+pub mod kafka;
 pub mod labels;
 pub mod profile;
 pub mod reference;

@@ -3,6 +3,8 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -26,6 +28,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// The Kafka service: consume events, decide, publish commands (exactly once by default).
+    Run {
+        /// Policy and service config (TOML); defaults apply without one.
+        #[arg(long, env = "DRIFTWATCH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Bootstrap servers (overrides `kafka.brokers`).
+        #[arg(long, env = "DRIFTWATCH_BROKERS")]
+        brokers: Option<String>,
+        /// Delivery mode (overrides `kafka.delivery`): exactly-once or at-least-once.
+        #[arg(long, value_parser = ["exactly-once", "at-least-once"])]
+        delivery: Option<String>,
+    },
+    /// The whole loop on an embedded Kafka with a simulated fleet and a live view; no set-up.
+    Demo {
+        /// Wall-clock length in seconds (the fleet's 30 minutes are compressed into it).
+        #[arg(long, default_value_t = 90)]
+        duration: u64,
+        /// Random seed of the fleet.
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+    },
     /// Replay JSON Lines files (or - for stdin): commands as JSON Lines on stdout, a summary on stderr.
     Replay {
         /// Policy file (TOML); defaults apply without one.
@@ -87,8 +110,14 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         rate_scale: f64,
         /// Write here instead of stdout.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "brokers")]
         out: Option<PathBuf>,
+        /// Produce onto Kafka instead of writing JSON Lines.
+        #[arg(long, env = "DRIFTWATCH_BROKERS")]
+        brokers: Option<String>,
+        /// Topic to produce to (with --brokers).
+        #[arg(long, default_value = "driftwatch.events")]
+        topic: String,
         /// List scenarios and what they show.
         #[arg(long)]
         list: bool,
@@ -156,7 +185,40 @@ fn run() -> Result<()> {
             }
         }
         Cmd::Baseline { .. } => anyhow::bail!("baseline needs --input and --out, or `show FILE`"),
-        Cmd::Simulate { scenario, seed, duration, rate_scale, out, list } => {
+        Cmd::Run { config, brokers, delivery } => {
+            init_logging("info");
+            let mut cfg = load_config(config.as_ref())?;
+            if let Some(b) = brokers {
+                cfg.kafka.brokers = b;
+            }
+            match delivery.as_deref() {
+                Some("exactly-once") => cfg.kafka.delivery = driftwatch::kafka::Delivery::ExactlyOnce,
+                Some("at-least-once") => cfg.kafka.delivery = driftwatch::kafka::Delivery::AtLeastOnce,
+                _ => {}
+            }
+            cfg.validate()?;
+            let shutdown = shutdown_on_signal()?;
+            let brokers = cfg.kafka.brokers.clone();
+            let stats = driftwatch::kafka::run(cfg, &brokers, shutdown, &mut driftwatch::kafka::NoObserver)?;
+            eprintln!(
+                "driftwatch run: {} messages, {} dead letters, {} commands, {} commits, {} sessions",
+                stats.messages, stats.dead_letters, stats.commands, stats.commits, stats.sessions
+            );
+        }
+        Cmd::Demo { duration, seed } => {
+            init_logging("error");
+            if duration == 0 {
+                anyhow::bail!("--duration must be at least 1 second");
+            }
+            let stop = shutdown_on_signal()?;
+            let opts = driftwatch::demo::DemoOptions {
+                duration: std::time::Duration::from_secs(duration),
+                speed: 1800.0 / duration as f64,
+                seed,
+            };
+            driftwatch::demo::run(&opts, stop).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Cmd::Simulate { scenario, seed, duration, rate_scale, out, list, brokers, topic } => {
             if list {
                 for name in sim::SCENARIOS {
                     if let Some(s) = sim::scenario(name) {
@@ -174,6 +236,15 @@ fn run() -> Result<()> {
             }
             let duration =
                 duration.map(|d| parse_duration(&d).map_err(|e| anyhow::anyhow!("--duration: {e}"))).transpose()?;
+            if let Some(brokers) = brokers {
+                let mut s = sim::scenario(&name).ok_or_else(|| anyhow::anyhow!("unknown scenario"))?;
+                if let Some(d) = duration {
+                    s.duration = d;
+                }
+                let n = produce_scenario(s, seed, rate_scale, &brokers, &topic)?;
+                eprintln!("produced {n} messages to {topic} on {brokers}");
+                return Ok(());
+            }
             let mut sink: Box<dyn Write> = match &out {
                 Some(p) => Box::new(io::BufWriter::new(
                     std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -189,6 +260,68 @@ fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the level.
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("driftwatch={default},rdkafka=warn")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).try_init();
+}
+
+/// A flag set by SIGINT or SIGTERM.
+fn shutdown_on_signal() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            f.store(true, Ordering::SeqCst);
+        });
+    });
+    Ok(flag)
+}
+
+/// Produces a scenario's lines onto a topic; returns how many.
+fn produce_scenario(s: sim::Scenario, seed: u64, rate_scale: f64, brokers: &str, topic: &str) -> Result<u64> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .set("enable.idempotence", "true")
+        .create()
+        .context("creating the producer")?;
+    let mut g = sim::Generator::new(s, seed, rate_scale);
+    let mut n = 0u64;
+    while let Some(line) = g.next_line() {
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&line);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    producer.poll(std::time::Duration::from_millis(20));
+                }
+                Err((e, _)) => return Err(anyhow::anyhow!("producing to {topic}: {e}")),
+            }
+        }
+        n += 1;
+        producer.poll(std::time::Duration::ZERO);
+    }
+    producer.flush(std::time::Duration::from_secs(60)).context("flushing")?;
+    Ok(n)
 }
 
 fn main() -> ExitCode {

@@ -10,13 +10,13 @@
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::detect::{coarse_bin, psi, quantile_cuts};
 use crate::stats::{fine_bin_value, DriftSketch, FeatureSketch};
 
 /// Interns feature names and category strings of one model version, with bounds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FeatureTable {
     /// Feature names by index.
     pub names: Vec<Arc<str>>,
@@ -33,7 +33,7 @@ pub struct FeatureTable {
 }
 
 /// Category strings of one feature, interned to ids.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CategoryDict {
     ids: FxHashMap<Box<str>, u32>,
     /// Names by id.
@@ -121,7 +121,7 @@ impl FeatureTable {
 }
 
 /// How a feature's values are binned.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Binning {
     /// Quantile bins: `cuts` are fine-bin indices where each bin after the first starts.
@@ -134,13 +134,12 @@ pub enum Binning {
         /// Category names, in bin order.
         categories: Vec<String>,
         /// Name → bin.
-        #[serde(skip)]
         index: FxHashMap<String, usize>,
     },
 }
 
 /// Reference of one feature (or of the prediction).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureReference {
     /// Feature name (`"prediction"` for the output).
     pub name: String,
@@ -255,7 +254,7 @@ impl FeatureReference {
 }
 
 /// Where a reference came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum ReferenceSource {
     /// The model version's own first events.
@@ -273,7 +272,7 @@ pub enum ReferenceSource {
 }
 
 /// The reference of one model version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelReference {
     /// Per feature, by name.
     pub features: Vec<FeatureReference>,

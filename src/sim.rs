@@ -519,6 +519,17 @@ impl Generator {
         g
     }
 
+    /// Moves the scenario to start at `start` (epoch ms) instead of [`EPOCH`].
+    pub fn starting_at(mut self, start: Millis) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Event time of the next event, if any.
+    pub fn next_time(&self) -> Option<Millis> {
+        self.queue.peek().map(|Reverse((t, _, _))| self.start + *t)
+    }
+
     fn push(&mut self, at: Millis, p: Pending) {
         self.seq += 1;
         self.queue.push(Reverse((at, self.seq, p)));

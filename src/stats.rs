@@ -5,6 +5,8 @@
 //! from different instances could be combined. Nothing here keeps raw events.
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
+
 use rustc_hash::FxHashMap;
 
 /// Combining two partial aggregates of disjoint event sets.
@@ -14,7 +16,7 @@ pub trait Merge {
 }
 
 /// Traffic of one target: events served and how many of them failed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Traffic {
     /// Requests + predictions + errors.
     pub events: u64,
@@ -103,6 +105,21 @@ impl Latency {
     }
 }
 
+// Serialized as its non-empty (value, count) pairs: compact, and independent of the histogram
+// crate's own encoding.
+impl serde::Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Serialize::serialize(&self.entries(), s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Latency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries = Vec::<(u64, u64)>::deserialize(d)?;
+        Ok(Latency::from_entries(&entries))
+    }
+}
+
 impl Merge for Latency {
     fn merge(&mut self, other: &Self) {
         let Some(o) = other.hist.as_ref() else { return };
@@ -118,7 +135,7 @@ impl Merge for Latency {
 
 /// Labelled predictions of one model version: exact-match accuracy for classes and absolute
 /// error for numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Accuracy {
     /// Labelled predictions compared as classes.
     pub labelled: u64,
@@ -187,7 +204,7 @@ pub fn fine_bin_value(idx: i16) -> f64 {
 
 /// Distribution sketch of one feature (or of the prediction) over a set of events: a fine
 /// histogram of numeric values, counts of interned categories, and counts of values seen.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FeatureSketch {
     /// Fine bin → count, for numeric values.
     pub numeric: FxHashMap<i16, u32>,
@@ -233,7 +250,7 @@ impl Merge for FeatureSketch {
 /// Everything drift needs from one bucket of one model version: the number of predictions
 /// and a sketch per feature (indexed by the model's feature table) and of the prediction.
 /// A feature's missing count is `events` minus its recorded values.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DriftSketch {
     /// Predictions in the bucket.
     pub events: u64,

@@ -13,7 +13,7 @@ use crate::stats::Merge;
 use crate::time::Millis;
 
 /// Shape of a sliding window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WindowSpec {
     /// Length of the window (time-based), or the longest span searched (count-based).
     pub length: Millis,
@@ -43,7 +43,7 @@ impl WindowSpec {
 }
 
 /// A ring of the most recent buckets of one accumulator type.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ring<A> {
     /// Window shape; `spec.step` is the bucket width.
     pub spec: WindowSpec,

@@ -1,0 +1,248 @@
+//! `driftwatch demo`: the whole loop with no set-up. An embedded Kafka (librdkafka's mock
+//! cluster), a simulated fleet produced in accelerated real time (a canary that regresses, a
+//! model whose inputs drift, a healthy canary that gets promoted), the service consuming it,
+//! and a live terminal view of traffic and decisions.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::command::Command;
+use crate::config::{Config, Duration as CfgDuration};
+use crate::engine::{Engine, TargetOverview};
+use crate::kafka::{Delivery, Observer, ServiceStats};
+use crate::sim::{self, Generator};
+use crate::time::format_rfc3339;
+
+/// What the demo shows.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Wall-clock length of the demo.
+    pub duration: Duration,
+    /// Event time passes this many times faster than wall time.
+    pub speed: f64,
+    /// Seed of the simulated fleet.
+    pub seed: u64,
+}
+
+/// Prints the live view.
+struct TerminalView {
+    start: Instant,
+    last_draw: Instant,
+    tty: bool,
+    decisions: Vec<String>,
+    speed: f64,
+}
+
+impl TerminalView {
+    fn draw(&mut self, engine: &Engine, stats: &ServiceStats) {
+        let mut out = String::new();
+        let now = engine.watermark().map(format_rfc3339).unwrap_or_else(|| "-".into());
+        if self.tty {
+            out.push_str("\x1b[H\x1b[2J");
+        }
+        out.push_str(&format!(
+            "driftwatch demo  {:>5.0}s  event time {now} (x{:.0})  {} events consumed  {} commits  Ctrl-C to stop\n\n",
+            self.start.elapsed().as_secs_f64(),
+            self.speed,
+            stats.messages,
+            stats.commits
+        ));
+        out.push_str(&format!(
+            "{:<26} {:<10} {:>9} {:>7} {:>8} {:>9}  {}\n",
+            "TARGET", "BASELINE", "EVENTS", "ERR %", "P99 ms", "E-VALUE", "STATE"
+        ));
+        for t in engine.overview() {
+            out.push_str(&row(&t));
+        }
+        out.push_str("\nDECISIONS (published)\n");
+        if self.decisions.is_empty() {
+            out.push_str("  none yet\n");
+        }
+        for d in self.decisions.iter().rev().take(8).rev() {
+            out.push_str(d);
+            out.push('\n');
+        }
+        if !self.tty {
+            out.push_str("----\n");
+        }
+        let mut so = std::io::stdout().lock();
+        let _ = so.write_all(out.as_bytes());
+        let _ = so.flush();
+    }
+}
+
+fn row(t: &TargetOverview) -> String {
+    let drift = t
+        .drift
+        .iter()
+        .filter(|(_, v)| *v >= 0.1)
+        .map(|(n, v)| format!("{n} psi {v:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{:<26} {:<10} {:>9} {:>7.2} {:>8} {:>9}  {}{}\n",
+        format!("{}/{} {}", t.kind.as_str(), t.name, t.version),
+        t.baseline.as_deref().unwrap_or("-"),
+        t.events,
+        t.window_error_rate * 100.0,
+        t.latency_p99_ms.map_or("-".into(), |p| format!("{p:.1}")),
+        t.error_rate_e_value.map_or("-".into(), |e| if e >= 1e6 { ">1e6".into() } else { format!("{e:.1}") }),
+        t.state,
+        if drift.is_empty() { String::new() } else { format!("  [{drift}]") }
+    )
+}
+
+impl Observer for TerminalView {
+    fn engine(&mut self, engine: &Engine, stats: &ServiceStats) {
+        let every = if self.tty { Duration::from_millis(500) } else { Duration::from_secs(5) };
+        if self.last_draw.elapsed() >= every {
+            self.last_draw = Instant::now();
+            self.draw(engine, stats);
+        }
+    }
+
+    fn published(&mut self, c: &Command) {
+        let e = &c.evidence;
+        let detail = match c.reason.as_str() {
+            "feature_drift" | "prediction_drift" => e["drifted_features"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|d| {
+                            format!(
+                                "{} psi {:.2}",
+                                d["name"].as_str().unwrap_or("?"),
+                                d["value"].as_f64().unwrap_or(0.0)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default(),
+            _ => format!(
+                "{} {:.3} (threshold {:.3})",
+                e["statistic"].as_str().unwrap_or("statistic"),
+                e["value"].as_f64().unwrap_or(f64::NAN),
+                e["threshold"].as_f64().unwrap_or(f64::NAN)
+            ),
+        };
+        let line = format!(
+            "  {} {:<8} {}/{} {} vs {}  {}: {}",
+            c.decided_at,
+            c.command.as_str(),
+            c.target.kind.as_str(),
+            c.target.name,
+            c.target.version,
+            c.target.baseline_version.as_deref().unwrap_or("reference"),
+            c.reason,
+            detail
+        );
+        if !self.tty {
+            println!("{line}");
+        }
+        self.decisions.push(line);
+    }
+}
+
+/// Runs the demo until `duration` passes or `stop` is set. Returns the commands published.
+pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, String> {
+    let cluster = MockCluster::new(1).map_err(|e| format!("cannot start the embedded Kafka: {e}"))?;
+    let brokers = cluster.bootstrap_servers();
+    let mut cfg = Config::default();
+    cfg.kafka.brokers = brokers.clone();
+    cfg.kafka.delivery = Delivery::AtLeastOnce;
+    cfg.kafka.commit_interval = CfgDuration(500);
+    cfg.kafka.idle_timeout = CfgDuration(2000);
+    cfg.kafka.partitions = 1;
+    cfg.policy = "demo".into();
+    // The mock cluster has no admin API: create every topic up front.
+    cfg.kafka.create_topics = false;
+    let t = &cfg.kafka.topics;
+    for name in t.events.iter().chain([
+        &t.rollback,
+        &t.retrain,
+        &t.review,
+        &t.promote,
+        &t.decisions,
+        &t.deadletter,
+        &t.changelog,
+    ]) {
+        cluster.create_topic(name, 1, 1).map_err(|e| format!("cannot create {name}: {e}"))?;
+    }
+    let topic = cfg.kafka.topics.events[0].clone();
+
+    // The fleet: the demo scenario, starting now, paced at `speed` × real time.
+    let scenario = sim::scenario("demo").ok_or("demo scenario missing")?;
+    let start_ms = crate::replay::wall_ms();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "5")
+        .create()
+        .map_err(|e| format!("producer: {e}"))?;
+    let fleet_stop = stop.clone();
+    let speed = opts.speed;
+    let fleet = std::thread::spawn(move || {
+        let mut g = Generator::new(scenario, 11, 1.0).starting_at(start_ms);
+        let t0 = Instant::now();
+        while let Some(at) = g.next_time() {
+            if fleet_stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let due = Duration::from_secs_f64(((at - start_ms) as f64 / 1000.0 / speed).max(0.0));
+            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                std::thread::sleep(wait.min(Duration::from_millis(50)));
+                continue;
+            }
+            let Some(line) = g.next_line() else { break };
+            let mut record = BaseRecord::<(), [u8]>::to(&topic).payload(&line);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        let _ = producer.flush(Duration::from_secs(5));
+    });
+
+    let service_stop = stop.clone();
+    let deadline_stop = stop.clone();
+    let duration = opts.duration;
+    let timer = std::thread::spawn(move || {
+        let end = Instant::now() + duration;
+        while Instant::now() < end && !deadline_stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        deadline_stop.store(true, Ordering::SeqCst);
+    });
+    let mut view = TerminalView {
+        start: Instant::now(),
+        last_draw: Instant::now() - Duration::from_secs(10),
+        tty: std::io::stdout().is_terminal(),
+        decisions: Vec::new(),
+        speed: opts.speed,
+    };
+    let result = crate::kafka::run(cfg, &brokers, service_stop, &mut view);
+    let _ = timer.join();
+    let _ = fleet.join();
+    let stats = result.map_err(|e| e.to_string())?;
+    println!(
+        "\ndemo finished: {} events consumed, {} commands published, {} commits",
+        stats.messages, stats.commands, stats.commits
+    );
+    for d in &view.decisions {
+        println!("{d}");
+    }
+    drop(cluster);
+    Ok(view.decisions)
+}

@@ -1,0 +1,693 @@
+//! The Kafka driver of `driftwatch run`: consume events, decide, publish commands, keep state.
+//!
+//! One session is: create missing topics; create the producer (transactional in exactly-once
+//! mode, which also fences a previous instance and aborts its open transaction); restore the
+//! engine from the compacted changelog topic; subscribe, starting every assigned partition at
+//! the position stored with that state; then loop: poll, decode, ingest, publish commands and
+//! dead letters; every `commit_interval`, write the changed state records and the input
+//! positions and commit — in one Kafka transaction with the consumer offsets in exactly-once
+//! mode, or flush-then-commit in at-least-once mode. Any Kafka error ends the session; the
+//! next session starts again from the last committed state, so an aborted transaction, a
+//! fenced producer or a broker outage never loses nor duplicates a command.
+//!
+//! The loop is synchronous and runs on its own thread: transactional calls block, and nothing
+//! here needs to share a runtime with the HTTP server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::command::{Command, CommandKind};
+use crate::config::{Config, Duration};
+use crate::engine::{Engine, Position};
+use crate::event::Decoder;
+use crate::replay::wall_ms;
+
+/// Delivery guarantee of commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Commands, state and input offsets commit in one transaction: consumers reading with
+    /// `isolation.level=read_committed` see each command exactly once.
+    ExactlyOnce,
+    /// Commands are published, then offsets committed; after a crash some commands may be
+    /// published again with the same `command_id`.
+    AtLeastOnce,
+}
+
+/// Topic names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Input topics.
+    pub events: Vec<String>,
+    /// Rollback commands.
+    pub rollback: String,
+    /// Retrain commands.
+    pub retrain: String,
+    /// Review commands.
+    pub review: String,
+    /// Promote commands.
+    pub promote: String,
+    /// Every decision (audit log).
+    pub decisions: String,
+    /// Bad input, forwarded unchanged with the reason in headers.
+    pub deadletter: String,
+    /// Compacted topic holding the engine's state.
+    pub changelog: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            events: vec!["driftwatch.events".into()],
+            rollback: "driftwatch.rollback".into(),
+            retrain: "driftwatch.retrain".into(),
+            review: "driftwatch.review".into(),
+            promote: "driftwatch.promote".into(),
+            decisions: "driftwatch.decisions".into(),
+            deadletter: "driftwatch.deadletter".into(),
+            changelog: "driftwatch.changelog".into(),
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// The topic of a command kind.
+    pub fn for_command(&self, k: CommandKind) -> &str {
+        match k {
+            CommandKind::Rollback => &self.rollback,
+            CommandKind::Retrain => &self.retrain,
+            CommandKind::Review => &self.review,
+            CommandKind::Promote => &self.promote,
+        }
+    }
+}
+
+/// The `[kafka]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers (`--brokers` and `DRIFTWATCH_BROKERS` override).
+    pub brokers: String,
+    /// Consumer group.
+    pub group_id: String,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// `exactly_once` (default) or `at_least_once`.
+    pub delivery: Delivery,
+    /// Transactional id (exactly-once); one per instance.
+    pub transactional_id: String,
+    /// How often state and offsets are committed (and commands become visible).
+    pub commit_interval: Duration,
+    /// With no input for this long, event time is advanced by the wall-clock time that passes,
+    /// so decisions are not held back when traffic stops.
+    pub idle_timeout: Duration,
+    /// Create missing topics at start-up.
+    pub create_topics: bool,
+    /// Partitions of created topics.
+    pub partitions: i32,
+    /// Replication factor of created topics.
+    pub replication_factor: i32,
+    /// librdkafka properties for every client (TLS, SASL, timeouts…), e.g.
+    /// `"security.protocol" = "SASL_SSL"`.
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for the consumers only.
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only.
+    pub producer_properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "driftwatch".into(),
+            topics: TopicsConfig::default(),
+            delivery: Delivery::ExactlyOnce,
+            transactional_id: "driftwatch-0".into(),
+            commit_interval: Duration(1000),
+            idle_timeout: Duration(10_000),
+            create_topics: true,
+            partitions: 3,
+            replication_factor: 1,
+            properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Checks values, naming the key.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(crate::config::ConfigError::Invalid { key: key.into(), reason: reason.into() })
+        };
+        if self.brokers.trim().is_empty() {
+            return bad("kafka.brokers", "must name at least one HOST:PORT");
+        }
+        if self.topics.events.is_empty() {
+            return bad("kafka.topics.events", "must name at least one input topic");
+        }
+        if self.commit_interval.0 < 10 {
+            return bad("kafka.commit_interval", "must be at least 10ms");
+        }
+        if self.idle_timeout.0 < 100 {
+            return bad("kafka.idle_timeout", "must be at least 100ms");
+        }
+        if self.partitions < 1 || self.replication_factor < 1 {
+            return bad("kafka.partitions", "partitions and replication_factor must be ≥ 1");
+        }
+        if self.group_id.is_empty() || self.transactional_id.is_empty() {
+            return bad("kafka.group_id", "group_id and transactional_id must not be empty");
+        }
+        Ok(())
+    }
+}
+
+/// A failure of the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Kafka said no.
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: &'static str,
+        /// The client error.
+        source: KafkaError,
+    },
+    /// Stored state cannot be read.
+    #[error("{0}")]
+    State(#[from] crate::engine::snapshot::SnapshotError),
+    /// A profile in config cannot be loaded.
+    #[error("{0}")]
+    Profile(String),
+}
+
+fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> ServiceError {
+    move |source| ServiceError::Kafka { context, source }
+}
+
+impl ServiceError {
+    /// Errors of configuration that restarting cannot fix.
+    fn is_permanent(&self) -> bool {
+        match self {
+            ServiceError::Kafka { source, .. } => {
+                matches!(source, KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_))
+            }
+            ServiceError::State(_) | ServiceError::Profile(_) => true,
+        }
+    }
+}
+
+/// What a running service reports to whoever watches it (the demo's terminal, the HTTP API).
+pub trait Observer: Send {
+    /// Called after each poll batch with the engine, at most every ~200 ms.
+    fn engine(&mut self, _engine: &Engine, _stats: &ServiceStats) {}
+    /// Called with each command when it has been published (committed in exactly-once mode).
+    fn published(&mut self, _command: &Command) {}
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// Counters of the service.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceStats {
+    /// Messages consumed.
+    pub messages: u64,
+    /// Bad messages forwarded to the dead-letter topic.
+    pub dead_letters: u64,
+    /// Commands published.
+    pub commands: u64,
+    /// Transactions (or offset commits) completed.
+    pub commits: u64,
+    /// Sessions started (1 + recoveries).
+    pub sessions: u64,
+    /// Consumer lag summed over assigned partitions, when known.
+    pub lag: Option<i64>,
+    /// True once state is restored and partitions are assigned.
+    pub ready: bool,
+}
+
+/// Input positions: next offset to read per topic/partition.
+type Positions = HashMap<(String, i32), i64>;
+
+const POSITIONS_KEY: &str = "positions";
+
+struct Ctx {
+    positions: Arc<Mutex<Positions>>,
+    assigned: Arc<AtomicBool>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Start each partition where the restored state ends, not at the group's offset:
+                // state and position were written together.
+                if let Ok(pos) = self.positions.lock() {
+                    for e in tpl.elements() {
+                        let _ = e; // elements are read-only; offsets are set below
+                    }
+                    let parts: Vec<(String, i32)> =
+                        tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                    for (t, p) in parts {
+                        let offset = pos.get(&(t.clone(), p)).map_or(Offset::Beginning, |&o| Offset::Offset(o));
+                        let _ = tpl.set_partition_offset(&t, p, offset);
+                    }
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    warn!("assigning partitions failed: {e}");
+                }
+                self.assigned.store(true, Ordering::SeqCst);
+            }
+            _ => {
+                let _ = consumer.unassign();
+                self.assigned.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {}
+}
+
+fn client_config(k: &KafkaConfig, brokers: &str, extra: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (key, v) in k.properties.iter().chain(extra) {
+        c.set(key, v);
+    }
+    c
+}
+
+/// Runs the service until `shutdown` is set. Kafka failures restart the session from the last
+/// committed state (with backoff); configuration errors return.
+pub fn run(
+    cfg: Config,
+    brokers: &str,
+    shutdown: Arc<AtomicBool>,
+    observer: &mut dyn Observer,
+) -> Result<ServiceStats, ServiceError> {
+    let mut stats = ServiceStats::default();
+    let mut backoff = StdDuration::from_millis(500);
+    loop {
+        stats.sessions += 1;
+        match session(&cfg, brokers, &shutdown, observer, &mut stats) {
+            Ok(()) => return Ok(stats),
+            Err(e) if e.is_permanent() => return Err(e),
+            Err(e) => {
+                stats.ready = false;
+                warn!("session ended: {e}; restarting from the last committed state in {backoff:?}");
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if shutdown.load(Ordering::SeqCst) {
+                        return Ok(stats);
+                    }
+                    std::thread::sleep(StdDuration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(StdDuration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn ensure_topics(k: &KafkaConfig, brokers: &str) -> Result<(), ServiceError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(k, brokers, &BTreeMap::new()).create().map_err(kafka("creating the admin client"))?;
+    let t = &k.topics;
+    let mut plain: Vec<&str> = t.events.iter().map(String::as_str).collect();
+    plain.extend([
+        t.rollback.as_str(),
+        t.retrain.as_str(),
+        t.review.as_str(),
+        t.promote.as_str(),
+        t.decisions.as_str(),
+        t.deadletter.as_str(),
+    ]);
+    let mut topics: Vec<NewTopic<'_>> = plain
+        .iter()
+        .map(|name| NewTopic::new(name, k.partitions, TopicReplication::Fixed(k.replication_factor)))
+        .collect();
+    topics.push(
+        NewTopic::new(&t.changelog, k.partitions, TopicReplication::Fixed(k.replication_factor))
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", "16777216"),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServiceError::Profile(format!("runtime: {e}")))?;
+    let opts = AdminOptions::new().operation_timeout(Some(StdDuration::from_secs(20)));
+    let results = rt.block_on(admin.create_topics(topics.iter(), &opts)).map_err(kafka("creating topics"))?;
+    for r in results {
+        match r {
+            Ok(name) => info!("created topic {name}"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(ServiceError::Kafka { context: "creating topics", source: KafkaError::AdminOp(code) })
+                    .inspect_err(|_| warn!("topic {name}: {code}"))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the changelog to its end: the latest value of every key.
+fn read_changelog(k: &KafkaConfig, brokers: &str) -> Result<BTreeMap<String, Vec<u8>>, ServiceError> {
+    let mut extra = k.consumer_properties.clone();
+    extra.insert("group.id".into(), format!("{}-restore", k.group_id));
+    extra.insert("enable.auto.commit".into(), "false".into());
+    extra.insert("isolation.level".into(), "read_committed".into());
+    extra.insert("enable.partition.eof".into(), "true".into());
+    extra.insert("auto.offset.reset".into(), "earliest".into());
+    let consumer: BaseConsumer =
+        client_config(k, brokers, &extra).create().map_err(kafka("creating the changelog reader"))?;
+    let md = consumer
+        .fetch_metadata(Some(&k.topics.changelog), StdDuration::from_secs(20))
+        .map_err(kafka("reading changelog metadata"))?;
+    let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut open = 0;
+    for &p in &partitions {
+        let (lo, hi) = consumer
+            .fetch_watermarks(&k.topics.changelog, p, StdDuration::from_secs(20))
+            .map_err(kafka("reading changelog watermarks"))?;
+        if hi > lo {
+            tpl.add_partition_offset(&k.topics.changelog, p, Offset::Beginning)
+                .map_err(kafka("assigning the changelog"))?;
+            open += 1;
+        }
+    }
+    let mut state = BTreeMap::new();
+    if open == 0 {
+        return Ok(state);
+    }
+    consumer.assign(&tpl).map_err(kafka("assigning the changelog"))?;
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    while open > 0 {
+        if Instant::now() > deadline {
+            return Err(ServiceError::Kafka {
+                context: "reading the changelog",
+                source: KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
+            });
+        }
+        match consumer.poll(StdDuration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => return Err(ServiceError::Kafka { context: "reading the changelog", source: e }),
+            Some(Ok(m)) => {
+                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+                match m.payload() {
+                    Some(v) => state.insert(key.to_owned(), v.to_vec()),
+                    None => state.remove(key),
+                };
+            }
+        }
+    }
+    Ok(state)
+}
+
+fn send(
+    producer: &BaseProducer,
+    topic: &str,
+    key: &str,
+    payload: Option<&[u8]>,
+    headers: Option<OwnedHeaders>,
+) -> Result<(), ServiceError> {
+    let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).key(key);
+    if let Some(p) = payload {
+        record = record.payload(p);
+    }
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(StdDuration::from_millis(50));
+            }
+            Err((e, _)) => return Err(ServiceError::Kafka { context: "producing", source: e }),
+        }
+    }
+}
+
+struct Committer<'a> {
+    k: &'a KafkaConfig,
+    eos: bool,
+    producer: &'a BaseProducer,
+    consumer: &'a BaseConsumer<Ctx>,
+    positions: &'a Mutex<Positions>,
+}
+
+impl Committer<'_> {
+    /// Writes changed state and input positions, then commits them with the commands produced
+    /// since the last commit.
+    fn commit(
+        &self,
+        engine: &mut Engine,
+        pending: &mut Vec<Command>,
+        stats: &mut ServiceStats,
+        observer: &mut dyn Observer,
+    ) -> Result<(), ServiceError> {
+        let (k, producer, consumer) = (self.k, self.producer, self.consumer);
+        for (key, value) in engine.snapshot_changes() {
+            send(producer, &k.topics.changelog, &key, value.as_deref(), None)?;
+        }
+        let pos: Vec<(String, i32, i64)> = self
+            .positions
+            .lock()
+            .map(|p| p.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect())
+            .unwrap_or_default();
+        let encoded = serde_json::to_vec(&pos).unwrap_or_default();
+        send(producer, &k.topics.changelog, POSITIONS_KEY, Some(&encoded), None)?;
+        let mut tpl = TopicPartitionList::new();
+        for (t, p, o) in &pos {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o)).map_err(kafka("building offsets"))?;
+        }
+        if self.eos {
+            if tpl.count() > 0 {
+                let meta = consumer.group_metadata().ok_or(ServiceError::Kafka {
+                    context: "reading group metadata",
+                    source: KafkaError::MetadataFetch(RDKafkaErrorCode::Unknown),
+                })?;
+                producer
+                    .send_offsets_to_transaction(&tpl, &meta, StdDuration::from_secs(30))
+                    .map_err(kafka("sending offsets to the transaction"))?;
+            }
+            producer.commit_transaction(StdDuration::from_secs(60)).map_err(kafka("committing the transaction"))?;
+            producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+        } else {
+            producer.flush(StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
+            if tpl.count() > 0 {
+                consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync).map_err(kafka("committing offsets"))?;
+            }
+        }
+        stats.commits += 1;
+        stats.commands += pending.len() as u64;
+        for c in pending.drain(..) {
+            observer.published(&c);
+        }
+        Ok(())
+    }
+}
+
+fn session(
+    cfg: &Config,
+    brokers: &str,
+    shutdown: &AtomicBool,
+    observer: &mut dyn Observer,
+    stats: &mut ServiceStats,
+) -> Result<(), ServiceError> {
+    let k = &cfg.kafka;
+    let eos = k.delivery == Delivery::ExactlyOnce;
+    if k.create_topics {
+        ensure_topics(k, brokers)?;
+    }
+    let mut pconf = k.producer_properties.clone();
+    pconf.entry("compression.type".into()).or_insert_with(|| "lz4".into());
+    pconf.entry("message.max.bytes".into()).or_insert_with(|| "16777216".into());
+    pconf.entry("linger.ms".into()).or_insert_with(|| "5".into());
+    if eos {
+        pconf.insert("transactional.id".into(), k.transactional_id.clone());
+        pconf.entry("transaction.timeout.ms".into()).or_insert_with(|| "60000".into());
+    } else {
+        pconf.entry("enable.idempotence".into()).or_insert_with(|| "true".into());
+    }
+    let producer: BaseProducer = client_config(k, brokers, &pconf).create().map_err(kafka("creating the producer"))?;
+    if eos {
+        // Fences any previous instance with this id and aborts its open transaction, so the
+        // changelog read next has no pending records.
+        producer.init_transactions(StdDuration::from_secs(60)).map_err(kafka("initialising transactions"))?;
+    }
+    let state = read_changelog(k, brokers)?;
+    let positions: Positions = state
+        .get(POSITIONS_KEY)
+        .and_then(|b| serde_json::from_slice::<Vec<(String, i32, i64)>>(b).ok())
+        .map(|v| v.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
+        .unwrap_or_default();
+    let mut engine = if state.keys().any(|key| key != POSITIONS_KEY) {
+        let records = state.into_iter().filter(|(key, _)| key != POSITIONS_KEY);
+        Engine::restore(cfg.clone(), records)?
+    } else {
+        Engine::new(cfg.clone())
+    };
+    crate::profile::load_profiles(cfg, &mut engine).map_err(|e| ServiceError::Profile(e.to_string()))?;
+    info!("state restored: {} targets, {} input positions", engine.target_count(), positions.len());
+
+    let positions = Arc::new(Mutex::new(positions));
+    let assigned = Arc::new(AtomicBool::new(false));
+    let mut cconf = k.consumer_properties.clone();
+    cconf.insert("group.id".into(), k.group_id.clone());
+    cconf.insert("enable.auto.commit".into(), "false".into());
+    cconf.insert("isolation.level".into(), "read_committed".into());
+    cconf.entry("auto.offset.reset".into()).or_insert_with(|| "earliest".into());
+    let consumer: BaseConsumer<Ctx> = client_config(k, brokers, &cconf)
+        .create_with_context(Ctx { positions: positions.clone(), assigned: assigned.clone() })
+        .map_err(kafka("creating the consumer"))?;
+    let topics: Vec<&str> = k.topics.events.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(kafka("subscribing"))?;
+    if eos {
+        producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+    }
+
+    let mut decoder = Decoder::default();
+    let mut sources: HashMap<(String, i32), u32> = HashMap::new();
+    let mut pending_published: Vec<Command> = Vec::new();
+    let commit_every = StdDuration::from_millis(k.commit_interval.0 as u64);
+    let idle_after = StdDuration::from_millis(k.idle_timeout.0 as u64);
+    let mut last_commit = Instant::now();
+    let mut last_message = Instant::now();
+    let mut idle_base: Option<(i64, Instant)> = None;
+    let mut last_observe = Instant::now() - StdDuration::from_secs(1);
+    let mut dirty = false;
+
+    let committer = Committer { k, eos, producer: &producer, consumer: &consumer, positions: &positions };
+    let mut last_lag = Instant::now() - StdDuration::from_secs(10);
+    loop {
+        if shutdown.load(Ordering::SeqCst) {
+            committer.commit(&mut engine, &mut pending_published, stats, observer)?;
+            info!("shut down cleanly after {} messages", stats.messages);
+            let _ = producer.flush(StdDuration::from_secs(10));
+            return Ok(());
+        }
+        match consumer.poll(StdDuration::from_millis(100)) {
+            None => {}
+            Some(Err(e)) => {
+                if matches!(e, KafkaError::PartitionEOF(_)) {
+                    continue;
+                }
+                warn!("consumer: {e}");
+                if e.rdkafka_error_code().is_some_and(|c| matches!(c, RDKafkaErrorCode::Fatal)) {
+                    return Err(ServiceError::Kafka { context: "consuming", source: e });
+                }
+            }
+            Some(Ok(m)) => {
+                last_message = Instant::now();
+                idle_base = None;
+                stats.messages += 1;
+                dirty = true;
+                let topic = m.topic().to_owned();
+                let partition = m.partition();
+                let offset = m.offset();
+                let source = *sources
+                    .entry((topic.clone(), partition))
+                    .or_insert_with(|| engine.register_source(&format!("{topic}/{partition}")));
+                let pos = Position { source, offset: offset.max(0) as u64 };
+                let payload = m.payload().unwrap_or(&[]);
+                let result = match decoder.decode(payload) {
+                    Ok(ev) => {
+                        let r = engine.ingest(&ev, pos);
+                        decoder.recycle(ev);
+                        r
+                    }
+                    Err(bad) => {
+                        engine.reject(&bad);
+                        Err(bad)
+                    }
+                };
+                engine.note_offset(pos);
+                if let Err(bad) = result {
+                    stats.dead_letters += 1;
+                    let origin = format!("{topic}/{partition}/{offset}");
+                    let headers = OwnedHeaders::new()
+                        .insert(Header { key: "driftwatch.reason", value: Some(bad.reason.as_str()) })
+                        .insert(Header { key: "driftwatch.detail", value: Some(bad.detail.as_str()) })
+                        .insert(Header { key: "driftwatch.source", value: Some(origin.as_str()) });
+                    let key = m.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
+                    send(&producer, &k.topics.deadletter, key, Some(payload), Some(headers))?;
+                }
+                if let Ok(mut p) = positions.lock() {
+                    p.insert((topic, partition), offset + 1);
+                }
+            }
+        }
+        if last_message.elapsed() >= idle_after {
+            // No input: let event time follow the wall clock from the newest event seen.
+            if let Some(max) = engine.max_event_time() {
+                let (base_ts, since) = *idle_base.get_or_insert((max, Instant::now()));
+                let advanced = base_ts + since.elapsed().as_millis() as i64 + idle_after.as_millis() as i64;
+                engine.advance_watermark(advanced - cfg.windows.allowed_lateness.0);
+                dirty = true;
+            }
+        }
+        if engine.has_commands() {
+            let now = wall_ms();
+            for mut c in engine.drain_commands() {
+                c.stamp(now);
+                let json = c.to_json();
+                let key = c.key();
+                send(&producer, k.topics.for_command(c.command), &key, Some(json.as_bytes()), None)?;
+                send(&producer, &k.topics.decisions, &key, Some(json.as_bytes()), None)?;
+                pending_published.push(c);
+            }
+        }
+        producer.poll(StdDuration::ZERO);
+        if dirty && last_commit.elapsed() >= commit_every {
+            committer.commit(&mut engine, &mut pending_published, stats, observer)?;
+            last_commit = Instant::now();
+            dirty = false;
+        }
+        if last_observe.elapsed() >= StdDuration::from_millis(200) {
+            last_observe = Instant::now();
+            stats.ready = assigned.load(Ordering::SeqCst);
+            if last_lag.elapsed() >= StdDuration::from_secs(5) {
+                last_lag = Instant::now();
+                stats.lag = consumer_lag(&consumer);
+            }
+            observer.engine(&engine, stats);
+        }
+    }
+}
+
+fn consumer_lag<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<i64> {
+    let assignment = consumer.assignment().ok()?;
+    let position = consumer.position().ok()?;
+    let mut lag = 0;
+    for e in assignment.elements() {
+        let (_, hi) = consumer.fetch_watermarks(e.topic(), e.partition(), StdDuration::from_millis(500)).ok()?;
+        let at = position.find_partition(e.topic(), e.partition()).and_then(|p| p.offset().to_raw()).unwrap_or(0);
+        lag += (hi - at.max(0)).max(0);
+    }
+    Some(lag)
+}
