@@ -98,3 +98,13 @@ fn simulate_lists_scenarios_and_rejects_unknown_ones() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario `nope`"));
 }
+
+#[test]
+fn readme_config_example_is_valid() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + readme[start..].find("```").expect("end of block");
+    let cfg = driftwatch::config::Config::from_toml(&readme[start..end]).expect("the README's config example is valid");
+    assert_eq!(cfg.policy, "checkout-canary");
+    assert_eq!(cfg.windows_for(driftwatch::config::Kind::Model, "churn").drift.min_count, Some(1000));
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the build and the tests need, starts a real Apache Kafka
+# broker (KRaft, 127.0.0.1), runs the unit, integration, property and broker tests, and stops
+# the broker again. Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+need=()
+for pkg in cmake pkg-config libssl-dev libcurl4-openssl-dev kcat; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y "${need[@]}" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
+fi
+
+bash scripts/kafka.sh reset >/dev/null 2>&1 || true
+bash scripts/kafka.sh up
+trap 'bash scripts/kafka.sh down >/dev/null 2>&1 || true' EXIT
+export DRIFTWATCH_TEST_BROKERS="$(bash scripts/kafka.sh bootstrap)"
+
+cargo test --release "$@"

@@ -1,0 +1,469 @@
+//! Helpers for the Kafka service tests: config files, the `driftwatch run` child process,
+//! producing input, reading output topics, comparing with `driftwatch replay`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_driftwatch");
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("driftwatch-ktest-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Topic names and group of one test, all unique to it.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub events: String,
+    pub rollback: String,
+    pub retrain: String,
+    pub review: String,
+    pub promote: String,
+    pub decisions: String,
+    pub deadletter: String,
+    pub changelog: String,
+    pub group: String,
+    pub txid: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Names {
+        let nonce = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100_000_000
+        );
+        let t = |s: &str| format!("dwt.{nonce}.{s}");
+        Names {
+            events: t("events"),
+            rollback: t("rollback"),
+            retrain: t("retrain"),
+            review: t("review"),
+            promote: t("promote"),
+            decisions: t("decisions"),
+            deadletter: t("deadletter"),
+            changelog: t("changelog"),
+            group: format!("dwt-{nonce}"),
+            txid: format!("dwt-{nonce}-tx"),
+        }
+    }
+
+    /// Every topic, inputs first.
+    pub fn all(&self) -> Vec<&str> {
+        vec![
+            &self.events,
+            &self.rollback,
+            &self.retrain,
+            &self.review,
+            &self.promote,
+            &self.decisions,
+            &self.deadletter,
+            &self.changelog,
+        ]
+    }
+
+    /// The command topics (not the audit log).
+    pub fn command_topics(&self) -> Vec<&str> {
+        vec![&self.rollback, &self.retrain, &self.review, &self.promote]
+    }
+}
+
+/// Writes a config file for `driftwatch run` (and `replay`, which ignores `[kafka]`).
+pub fn write_config(dir: &Path, n: &Names, delivery: &str, create_topics: bool, extra_kafka: &str) -> PathBuf {
+    let path = dir.join(format!("{}.toml", n.group));
+    let text = format!(
+        r#"[kafka]
+group_id = "{group}"
+transactional_id = "{txid}"
+delivery = "{delivery}"
+commit_interval = "200ms"
+idle_timeout = "1s"
+create_topics = {create_topics}
+partitions = 1
+{extra_kafka}
+
+[kafka.topics]
+events = ["{events}"]
+rollback = "{rollback}"
+retrain = "{retrain}"
+review = "{review}"
+promote = "{promote}"
+decisions = "{decisions}"
+deadletter = "{deadletter}"
+changelog = "{changelog}"
+"#,
+        group = n.group,
+        txid = n.txid,
+        events = n.events,
+        rollback = n.rollback,
+        retrain = n.retrain,
+        review = n.review,
+        promote = n.promote,
+        decisions = n.decisions,
+        deadletter = n.deadletter,
+        changelog = n.changelog,
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A `driftwatch run` child process; killed (SIGKILL) when dropped if still running.
+#[derive(Debug)]
+pub struct Service {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Service {
+    pub fn start(config: &Path, brokers: &str, extra: &[&str], log: PathBuf) -> Service {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open service log");
+        let child = Command::new(BIN)
+            .args(["run", "--config", &config.to_string_lossy(), "--brokers", brokers])
+            .args(extra)
+            .env("RUST_LOG", "driftwatch=info,rdkafka=warn")
+            .env_remove("DRIFTWATCH_CONFIG")
+            .env_remove("DRIFTWATCH_BROKERS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start driftwatch run");
+        Service { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal with `kill -SIG pid`.
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().expect("kill");
+        assert!(st.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_for(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; asserts a clean exit (status 0) within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> Duration {
+        let t0 = Instant::now();
+        self.signal("TERM");
+        match self.wait_for(timeout) {
+            Some(st) => {
+                assert!(st.success(), "driftwatch run exited {st:?} after SIGTERM; log:\n{}", self.log_tail());
+                t0.elapsed()
+            }
+            None => {
+                let _ = self.child.kill();
+                panic!("driftwatch run did not exit within {timeout:?} of SIGTERM; log:\n{}", self.log_tail())
+            }
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn assert_running(&mut self) {
+        if let Some(st) = self.child.try_wait().expect("try_wait") {
+            panic!("driftwatch run exited early ({st:?}); log:\n{}", self.log_tail());
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Scenario lines from the library's generator (no newline), with `duration` in minutes.
+pub fn scenario_lines(name: &str, seed: u64, rate_scale: f64, minutes: Option<i64>) -> Vec<Vec<u8>> {
+    let mut s = driftwatch::sim::scenario(name).expect("scenario");
+    if let Some(m) = minutes {
+        s.duration = m * 60_000;
+    }
+    let mut g = driftwatch::sim::Generator::new(s, seed, rate_scale);
+    let mut out = Vec::new();
+    while let Some(l) = g.next_line() {
+        out.push(l);
+    }
+    out
+}
+
+/// Writes lines as a JSON Lines file.
+pub fn write_lines(path: &Path, lines: &[Vec<u8>]) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create input file"));
+    for l in lines {
+        f.write_all(l).unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+    f.flush().unwrap();
+}
+
+/// `driftwatch replay --config cfg file`: (commands, number of bad lines).
+pub fn replay(config: &Path, file: &Path) -> (Vec<Value>, usize) {
+    let dead = file.with_extension("dead.jsonl");
+    let out = Command::new(BIN)
+        .args(["replay", "-q", "--config"])
+        .arg(config)
+        .arg("--dead-letter")
+        .arg(&dead)
+        .arg(file)
+        .env_remove("DRIFTWATCH_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run replay");
+    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    let cmds = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("replay output is JSON"))
+        .collect();
+    let bad = std::fs::read_to_string(&dead).unwrap_or_default().lines().count();
+    (cmds, bad)
+}
+
+/// Produces every line (in order, one partition) and waits until all are acknowledged.
+pub fn produce(brokers: &str, topic: &str, lines: &[Vec<u8>]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    for line in lines {
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(line.as_slice()).partition(0);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush input");
+}
+
+/// One consumed message.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub topic: String,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Msg {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.payload).unwrap_or_else(|e| {
+            panic!("{} payload is not JSON ({e}): {}", self.topic, String::from_utf8_lossy(&self.payload))
+        })
+    }
+}
+
+/// Reads partition 0 of each topic from the beginning to its end (the last stable offset with
+/// `read_committed`).
+pub fn read_all(brokers: &str, topics: &[&str], read_committed: bool) -> Vec<Msg> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "driftwatch-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" })
+        .create()
+        .expect("reader");
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        tpl.add_partition_offset(t, 0, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut open = topics.len();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open > 0 {
+        assert!(Instant::now() < deadline, "reading {topics:?} timed out");
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => panic!("reading {topics:?}: {e}"),
+            Some(Ok(m)) => {
+                let mut headers = BTreeMap::new();
+                if let Some(h) = m.headers() {
+                    for hh in h.iter() {
+                        headers.insert(
+                            hh.key.to_owned(),
+                            hh.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
+                        );
+                    }
+                }
+                out.push(Msg {
+                    topic: m.topic().to_owned(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: m.payload().unwrap_or(&[]).to_vec(),
+                    headers,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The group's committed offset on partition 0 of `topic` (-1 when none).
+pub fn committed(brokers: &str, group: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+    {
+        Ok(c) => c,
+        Err(_) => return -1,
+    };
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    match consumer.committed_offsets(tpl, Duration::from_secs(5)) {
+        Ok(t) => t.elements().first().and_then(|e| e.offset().to_raw()).unwrap_or(-1),
+        Err(_) => -1,
+    }
+}
+
+/// Polls `f` until it returns true or `timeout` passes; returns whether it did.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A command without what legitimately differs between runs: `issued_at` and input offsets.
+pub fn comparable(c: &Value) -> Value {
+    let mut c = c.clone();
+    if let Some(o) = c.as_object_mut() {
+        o.remove("issued_at");
+    }
+    if let Some(e) = c.get_mut("evidence").and_then(Value::as_object_mut) {
+        e.remove("input_offsets");
+    }
+    c
+}
+
+/// Commands by `command_id`, in a stable order.
+pub fn by_id(cmds: &[Value]) -> BTreeMap<String, Vec<Value>> {
+    let mut m: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for c in cmds {
+        let id = c["command_id"].as_str().expect("command_id").to_owned();
+        m.entry(id).or_default().push(comparable(c));
+    }
+    m
+}
+
+/// The expected Kafka key of a command: `kind/name`.
+pub fn key_of(c: &Value) -> String {
+    format!("{}/{}", c["target"]["kind"].as_str().unwrap_or("?"), c["target"]["name"].as_str().unwrap_or("?"))
+}
+
+/// Checks a topic's commands against replay's: each on its own topic and the audit log, keyed
+/// `kind/name`, exactly once each (or at least once when `dedup`), equal except issued_at and
+/// offsets. Returns a description of the mismatch, if any.
+pub fn compare_with_replay(n: &Names, msgs: &[Msg], replayed: &[Value], dedup: bool) -> Result<(), String> {
+    let mut problems = Vec::new();
+    let topic_of = |c: &Value| match c["command"].as_str().unwrap_or("") {
+        "rollback" => n.rollback.clone(),
+        "retrain" => n.retrain.clone(),
+        "review" => n.review.clone(),
+        "promote" => n.promote.clone(),
+        other => format!("<unknown command {other}>"),
+    };
+    let expected = by_id(replayed);
+    for c in replayed {
+        let _ = topic_of(c);
+    }
+    for audit in [true, false] {
+        let mut got = Vec::new();
+        for m in msgs {
+            let is_audit = m.topic == n.decisions;
+            if is_audit != audit || !(is_audit || n.command_topics().contains(&m.topic.as_str())) {
+                continue;
+            }
+            let c = m.json();
+            if !audit && topic_of(&c) != m.topic {
+                problems.push(format!("{} command on topic {}", c["command"], m.topic));
+            }
+            if m.key.as_deref() != Some(key_of(&c).as_str()) {
+                problems.push(format!("key {:?} for {}", m.key, key_of(&c)));
+            }
+            got.push(c);
+        }
+        let mut got = by_id(&got);
+        if dedup {
+            for v in got.values_mut() {
+                v.dedup();
+                if v.len() > 1 {
+                    problems.push(format!("same command_id, different content: {v:?}"));
+                }
+            }
+        }
+        if got != expected {
+            problems.push(format!(
+                "{}: got {} ids {:#?}\nexpected {} ids {:#?}",
+                if audit { "audit log" } else { "command topics" },
+                got.len(),
+                got,
+                expected.len(),
+                expected
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
