@@ -541,6 +541,10 @@ impl Engine {
 
     /// End of input: everything seen is final. Closes the buckets holding the newest events
     /// and makes the decisions they lead to.
+    ///
+    /// The watermark moves to where every window holding data has slid past it: the same
+    /// point a live service reaches when its input stays idle, so `replay` of a topic's dump
+    /// and `run` on the topic make the same decisions.
     pub fn finish(&mut self) {
         let Some(max) = self.max_ts else { return };
         let mut wm = max + 1;
@@ -548,7 +552,7 @@ impl Engine {
             for r in [R_TRAFFIC, R_LATENCY, R_DRIFT, R_ACCURACY] {
                 let step = t.step(r);
                 if step != i64::MAX && t.last_data[r] != i64::MIN {
-                    wm = wm.max((t.last_data[r] + 1) * step);
+                    wm = wm.max((t.last_data[r] + t.span(r)) * step);
                 }
             }
         }
