@@ -265,9 +265,6 @@ impl ConsumerContext for Ctx {
                 // Start each partition where the restored state ends, not at the group's offset:
                 // state and position were written together.
                 if let Ok(pos) = self.positions.lock() {
-                    for e in tpl.elements() {
-                        let _ = e; // elements are read-only; offsets are set below
-                    }
                     let parts: Vec<(String, i32)> =
                         tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
                     for (t, p) in parts {
@@ -561,6 +558,8 @@ fn session(
     cconf.insert("group.id".into(), k.group_id.clone());
     cconf.insert("enable.auto.commit".into(), "false".into());
     cconf.insert("isolation.level".into(), "read_committed".into());
+    // End-of-partition events tell "caught up" from "still joining the group".
+    cconf.insert("enable.partition.eof".into(), "true".into());
     cconf.entry("auto.offset.reset".into()).or_insert_with(|| "earliest".into());
     let consumer: BaseConsumer<Ctx> = client_config(k, brokers, &cconf)
         .create_with_context(Ctx { positions: positions.clone(), assigned: assigned.clone() })
@@ -581,6 +580,7 @@ fn session(
     let mut idle_base: Option<(i64, Instant)> = None;
     let mut last_observe = Instant::now() - StdDuration::from_secs(1);
     let mut dirty = false;
+    let mut at_end: std::collections::HashSet<i32> = std::collections::HashSet::new();
 
     let committer = Committer { k, eos, producer: &producer, consumer: &consumer, positions: &positions };
     let mut last_lag = Instant::now() - StdDuration::from_secs(10);
@@ -594,7 +594,8 @@ fn session(
         match consumer.poll(StdDuration::from_millis(100)) {
             None => {}
             Some(Err(e)) => {
-                if matches!(e, KafkaError::PartitionEOF(_)) {
+                if let KafkaError::PartitionEOF(p) = e {
+                    at_end.insert(p);
                     continue;
                 }
                 warn!("consumer: {e}");
@@ -609,6 +610,7 @@ fn session(
                 dirty = true;
                 let topic = m.topic().to_owned();
                 let partition = m.partition();
+                at_end.remove(&partition);
                 let offset = m.offset();
                 let source = *sources
                     .entry((topic.clone(), partition))
@@ -642,7 +644,13 @@ fn session(
                 }
             }
         }
-        if last_message.elapsed() >= idle_after {
+        // Advance event time only once every assigned partition has been read to its end:
+        // a consumer still joining the group or fetching is not idle input.
+        let caught_up = assigned.load(Ordering::SeqCst)
+            && consumer
+                .assignment()
+                .is_ok_and(|a| a.count() > 0 && a.elements().iter().all(|e| at_end.contains(&e.partition())));
+        if caught_up && last_message.elapsed() >= idle_after {
             // No input: let event time follow the wall clock from the newest event seen.
             if let Some(max) = engine.max_event_time() {
                 let (base_ts, since) = *idle_base.get_or_insert((max, Instant::now()));
