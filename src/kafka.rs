@@ -571,7 +571,9 @@ fn session(
     }
 
     let mut decoder = Decoder::default();
-    let mut sources: HashMap<(String, i32), u32> = HashMap::new();
+    // Per input partition: (topic, partition, engine source, next offset), found by a short
+    // linear scan so the hot path allocates nothing.
+    let mut sources: Vec<(String, i32, u32, i64)> = Vec::new();
     let mut pending_published: Vec<Command> = Vec::new();
     let commit_every = StdDuration::from_millis(k.commit_interval.0 as u64);
     let idle_after = StdDuration::from_millis(k.idle_timeout.0 as u64);
@@ -586,6 +588,11 @@ fn session(
     let mut last_lag = Instant::now() - StdDuration::from_secs(10);
     loop {
         if shutdown.load(Ordering::SeqCst) {
+            if let Ok(mut p) = positions.lock() {
+                for (t, part, _, next) in &sources {
+                    p.insert((t.clone(), *part), *next);
+                }
+            }
             committer.commit(&mut engine, &mut pending_published, stats, observer)?;
             info!("shut down cleanly after {} messages", stats.messages);
             let _ = producer.flush(StdDuration::from_secs(10));
@@ -608,13 +615,20 @@ fn session(
                 idle_base = None;
                 stats.messages += 1;
                 dirty = true;
-                let topic = m.topic().to_owned();
+                let topic = m.topic();
                 let partition = m.partition();
                 at_end.remove(&partition);
                 let offset = m.offset();
-                let source = *sources
-                    .entry((topic.clone(), partition))
-                    .or_insert_with(|| engine.register_source(&format!("{topic}/{partition}")));
+                let slot = match sources.iter().position(|(t, p, _, _)| *p == partition && t == topic) {
+                    Some(i) => i,
+                    None => {
+                        let id = engine.register_source(&format!("{topic}/{partition}"));
+                        sources.push((topic.to_owned(), partition, id, 0));
+                        sources.len() - 1
+                    }
+                };
+                sources[slot].3 = offset + 1;
+                let source = sources[slot].2;
                 let pos = Position { source, offset: offset.max(0) as u64 };
                 let payload = m.payload().unwrap_or(&[]);
                 let result = match decoder.decode(payload) {
@@ -639,14 +653,12 @@ fn session(
                     let key = m.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
                     send(&producer, &k.topics.deadletter, key, Some(payload), Some(headers))?;
                 }
-                if let Ok(mut p) = positions.lock() {
-                    p.insert((topic, partition), offset + 1);
-                }
             }
         }
         // Advance event time only once every assigned partition has been read to its end:
         // a consumer still joining the group or fetching is not idle input.
-        let caught_up = assigned.load(Ordering::SeqCst)
+        let caught_up = last_message.elapsed() >= idle_after
+            && assigned.load(Ordering::SeqCst)
             && consumer
                 .assignment()
                 .is_ok_and(|a| a.count() > 0 && a.elements().iter().all(|e| at_end.contains(&e.partition())));
@@ -672,6 +684,11 @@ fn session(
         }
         producer.poll(StdDuration::ZERO);
         if dirty && last_commit.elapsed() >= commit_every {
+            if let Ok(mut p) = positions.lock() {
+                for (t, part, _, next) in &sources {
+                    p.insert((t.clone(), *part), *next);
+                }
+            }
             committer.commit(&mut engine, &mut pending_published, stats, observer)?;
             last_commit = Instant::now();
             dirty = false;

@@ -88,6 +88,22 @@ pub struct LabelJoin<T> {
     max_delay: Millis,
     /// What happened so far.
     pub counters: JoinCounters,
+    /// Shards changed since the last [`LabelJoin::take_changed_shards`] (bit per shard).
+    #[serde(skip)]
+    changed: u64,
+}
+
+/// Number of shards the pending joins are stored in, so that a snapshot rewrites only the
+/// part that changed and no stored record grows with the whole buffer.
+pub const SHARDS: u64 = 64;
+
+/// The pending joins whose id hash falls in one shard.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JoinShard<T> {
+    /// Predictions awaiting their label.
+    pub predictions: Vec<(u64, PendingPrediction<T>)>,
+    /// Labels awaiting their prediction.
+    pub labels: Vec<(u64, (Value, Millis))>,
 }
 
 impl<T: Copy> LabelJoin<T> {
@@ -101,6 +117,7 @@ impl<T: Copy> LabelJoin<T> {
             max_pending,
             max_delay,
             counters: JoinCounters::default(),
+            changed: 0,
         }
     }
 
@@ -112,10 +129,12 @@ impl<T: Copy> LabelJoin<T> {
     /// Offers a prediction; returns the join if its label was already waiting.
     pub fn prediction(&mut self, event_id: &str, p: PendingPrediction<T>) -> Option<Joined<T>> {
         let key = hash_str(event_id);
+        self.changed |= 1 << (key % SHARDS);
         if let Some((label, lts)) = self.labels.remove(&key) {
             self.counters.matched += 1;
             return Some(Joined { target: p.target, ts: lts.max(p.ts), prediction: p.value, label });
         }
+        self.changed |= 1 << (key % SHARDS);
         if self.predictions.insert(key, p).is_none() {
             self.prediction_order.push_back((p.ts, key));
         }
@@ -130,10 +149,12 @@ impl<T: Copy> LabelJoin<T> {
     /// Offers a label; returns the join if its prediction is waiting.
     pub fn label(&mut self, event_id: &str, value: Value, ts: Millis) -> Option<Joined<T>> {
         let key = hash_str(event_id);
+        self.changed |= 1 << (key % SHARDS);
         if let Some(p) = self.predictions.remove(&key) {
             self.counters.matched += 1;
             return Some(Joined { target: p.target, ts: ts.max(p.ts), prediction: p.value, label: value });
         }
+        self.changed |= 1 << (key % SHARDS);
         if self.labels.insert(key, (value, ts)).is_none() {
             self.label_order.push_back((ts, key));
         }
@@ -148,6 +169,7 @@ impl<T: Copy> LabelJoin<T> {
     fn pop_prediction(&mut self) -> bool {
         match self.prediction_order.pop_front() {
             Some((_, key)) => {
+                self.changed |= 1 << (key % SHARDS);
                 if self.predictions.remove(&key).is_some() {
                     self.counters.predictions_evicted += 1;
                 }
@@ -160,6 +182,7 @@ impl<T: Copy> LabelJoin<T> {
     fn pop_label(&mut self) -> bool {
         match self.label_order.pop_front() {
             Some((_, key)) => {
+                self.changed |= 1 << (key % SHARDS);
                 if self.labels.remove(&key).is_some() {
                     self.counters.labels_unmatched += 1;
                 }
@@ -177,6 +200,7 @@ impl<T: Copy> LabelJoin<T> {
                 break;
             }
             self.prediction_order.pop_front();
+            self.changed |= 1 << (key % SHARDS);
             if ts < horizon && self.predictions.remove(&key).is_some() {
                 self.counters.predictions_evicted += 1;
             }
@@ -186,16 +210,61 @@ impl<T: Copy> LabelJoin<T> {
                 break;
             }
             self.label_order.pop_front();
+            self.changed |= 1 << (key % SHARDS);
             if ts < horizon && self.labels.remove(&key).is_some() {
                 self.counters.labels_unmatched += 1;
             }
         }
     }
 
+    /// The contents of every shard changed since the last call.
+    pub fn take_changed_shards(&mut self) -> Vec<(u64, JoinShard<T>)> {
+        let changed = std::mem::take(&mut self.changed);
+        if changed == 0 {
+            return Vec::new();
+        }
+        let mut shards: Vec<(u64, JoinShard<T>)> = (0..SHARDS)
+            .filter(|s| changed & (1 << s) != 0)
+            .map(|s| (s, JoinShard { predictions: Vec::new(), labels: Vec::new() }))
+            .collect();
+        let slot =
+            |shards: &[(u64, JoinShard<T>)], key: u64| shards.binary_search_by_key(&(key % SHARDS), |(s, _)| *s).ok();
+        for (&k, p) in &self.predictions {
+            if let Some(i) = slot(&shards, k) {
+                shards[i].1.predictions.push((k, *p));
+            }
+        }
+        for (&k, l) in &self.labels {
+            if let Some(i) = slot(&shards, k) {
+                shards[i].1.labels.push((k, *l));
+            }
+        }
+        shards
+    }
+
+    /// Adds a stored shard back (after [`LabelJoin::new`]); call
+    /// [`LabelJoin::restored`] when all are in.
+    pub fn restore_shard(&mut self, shard: JoinShard<T>) {
+        self.predictions.extend(shard.predictions);
+        self.labels.extend(shard.labels);
+    }
+
+    /// Rebuilds the eviction order (oldest first) after shards were restored.
+    pub fn restored(&mut self) {
+        let mut p: Vec<(Millis, u64)> = self.predictions.iter().map(|(&k, v)| (v.ts, k)).collect();
+        p.sort_unstable();
+        self.prediction_order = p.into();
+        let mut l: Vec<(Millis, u64)> = self.labels.iter().map(|(&k, v)| (v.1, k)).collect();
+        l.sort_unstable();
+        self.label_order = l.into();
+        self.changed = 0;
+    }
+
     /// Forgets pending predictions of targets for which `gone` is true, and gives their
     /// memory back.
     pub fn forget(&mut self, gone: impl Fn(&T) -> bool) {
         self.predictions.retain(|_, p| !gone(&p.target));
+        self.changed = u64::MAX;
         let predictions = &self.predictions;
         self.prediction_order.retain(|(_, k)| predictions.contains_key(k));
         self.predictions.shrink_to_fit();

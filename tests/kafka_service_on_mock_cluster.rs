@@ -21,13 +21,21 @@ fn mock_with_topics(n: &Names) -> MockCluster<'static, rdkafka::producer::Defaul
 
 /// Runs the service on `scenario`'s lines; returns (messages on every output topic, replay's
 /// commands, replay's bad-line count, the names, the input lines).
-fn run_scenario(scenario: &str, minutes: i64) -> (Vec<Msg>, Vec<serde_json::Value>, usize, Names, Vec<Vec<u8>>) {
+fn run_scenario(
+    scenario: &str,
+    rate_scale: f64,
+    minutes: i64,
+) -> (Vec<Msg>, Vec<serde_json::Value>, usize, Names, Vec<Vec<u8>>) {
     let n = Names::new(&format!("mock-{scenario}"));
     let dir = temp_dir(&format!("mock-{scenario}"));
     let cluster = mock_with_topics(&n);
     let brokers = cluster.bootstrap_servers();
     let cfg = write_config(&dir, &n, "at_least_once", false, "");
-    let lines = scenario_lines(scenario, 1, 1.0, Some(minutes));
+    let lines = scenario_lines(scenario, 1, rate_scale, Some(minutes));
+    // The mock cluster drops a partition's oldest segments beyond a few MB: keep the input
+    // (and so every output) well under that, or the service would start past lost input.
+    let bytes: usize = lines.iter().map(Vec::len).sum();
+    assert!(bytes < 3_000_000, "input of {bytes} bytes is too large for the mock cluster's partitions");
     let input = dir.join("input.jsonl");
     write_lines(&input, &lines);
     let (replayed, bad) = replay(&cfg, &input);
@@ -38,17 +46,33 @@ fn run_scenario(scenario: &str, minutes: i64) -> (Vec<Msg>, Vec<serde_json::Valu
     let t0 = Instant::now();
     let want = replayed.len();
     let mut msgs = Vec::new();
+    let (mut audit, mut dead) = (0, 0);
     let ok = wait_until(Duration::from_secs(60), || {
         svc.assert_running();
         msgs = read_all(&brokers, &n.all()[1..7], false);
-        let audit = msgs.iter().filter(|m| m.topic == n.decisions).count();
-        let dead = msgs.iter().filter(|m| m.topic == n.deadletter).count();
+        audit = msgs.iter().filter(|m| m.topic == n.decisions).count();
+        dead = msgs.iter().filter(|m| m.topic == n.deadletter).count();
         audit >= want && dead >= bad
     });
+    if !ok {
+        let mut reasons = std::collections::BTreeMap::new();
+        for m in msgs.iter().filter(|m| m.topic == n.deadletter) {
+            *reasons.entry(m.headers.get("driftwatch.reason").cloned().unwrap_or_default()).or_insert(0) += 1;
+        }
+        let src: Vec<&str> = msgs
+            .iter()
+            .filter(|m| m.topic == n.deadletter)
+            .map(|m| m.headers.get("driftwatch.source").map_or("", String::as_str))
+            .collect();
+        eprintln!(
+            "dead letters by reason: {reasons:?}; first sources {:?}, last {:?}",
+            &src[..src.len().min(5)],
+            &src[src.len().saturating_sub(5)..]
+        );
+    }
     assert!(
         ok,
-        "{scenario}: commands did not arrive within 60 s; got {} messages; log:\n{}",
-        msgs.len(),
+        "{scenario}: output did not arrive within 60 s: {audit} of {want} decisions, {dead} of {bad} dead letters; log:\n{}",
         svc.log_tail()
     );
     eprintln!("{scenario}: {} lines, {want} commands on the mock in {:?}", lines.len(), t0.elapsed());
@@ -63,7 +87,7 @@ fn run_scenario(scenario: &str, minutes: i64) -> (Vec<Msg>, Vec<serde_json::Valu
 
 #[test]
 fn canary_error_rollback_reaches_kafka_as_replay_decides_it() {
-    let (msgs, replayed, _, n, _) = run_scenario("canary-error", 20);
+    let (msgs, replayed, _, n, _) = run_scenario("canary-error", 0.3, 25);
     assert!(replayed.iter().any(|c| c["command"] == "rollback" && key_of(c) == "app/checkout"));
     for m in msgs.iter().filter(|m| m.topic != n.deadletter) {
         assert_eq!(m.key.as_deref(), Some("app/checkout"));
@@ -77,7 +101,7 @@ fn canary_error_rollback_reaches_kafka_as_replay_decides_it() {
 
 #[test]
 fn bad_input_goes_to_the_dead_letter_topic_unchanged_with_its_reason() {
-    let (msgs, replayed, bad, n, lines) = run_scenario("bad-input", 20);
+    let (msgs, replayed, bad, n, lines) = run_scenario("bad-input", 0.3, 25);
     assert!(bad > 0, "bad-input has no bad lines");
     compare_with_replay(&n, &msgs, &replayed, true).unwrap_or_else(|e| panic!("{e}"));
     let dead: Vec<&Msg> = msgs.iter().filter(|m| m.topic == n.deadletter).collect();

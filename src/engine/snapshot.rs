@@ -1,8 +1,8 @@
 //! Snapshots of engine state as keyed records, for a compacted changelog topic.
 //!
 //! The state is split by app or model (`group/{kind}/{name}`: the group and all its versions'
-//! windows, tests and latches) plus one `meta` record (watermark, counters, pending label
-//! joins, input offsets, recent decisions). Only groups that changed since the last snapshot
+//! windows, tests and latches), 64 shards of pending label joins (`joins/NN`, by id hash) and
+//! one small `meta` record (watermark, counters, input offsets, the last decisions). Only groups that changed since the last snapshot
 //! are written, and a forgotten group is written as a tombstone, so the changelog stays as
 //! large as the live state. Keying by app/model means that when several instances own
 //! different input partitions later, each can restore just the groups it owns.
@@ -13,6 +13,10 @@ use super::*;
 
 /// Key of the record holding engine-wide state.
 pub const META_KEY: &str = "meta";
+/// Key prefix of the shards of pending label joins.
+pub const JOINS_PREFIX: &str = "joins/";
+/// Decisions kept in the `meta` record (the in-memory log may hold more).
+const KEPT_DECISIONS: usize = 100;
 /// Format of the records this build writes and reads.
 pub const FORMAT: u32 = 1;
 
@@ -45,7 +49,7 @@ struct MetaOut<'a> {
     next_gen: u32,
     next_sweep: Millis,
     counters: &'a Counters,
-    joins: &'a LabelJoin<(TargetId, u32)>,
+    join_counters: crate::labels::JoinCounters,
     sources: &'a [String],
     offsets: &'a [u64],
     decisions: Vec<String>,
@@ -59,7 +63,7 @@ struct MetaIn {
     next_gen: u32,
     next_sweep: Millis,
     counters: Counters,
-    joins: LabelJoin<(TargetId, u32)>,
+    join_counters: crate::labels::JoinCounters,
     sources: Vec<String>,
     offsets: Vec<u64>,
     decisions: Vec<String>,
@@ -135,6 +139,9 @@ impl Engine {
                 }
             }
         }
+        for (shard, contents) in self.joins.take_changed_shards() {
+            out.push((format!("{JOINS_PREFIX}{shard:02}"), Some(encode(&contents))));
+        }
         let meta = MetaOut {
             format: FORMAT,
             watermark: self.watermark,
@@ -142,10 +149,10 @@ impl Engine {
             next_gen: self.next_gen,
             next_sweep: self.next_sweep,
             counters: &self.counters,
-            joins: &self.joins,
+            join_counters: self.joins.counters,
             sources: &self.sources,
             offsets: &self.offsets,
-            decisions: self.decisions.iter().map(Command::to_json).collect(),
+            decisions: self.decisions.iter().rev().take(KEPT_DECISIONS).rev().map(Command::to_json).collect(),
         };
         out.push((META_KEY.to_owned(), Some(encode(&meta))));
         out
@@ -173,10 +180,13 @@ impl Engine {
                 e.next_gen = m.next_gen;
                 e.next_sweep = m.next_sweep;
                 e.counters = m.counters;
-                e.joins = m.joins;
+                e.joins.counters = m.join_counters;
                 e.sources = m.sources;
                 e.offsets = m.offsets;
                 e.decisions = m.decisions.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
+            } else if key.starts_with(JOINS_PREFIX) {
+                let shard: crate::labels::JoinShard<(TargetId, u32)> = decode(&key, &bytes)?;
+                e.joins.restore_shard(shard);
             } else if key.starts_with("group/") {
                 let g: GroupIn = decode(&key, &bytes)?;
                 if g.format != FORMAT {
@@ -185,6 +195,7 @@ impl Engine {
                 groups.push((key, g));
             }
         }
+        e.joins.restored();
         groups.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, rec) in groups {
             let gid = e.groups.len() as u32;

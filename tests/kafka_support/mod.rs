@@ -262,6 +262,12 @@ pub fn replay(config: &Path, file: &Path) -> (Vec<Value>, usize) {
 
 /// Produces every line (in order, one partition) and waits until all are acknowledged.
 pub fn produce(brokers: &str, topic: &str, lines: &[Vec<u8>]) {
+    produce_paced(brokers, topic, lines, 1, Duration::ZERO)
+}
+
+/// Like [`produce`], in `chunks` equal parts with `pause` after each: a live stream. The
+/// producer rides out a broker outage (idempotent, retries until it is back).
+pub fn produce_paced(brokers: &str, topic: &str, lines: &[Vec<u8>], chunks: usize, pause: Duration) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
@@ -269,18 +275,23 @@ pub fn produce(brokers: &str, topic: &str, lines: &[Vec<u8>]) {
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("producer");
-    for line in lines {
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(line.as_slice()).partition(0);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
+    for part in lines.chunks(lines.len().div_ceil(chunks.max(1)).max(1)) {
+        for line in part {
+            let mut record = BaseRecord::<(), [u8]>::to(topic).payload(line.as_slice()).partition(0);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        producer.poll(Duration::from_millis(10));
+                    }
                 }
             }
+            producer.poll(Duration::ZERO);
         }
-        producer.poll(Duration::ZERO);
+        if !pause.is_zero() {
+            producer.poll(pause);
+        }
     }
     producer.flush(Duration::from_secs(120)).expect("flush input");
 }

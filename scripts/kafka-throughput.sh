@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Throughput and decision latency of `driftwatch run` on a real broker (issue #3 item 9).
+#
+#   bash scripts/kafka.sh up && cargo build --release && bash scripts/kafka-throughput.sh
+#
+# 1. Produces N (default 2,000,000) `mixed` events onto a fresh 1-partition topic.
+# 2. Times a bare consumer (kcat) reading the whole topic.
+# 3. Times `driftwatch run` (at-least-once, then exactly-once; fresh group, changelog and output
+#    topics each) from start until its committed input position reaches the end of the topic,
+#    read from the `positions` record of its changelog (read_committed).
+# 4. Decision latency: a canary-error stream fed live at RATE lines/s; time from writing the line
+#    that triggers the rollback (per `replay`) to the command being readable (read_committed).
+#
+# Environment: BROKERS (127.0.0.1:9092), N (2000000), COMMIT_INTERVAL (1s), RATE (2000).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/target/release/driftwatch"
+B="${BROKERS:-127.0.0.1:9092}"
+N="${N:-2000000}"
+CI="${COMMIT_INTERVAL:-1s}"
+RATE="${RATE:-2000}"
+ID="tp$$-$(date +%s)"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+[[ -x "$BIN" ]] || { echo "build first: cargo build --release" >&2; exit 1; }
+command -v kcat >/dev/null || { echo "kcat is needed" >&2; exit 1; }
+now() { date +%s.%N; }
+
+config() { # config NAME DELIVERY INPUT_TOPIC → path
+  local f="$WORK/$1.toml"
+  cat >"$f" <<EOF
+[kafka]
+group_id = "dw-$ID-$1"
+transactional_id = "dw-$ID-$1-tx"
+delivery = "$2"
+commit_interval = "$CI"
+partitions = 1
+[kafka.topics]
+events = ["$3"]
+rollback = "dw.$ID.$1.rollback"
+retrain = "dw.$ID.$1.retrain"
+review = "dw.$ID.$1.review"
+promote = "dw.$ID.$1.promote"
+decisions = "dw.$ID.$1.decisions"
+deadletter = "dw.$ID.$1.deadletter"
+changelog = "dw.$ID.$1.changelog"
+EOF
+  echo "$f"
+}
+
+# --- input -------------------------------------------------------------------------------
+T="dw.$ID.events"
+kcat -b "$B" -L -t "$T" >/dev/null 2>&1 || true # auto-creates with the broker's 1 partition
+SCALE=$(awk -v n="$N" 'BEGIN { printf "%.4f", n / 321165 }') # mixed at scale 1 has 321,165 lines
+t0=$(now)
+"$BIN" simulate --scenario mixed --rate-scale "$SCALE" --brokers "$B" --topic "$T" 2>"$WORK/sim.log"
+t1=$(now)
+TOTAL=$(kcat -b "$B" -Q -t "$T:0:-1" 2>/dev/null | awk '{print $NF}')
+printf 'input: %s events (mixed, rate-scale %s) on %s, produced in %.1f s\n' "$TOTAL" "$SCALE" "$T" "$(echo "$t1 - $t0" | bc)"
+
+# --- bare consumer -----------------------------------------------------------------------
+t0=$(now)
+kcat -C -b "$B" -t "$T" -o beginning -e -q >/dev/null
+t1=$(now)
+BARE=$(echo "$t1 - $t0" | bc)
+BARE_RATE=$(echo "$TOTAL / $BARE" | bc)
+printf 'bare consumer (kcat -C -o beginning -e): %.2f s, %d events/s\n' "$BARE" "$BARE_RATE"
+
+# --- driftwatch run ------------------------------------------------------------------------
+# Prints seconds from start until the changelog's positions record says offset TOTAL.
+run_mode() { # run_mode NAME DELIVERY
+  local cfg; cfg=$(config "$1" "$2" "$T")
+  local cl="dw.$ID.$1.changelog"
+  local t0 t1
+  t0=$(now)
+  "$BIN" run --config "$cfg" --brokers "$B" 2>"$WORK/$1.log" &
+  local pid=$!
+  PIDS+=("$pid")
+  # wait for the changelog to exist, then follow its positions records
+  until kcat -b "$B" -L -t "$cl" 2>/dev/null | grep -q "partition 0"; do sleep 0.1; done
+  kcat -C -b "$B" -t "$cl" -o beginning -u -q -X isolation.level=read_committed -f '%k\t%s\n' 2>/dev/null |
+    awk -F'\t' -v total="$TOTAL" '$1 == "positions" { n = split($2, a, ","); o = a[n]; gsub(/[^0-9]/, "", o); if (o + 0 >= total) exit }' || true # kcat gets SIGPIPE when awk exits
+  t1=$(now)
+  kill -TERM "$pid"
+  wait "$pid" || true
+  local secs; secs=$(echo "$t1 - $t0" | bc)
+  printf '%s (%s, commit_interval %s): %.2f s, %d events/s, %.2f of the bare consumer; %s\n' \
+    "driftwatch run" "$2" "$CI" "$secs" "$(echo "$TOTAL / $secs" | bc)" "$(echo "($BARE / $secs)" | bc -l)" \
+    "$(tail -n 1 "$WORK/$1.log")"
+}
+run_mode alo at_least_once
+run_mode eos exactly_once
+
+# --- decision latency --------------------------------------------------------------------
+LT="dw.$ID.lat.events"
+kcat -b "$B" -L -t "$LT" >/dev/null 2>&1 || true
+"$BIN" simulate --scenario canary-error --out "$WORK/canary.jsonl"
+cfg=$(config lat exactly_once "$LT")
+TRIGGER=$("$BIN" replay -q --config "$cfg" "$WORK/canary.jsonl" | head -n 1 |
+  python3 -c 'import sys, json; c = json.load(sys.stdin); print(list(c["evidence"]["input_offsets"].values())[0])')
+LINES=$(wc -l <"$WORK/canary.jsonl")
+"$BIN" run --config "$cfg" --brokers "$B" 2>"$WORK/lat.log" &
+PIDS+=("$!")
+LPID=$!
+until grep -q "state restored" "$WORK/lat.log"; do sleep 0.1; done
+# The reader waits for the first rollback (read_committed) and prints when it got it.
+( kcat -C -b "$B" -t "dw.$ID.lat.rollback" -o beginning -c 1 -q -X isolation.level=read_committed -X topic.metadata.refresh.interval.ms=100 >/dev/null 2>&1; now >"$WORK/got" ) &
+PIDS+=("$!")
+# Feed at RATE lines/s; note when the triggering line (0-based offset TRIGGER) is written.
+python3 - "$WORK/canary.jsonl" "$RATE" "$TRIGGER" "$WORK/sent" <<'EOF' | kcat -P -b "$B" -t "$LT" -p 0 -X linger.ms=5
+import sys, time
+path, rate, trigger, sent = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+t0 = time.time()
+with open(path, "rb") as f:
+    for i, line in enumerate(f):
+        due = t0 + i / rate
+        d = due - time.time()
+        if d > 0:
+            time.sleep(d)
+        sys.stdout.buffer.write(line)
+        if i % 100 == 0 or i == trigger:
+            sys.stdout.flush()
+        if i == trigger:
+            open(sent, "w").write("%.6f\n" % time.time())
+        if i > trigger + int(rate * 5):
+            break  # 5 s past the trigger is enough
+EOF
+for _ in $(seq 1 300); do [[ -s "$WORK/got" ]] && break; sleep 0.1; done
+kill -TERM "$LPID" 2>/dev/null || true
+if [[ -s "$WORK/got" ]]; then
+  printf 'decision latency (exactly-once, commit_interval %s, feed %s lines/s): %.0f ms from writing line %s of %s to the rollback being readable\n' \
+    "$CI" "$RATE" "$(echo "($(cat "$WORK/got") - $(cat "$WORK/sent")) * 1000" | bc)" "$TRIGGER" "$LINES"
+else
+  echo "decision latency: no rollback seen within 30 s of the trigger"
+fi
