@@ -204,10 +204,15 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
-                    Err((_, r)) => {
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
                         record = r;
                         producer.poll(Duration::from_millis(10));
                     }
+                    // Any other error would repeat forever: the fleet stops, the service drains.
+                    Err(_) => return,
                 }
             }
             producer.poll(Duration::ZERO);

@@ -307,13 +307,8 @@ impl<'a> Scanner<'a> {
             self.ws();
             self.value(depth)?;
             self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(Fail::Syntax("a comma or a closing brace", self.i)),
+            if self.after_member()? {
+                return Ok(());
             }
         }
     }
@@ -398,13 +393,8 @@ impl<'a> Scanner<'a> {
                 }
             }
             self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(Fail::Syntax("a comma or a closing brace", self.i)),
+            if self.after_member()? {
+                return Ok(());
             }
         }
     }
