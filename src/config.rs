@@ -467,6 +467,8 @@ pub struct Config {
     pub profiles: Vec<ProfileRef>,
     /// The Kafka service (`driftwatch run`).
     pub kafka: crate::kafka::KafkaConfig,
+    /// The HTTP API (`driftwatch run --http`, `driftwatch demo --http`).
+    pub http: crate::http::HttpConfig,
 }
 
 impl Default for Config {
@@ -486,6 +488,7 @@ impl Default for Config {
             targets: Vec::new(),
             profiles: Vec::new(),
             kafka: crate::kafka::KafkaConfig::default(),
+            http: crate::http::HttpConfig::default(),
         }
     }
 }
@@ -632,6 +635,7 @@ impl Config {
             }
         }
         self.kafka.validate()?;
+        self.http.validate()?;
         for (i, b) in self.baselines.iter().enumerate() {
             if b.name.is_empty() || b.version.is_empty() {
                 return Err(invalid(format!("baselines[{i}]"), "name and version must not be empty"));

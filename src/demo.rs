@@ -28,6 +28,8 @@ pub struct DemoOptions {
     pub speed: f64,
     /// Seed of the simulated fleet.
     pub seed: u64,
+    /// Serve the HTTP API and status page on this address.
+    pub http: Option<String>,
 }
 
 /// Prints the live view.
@@ -37,6 +39,8 @@ struct TerminalView {
     tty: bool,
     decisions: Vec<String>,
     speed: f64,
+    /// The status page, when serving HTTP.
+    url: Option<String>,
 }
 
 impl TerminalView {
@@ -53,6 +57,9 @@ impl TerminalView {
             stats.messages,
             stats.commits
         ));
+        if let Some(url) = &self.url {
+            out.push_str(&format!("status page and API: {url}\n\n"));
+        }
         out.push_str(&format!(
             "{:<26} {:<10} {:>9} {:>7} {:>8} {:>9}  {}\n",
             "TARGET", "BASELINE", "EVENTS", "ERR %", "P99 ms", "E-VALUE", "STATE"
@@ -187,8 +194,9 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
         .map_err(|e| format!("producer: {e}"))?;
     let fleet_stop = stop.clone();
     let speed = opts.speed;
+    let seed = opts.seed;
     let fleet = std::thread::spawn(move || {
-        let mut g = Generator::new(scenario, 11, 1.0).starting_at(start_ms);
+        let mut g = Generator::new(scenario, seed, 1.0).starting_at(start_ms);
         let t0 = Instant::now();
         while let Some(at) = g.next_time() {
             if fleet_stop.load(Ordering::SeqCst) {
@@ -236,8 +244,29 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
         tty: std::io::stdout().is_terminal(),
         decisions: Vec::new(),
         speed: opts.speed,
+        url: None,
     };
-    let result = crate::kafka::run(cfg, &brokers, service_stop, &mut view);
+    let server = match &opts.http {
+        Some(addr) => {
+            let shared = crate::http::Shared::new(cfg.http.clone());
+            let server = crate::http::serve(addr, shared.clone())?;
+            view.url = Some(format!("http://{}/", server.addr));
+            Some((server, shared))
+        }
+        None => None,
+    };
+    let (result, view) = match &server {
+        Some((_, shared)) => {
+            let mut both = crate::http::Both(view, crate::http::Publisher::new(shared.clone()));
+            let result = crate::kafka::run(cfg, &brokers, service_stop, &mut both);
+            shared.service_ended();
+            (result, both.0)
+        }
+        None => (crate::kafka::run(cfg, &brokers, service_stop, &mut view), view),
+    };
+    if let Some((server, _)) = server {
+        server.stop();
+    }
     let _ = timer.join();
     let _ = fleet.join();
     let stats = result.map_err(|e| e.to_string())?;

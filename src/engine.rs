@@ -40,24 +40,54 @@ pub struct TargetOverview {
     pub version: String,
     /// The version it is compared with, when it is a candidate.
     pub baseline: Option<String>,
+    /// Event time of the first event seen (start of its first second).
+    pub first_seen: Millis,
+    /// Event time of the newest event seen.
+    pub last_seen: Millis,
     /// Events since first seen.
     pub events: u64,
     /// Errors since first seen.
     pub errors: u64,
     /// Events that arrived after the watermark.
     pub late: u64,
+    /// The current error-rate window: [start, end) in event time.
+    pub window: (Millis, Millis),
     /// Events in the current error-rate window.
     pub window_events: u64,
+    /// Errors in the current error-rate window.
+    pub window_errors: u64,
     /// Error rate in the current window.
     pub window_error_rate: f64,
+    /// Latency quantiles (p50, p90, p99) in the current latency window.
+    pub latency_ms: Option<[f64; 3]>,
     /// p99 latency in the current latency window.
     pub latency_p99_ms: Option<f64>,
     /// Current e-value of the error-rate test (candidates).
     pub error_rate_e_value: Option<f64>,
     /// Latest drift statistic per feature (models).
     pub drift: Vec<(String, f64)>,
+    /// Labels joined to this version's predictions, and the labelled share of its predictions
+    /// (models that receive labels).
+    pub labels: Option<(u64, f64)>,
+    /// Each detector's latest statistic and threshold.
+    pub detectors: Vec<DetectorStatus>,
     /// healthy, suspect, rolled_back, retrain, review or promoted.
     pub state: &'static str,
+}
+
+/// A detector's latest statistic against its threshold.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DetectorStatus {
+    /// `error_rate`, `promote`, `latency`, `drift` or `accuracy`.
+    pub detector: &'static str,
+    /// The feature, for drift (`prediction` for the output).
+    pub feature: Option<String>,
+    /// What `value` measures (`e_value`, `p99_ratio`, `psi`, `accuracy_drop_lower_bound`).
+    pub statistic: String,
+    /// Latest value; `None` until the detector has enough data.
+    pub value: Option<f64>,
+    /// The detector decides when `value` reaches this.
+    pub threshold: f64,
 }
 
 /// Index of a target in the engine's table.
@@ -193,6 +223,9 @@ struct ModelState {
     accuracy_reference: Option<(Accuracy, i64, i64)>,
     #[serde(skip)]
     last_drift: Vec<crate::reference::FeatureDrift>,
+    /// Latest lower bound of the accuracy drop against the reference (for views).
+    #[serde(skip)]
+    last_accuracy_drop: Option<f64>,
     labels: LabelWait,
 }
 
@@ -234,6 +267,9 @@ struct Target {
     wake: Option<Millis>,
     last_eval: [i64; 4],
     last_data: [i64; 4],
+    /// Latest latency quantile ratio against the baseline (for views).
+    #[serde(skip)]
+    last_latency_ratio: Option<f64>,
 }
 
 impl Target {
@@ -404,56 +440,113 @@ impl Engine {
 
     /// A summary of every tracked target, sorted by kind, name and version.
     pub fn overview(&self) -> Vec<TargetOverview> {
-        let w = self.watermark;
-        let mut out: Vec<TargetOverview> = self
-            .targets
-            .iter()
-            .flatten()
-            .map(|t| {
-                let tb = t.traffic.spec.bucket_of(w.max(0));
-                let (window, _) = t.traffic.window(tb, i64::MIN, |x| x.events);
-                let lb = t.latency.spec.bucket_of(w.max(0));
-                let (lat, _) = t.latency.window(lb, i64::MIN, Latency::count);
-                let state = if t.latch.rolled_back {
-                    "rolled_back"
-                } else if t.latch.last_retrain.is_some() {
-                    "retrain"
-                } else if t.latch.reviewed {
-                    "review"
-                } else if t.latch.promoted {
-                    "promoted"
-                } else if t
-                    .candidate
-                    .as_ref()
-                    .is_some_and(|c| c.last_log_e_regression > 0.5 * self.error_rate_threshold())
-                {
-                    "suspect"
-                } else {
-                    "healthy"
-                };
-                TargetOverview {
-                    kind: t.kind,
-                    name: t.name.to_string(),
-                    version: t.version.to_string(),
-                    baseline: t.candidate.as_ref().map(|c| c.baseline_version.to_string()),
-                    events: t.lifetime.events,
-                    errors: t.lifetime.errors,
-                    late: t.late,
-                    window_events: window.events,
-                    window_error_rate: window.error_rate(),
-                    latency_p99_ms: lat.quantile_ms(0.99),
-                    error_rate_e_value: t.candidate.as_ref().map(|c| c.last_log_e_regression.exp()),
-                    drift: t
-                        .model
-                        .as_ref()
-                        .map(|m| m.last_drift.iter().map(|d| (d.name.clone(), d.value)).collect())
-                        .unwrap_or_default(),
-                    state,
-                }
-            })
-            .collect();
+        let mut out: Vec<TargetOverview> = self.targets.iter().flatten().map(|t| self.target_overview(t)).collect();
         out.sort_by(|a, b| (a.kind, &a.name, &a.version).cmp(&(b.kind, &b.name, &b.version)));
         out
+    }
+
+    fn target_overview(&self, t: &Target) -> TargetOverview {
+        let w = self.watermark.max(0);
+        let tb = t.traffic.spec.bucket_of(w);
+        let (window, first) = t.traffic.window(tb, i64::MIN, |x| x.events);
+        let lb = t.latency.spec.bucket_of(w);
+        let (lat, _) = t.latency.window(lb, i64::MIN, Latency::count);
+        let latency_ms = match (lat.quantile_ms(0.5), lat.quantile_ms(0.9), lat.quantile_ms(0.99)) {
+            (Some(a), Some(b), Some(c)) => Some([a, b, c]),
+            _ => None,
+        };
+        let er_threshold = self.error_rate_threshold();
+        let state = if t.latch.rolled_back {
+            "rolled_back"
+        } else if t.latch.last_retrain.is_some() {
+            "retrain"
+        } else if t.latch.reviewed {
+            "review"
+        } else if t.latch.promoted {
+            "promoted"
+        } else if t.candidate.as_ref().is_some_and(|c| c.last_log_e_regression > 0.5 * er_threshold) {
+            "suspect"
+        } else {
+            "healthy"
+        };
+        let mut detectors = Vec::new();
+        if let Some(c) = t.candidate.as_ref() {
+            detectors.push(DetectorStatus {
+                detector: "error_rate",
+                feature: None,
+                statistic: "e_value".into(),
+                value: Some(c.last_log_e_regression.exp()),
+                threshold: er_threshold.exp(),
+            });
+            detectors.push(DetectorStatus {
+                detector: "promote",
+                feature: None,
+                statistic: "e_value".into(),
+                value: Some(c.last_log_e_noninferiority.exp()),
+                threshold: 1.0 / self.cfg.error_rate.alpha,
+            });
+            if self.cfg.latency.enabled {
+                detectors.push(DetectorStatus {
+                    detector: "latency",
+                    feature: None,
+                    statistic: format!("p{}_ratio", (self.cfg.latency.quantile * 100.0).round()),
+                    value: t.last_latency_ratio,
+                    threshold: self.cfg.latency.max_ratio,
+                });
+            }
+        }
+        let mut labels = None;
+        if let Some(m) = t.model.as_ref() {
+            for d in &m.last_drift {
+                detectors.push(DetectorStatus {
+                    detector: "drift",
+                    feature: Some(d.name.clone()),
+                    statistic: "psi".into(),
+                    value: Some(d.value),
+                    threshold: d.threshold,
+                });
+            }
+            if self.cfg.accuracy.enabled && (m.labels.matched > 0 || m.last_accuracy_drop.is_some()) {
+                detectors.push(DetectorStatus {
+                    detector: "accuracy",
+                    feature: None,
+                    statistic: "accuracy_drop_lower_bound".into(),
+                    value: m.last_accuracy_drop,
+                    threshold: self.cfg.accuracy.rollback_drop,
+                });
+            }
+            if m.labels.matched > 0 {
+                let coverage = m.labels.matched as f64 / t.lifetime.events.max(1) as f64;
+                labels = Some((m.labels.matched, coverage.min(1.0)));
+            }
+        }
+        let spec = t.traffic.spec;
+        TargetOverview {
+            kind: t.kind,
+            name: t.name.to_string(),
+            version: t.version.to_string(),
+            baseline: t.candidate.as_ref().map(|c| c.baseline_version.to_string()),
+            first_seen: t.first_sec.saturating_mul(TICK_MS),
+            last_seen: t.last_seen,
+            events: t.lifetime.events,
+            errors: t.lifetime.errors,
+            late: t.late,
+            window: (spec.bucket_start(first.min(tb)), spec.bucket_start(tb + 1)),
+            window_events: window.events,
+            window_errors: window.errors,
+            window_error_rate: window.error_rate(),
+            latency_ms,
+            latency_p99_ms: latency_ms.map(|l| l[2]),
+            error_rate_e_value: t.candidate.as_ref().map(|c| c.last_log_e_regression.exp()),
+            drift: t
+                .model
+                .as_ref()
+                .map(|m| m.last_drift.iter().map(|d| (d.name.clone(), d.value)).collect())
+                .unwrap_or_default(),
+            labels,
+            detectors,
+            state,
+        }
     }
 
     /// Records that input up to `pos` was read (for evidence), whether or not it was valid.
@@ -589,6 +682,7 @@ impl Engine {
                 warm: DriftSketch::default(),
                 accuracy_reference: None,
                 last_drift: Vec::new(),
+                last_accuracy_drop: None,
                 labels: LabelWait::default(),
             })
         });
@@ -612,6 +706,7 @@ impl Engine {
             wake: None,
             last_eval: [i64::MIN; 4],
             last_data: [i64::MIN; 4],
+            last_latency_ratio: None,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -1433,6 +1528,10 @@ impl Engine {
         let Some(l) = self.latency_comparison(id, idx) else {
             return;
         };
+        if let Some(t) = self.target_mut(id) {
+            t.last_latency_ratio = Some(l.ratio);
+        }
+        let Some(t) = self.target(id) else { return };
         if l.ratio < self.cfg.latency.max_ratio {
             return;
         }
@@ -1564,6 +1663,7 @@ impl Engine {
         let (rl, ru) = beta_binomial_cs(reference.correct, reference.labelled, acfg.alpha / 2.0);
         let (cl, cu) = beta_binomial_cs(window.correct, window.labelled, acfg.alpha / 2.0);
         let drop_lower = rl - cu;
+        m.last_accuracy_drop = Some(drop_lower);
         let drop = reference.accuracy().unwrap_or(0.0) - window.accuracy().unwrap_or(0.0);
         let below_floor = acfg.min_accuracy.is_some_and(|mn| cu < mn);
         let command = if below_floor {

@@ -39,6 +39,12 @@ enum Cmd {
         /// Delivery mode (overrides `kafka.delivery`): exactly-once or at-least-once.
         #[arg(long, value_parser = ["exactly-once", "at-least-once"])]
         delivery: Option<String>,
+        /// Serve the HTTP API and status page on this address, e.g. 0.0.0.0:9464 (overrides `http.listen`).
+        #[arg(long, env = "DRIFTWATCH_HTTP")]
+        http: Option<String>,
+        /// Bearer token the HTTP API requires (overrides `http.token`).
+        #[arg(long, env = "DRIFTWATCH_HTTP_TOKEN", hide_env_values = true)]
+        http_token: Option<String>,
     },
     /// The whole loop on an embedded Kafka with a simulated fleet and a live view; no set-up.
     Demo {
@@ -48,6 +54,9 @@ enum Cmd {
         /// Random seed of the fleet.
         #[arg(long, default_value_t = 11)]
         seed: u64,
+        /// Also serve the HTTP API and status page here, e.g. 127.0.0.1:9464.
+        #[arg(long)]
+        http: Option<String>,
     },
     /// Replay JSON Lines files (or - for stdin): commands as JSON Lines on stdout, a summary on stderr.
     Replay {
@@ -185,7 +194,7 @@ fn run() -> Result<()> {
             }
         }
         Cmd::Baseline { .. } => anyhow::bail!("baseline needs --input and --out, or `show FILE`"),
-        Cmd::Run { config, brokers, delivery } => {
+        Cmd::Run { config, brokers, delivery, http, http_token } => {
             init_logging("info");
             let mut cfg = load_config(config.as_ref())?;
             if let Some(b) = brokers {
@@ -196,16 +205,33 @@ fn run() -> Result<()> {
                 Some("at-least-once") => cfg.kafka.delivery = driftwatch::kafka::Delivery::AtLeastOnce,
                 _ => {}
             }
+            if http.is_some() {
+                cfg.http.listen = http;
+            }
+            if http_token.is_some() {
+                cfg.http.token = http_token;
+            }
             cfg.validate()?;
             let shutdown = shutdown_on_signal()?;
             let brokers = cfg.kafka.brokers.clone();
-            let stats = driftwatch::kafka::run(cfg, &brokers, shutdown, &mut driftwatch::kafka::NoObserver)?;
+            let stats = match cfg.http.listen.clone() {
+                Some(addr) => {
+                    let shared = driftwatch::http::Shared::new(cfg.http.clone());
+                    let server = driftwatch::http::serve(&addr, shared.clone()).map_err(|e| anyhow::anyhow!(e))?;
+                    let mut publisher = driftwatch::http::Publisher::new(shared.clone());
+                    let stats = driftwatch::kafka::run(cfg, &brokers, shutdown, &mut publisher);
+                    shared.service_ended();
+                    server.stop();
+                    stats?
+                }
+                None => driftwatch::kafka::run(cfg, &brokers, shutdown, &mut driftwatch::kafka::NoObserver)?,
+            };
             eprintln!(
                 "driftwatch run: {} messages, {} dead letters, {} commands, {} commits, {} sessions",
                 stats.messages, stats.dead_letters, stats.commands, stats.commits, stats.sessions
             );
         }
-        Cmd::Demo { duration, seed } => {
+        Cmd::Demo { duration, seed, http } => {
             init_logging("error");
             if duration == 0 {
                 anyhow::bail!("--duration must be at least 1 second");
@@ -215,6 +241,7 @@ fn run() -> Result<()> {
                 duration: std::time::Duration::from_secs(duration),
                 speed: 1800.0 / duration as f64,
                 seed,
+                http,
             };
             driftwatch::demo::run(&opts, stop).map_err(|e| anyhow::anyhow!(e))?;
         }

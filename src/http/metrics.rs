@@ -1,0 +1,294 @@
+//! Prometheus text exposition (format 0.0.4) of a [`View`].
+//!
+//! Names follow the Prometheus conventions: `driftwatch_` prefix, base units (seconds, ratios),
+//! `_total` for counters. Per-target series carry `kind`, `name` and `version` labels.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use axum::body::Bytes;
+
+use crate::event::BadReason;
+
+use super::View;
+
+/// A rendered exposition, plain and gzip-compressed.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// `text/plain; version=0.0.4`.
+    pub text: Bytes,
+    /// The same, gzip-compressed (for scrapers sending `Accept-Encoding: gzip`).
+    pub gzip: Bytes,
+}
+
+/// Escapes a label value.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+struct Out {
+    s: String,
+}
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.s, "# HELP {name} {help}");
+        let _ = writeln!(self.s, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, v: f64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.s, "{name} {}", num(v));
+        } else {
+            let _ = writeln!(self.s, "{name}{{{labels}}} {}", num(v));
+        }
+    }
+}
+
+/// Renders the exposition of `v`.
+pub fn render(v: &View) -> Rendered {
+    let mut o = Out { s: String::with_capacity(4096 + v.targets.len() * 900) };
+    let ids: Vec<String> = v
+        .targets
+        .iter()
+        .map(|t| format!("kind=\"{}\",name=\"{}\",version=\"{}\"", t.kind.as_str(), esc(&t.name), esc(&t.version)))
+        .collect();
+
+    let scalars: [(&str, &str, &str, Option<f64>); 17] = [
+        (
+            "driftwatch_up",
+            "gauge",
+            "1 while the service loop runs with its state restored and partitions assigned.",
+            Some(if v.ready { 1.0 } else { 0.0 }),
+        ),
+        ("driftwatch_messages_consumed_total", "counter", "Input messages consumed.", Some(v.stats.messages as f64)),
+        (
+            "driftwatch_processing_rate_events_per_second",
+            "gauge",
+            "Input messages processed per second, over the last publication interval.",
+            Some(v.events_per_second),
+        ),
+        (
+            "driftwatch_consumer_lag_messages",
+            "gauge",
+            "Messages between the consumer's position and the end of its assigned partitions.",
+            v.stats.lag.map(|l| l as f64),
+        ),
+        (
+            "driftwatch_dead_letters_total",
+            "counter",
+            "Bad input messages forwarded to the dead-letter topic.",
+            Some(v.stats.dead_letters as f64),
+        ),
+        (
+            "driftwatch_commits_total",
+            "counter",
+            "Transactions (or offset commits) completed.",
+            Some(v.stats.commits as f64),
+        ),
+        (
+            "driftwatch_sessions_total",
+            "counter",
+            "Kafka sessions started (1 plus recoveries).",
+            Some(v.stats.sessions as f64),
+        ),
+        (
+            "driftwatch_watermark_seconds",
+            "gauge",
+            "Event-time watermark, as Unix time.",
+            v.watermark.map(|w| w as f64 / 1000.0),
+        ),
+        (
+            "driftwatch_view_timestamp_seconds",
+            "gauge",
+            "Wall-clock time the service loop published this data, as Unix time.",
+            Some(v.generated_at as f64 / 1000.0),
+        ),
+        ("driftwatch_targets", "gauge", "App and model versions tracked.", Some(v.targets.len() as f64)),
+        (
+            "driftwatch_late_events_total",
+            "counter",
+            "Events older than the watermark (counted in totals, not in windows).",
+            Some(v.counters.late_events as f64),
+        ),
+        (
+            "driftwatch_events_dropped_total",
+            "counter",
+            "Events dropped because limits.max_targets was reached.",
+            Some(v.counters.dropped_over_target_limit as f64),
+        ),
+        (
+            "driftwatch_labels_matched_total",
+            "counter",
+            "Labels joined to their prediction.",
+            Some(v.joins.matched as f64),
+        ),
+        (
+            "driftwatch_predictions_unlabelled_total",
+            "counter",
+            "Predictions evicted before their label arrived.",
+            Some(v.joins.predictions_evicted as f64),
+        ),
+        (
+            "driftwatch_error_rate_e_value_threshold",
+            "gauge",
+            "E-value at which the error-rate test decides a rollback (1/(0.9 alpha)).",
+            Some(v.thresholds.error_rate_e_value),
+        ),
+        (
+            "driftwatch_drift_psi_threshold",
+            "gauge",
+            "PSI at which a feature counts as drifted.",
+            Some(v.thresholds.drift_psi),
+        ),
+        (
+            "driftwatch_latency_ratio_threshold",
+            "gauge",
+            "Candidate/baseline latency quantile ratio at which a rollback is decided.",
+            Some(v.thresholds.latency_ratio),
+        ),
+    ];
+    for (name, kind, help, value) in scalars {
+        o.family(name, kind, help);
+        if let Some(x) = value {
+            o.sample(name, "", x);
+        }
+    }
+    o.family("driftwatch_input_events_total", "counter", "Valid input events by type.");
+    for (i, ty) in ["request", "prediction", "error", "label"].iter().enumerate() {
+        o.sample("driftwatch_input_events_total", &format!("type=\"{ty}\""), v.counters.events[i] as f64);
+    }
+    o.family("driftwatch_bad_input_total", "counter", "Rejected input by reason.");
+    for r in BadReason::ALL {
+        o.sample("driftwatch_bad_input_total", &format!("reason=\"{}\"", r.as_str()), v.counters.bad[r.index()] as f64);
+    }
+    o.family(
+        "driftwatch_decisions_total",
+        "counter",
+        "Commands published by command and reason, since the process started.",
+    );
+    for ((command, reason), n) in v.decision_counts.iter() {
+        o.sample("driftwatch_decisions_total", &format!("command=\"{command}\",reason=\"{reason}\""), *n as f64);
+    }
+    let alerts = super::active_alerts(v);
+    o.family("driftwatch_active_findings", "gauge", "Active findings (see /v1/alerts) by finding and severity.");
+    for finding in ["rollback", "retrain", "review", "suspect"] {
+        let severity = match finding {
+            "rollback" => "critical",
+            "suspect" => "info",
+            _ => "warning",
+        };
+        let n = alerts.iter().filter(|a| a["finding"] == finding).count();
+        o.sample("driftwatch_active_findings", &format!("finding=\"{finding}\",severity=\"{severity}\""), n as f64);
+    }
+
+    o.family(
+        "driftwatch_target_state",
+        "gauge",
+        "1 for the target's current state (healthy, suspect, rolled_back, retrain, review, promoted).",
+    );
+    for (t, id) in v.targets.iter().zip(&ids) {
+        o.sample("driftwatch_target_state", &format!("{id},state=\"{}\"", t.state), 1.0);
+    }
+    o.family("driftwatch_target_events_total", "counter", "Events of the target since it was first seen.");
+    for (t, id) in v.targets.iter().zip(&ids) {
+        o.sample("driftwatch_target_events_total", id, t.events as f64);
+    }
+    o.family("driftwatch_target_errors_total", "counter", "Errors of the target since it was first seen.");
+    for (t, id) in v.targets.iter().zip(&ids) {
+        o.sample("driftwatch_target_errors_total", id, t.errors as f64);
+    }
+    o.family("driftwatch_target_window_events", "gauge", "Events in the target's current error-rate window.");
+    for (t, id) in v.targets.iter().zip(&ids) {
+        o.sample("driftwatch_target_window_events", id, t.window_events as f64);
+    }
+    o.family(
+        "driftwatch_target_error_rate_ratio",
+        "gauge",
+        "Error rate (errors/events) in the target's current window.",
+    );
+    for (t, id) in v.targets.iter().zip(&ids) {
+        o.sample("driftwatch_target_error_rate_ratio", id, t.window_error_rate);
+    }
+    o.family("driftwatch_target_latency_seconds", "gauge", "Latency quantiles in the target's current latency window.");
+    for (t, id) in v.targets.iter().zip(&ids) {
+        if let Some(l) = t.latency_ms {
+            for (q, x) in ["0.5", "0.9", "0.99"].iter().zip(l) {
+                o.sample("driftwatch_target_latency_seconds", &format!("{id},quantile=\"{q}\""), x / 1000.0);
+            }
+        }
+    }
+    for (detector, name, help) in [
+        (
+            "error_rate",
+            "driftwatch_target_error_rate_e_value",
+            "Current e-value of the candidate's error-rate regression test.",
+        ),
+        ("latency", "driftwatch_target_latency_ratio", "Latest candidate/baseline latency quantile ratio."),
+        (
+            "drift",
+            "driftwatch_target_drift_psi",
+            "Latest PSI of each feature (and of the prediction) against the reference.",
+        ),
+        (
+            "accuracy",
+            "driftwatch_target_accuracy_drop",
+            "Latest lower confidence bound of the accuracy drop against the reference.",
+        ),
+    ] {
+        o.family(name, "gauge", help);
+        for (t, id) in v.targets.iter().zip(&ids) {
+            for d in t.detectors.iter().filter(|d| d.detector == detector) {
+                let Some(x) = d.value else { continue };
+                match &d.feature {
+                    Some(f) => o.sample(name, &format!("{id},feature=\"{}\"", esc(f)), x),
+                    None => o.sample(name, id, x),
+                }
+            }
+        }
+    }
+    o.family(
+        "driftwatch_target_labels_coverage_ratio",
+        "gauge",
+        "Share of the model version's predictions that got a label.",
+    );
+    for (t, id) in v.targets.iter().zip(&ids) {
+        if let Some((_, cov)) = t.labels {
+            o.sample("driftwatch_target_labels_coverage_ratio", id, cov);
+        }
+    }
+    o.family("driftwatch_target_labels_joined_total", "counter", "Labels joined to the model version's predictions.");
+    for (t, id) in v.targets.iter().zip(&ids) {
+        if let Some((n, _)) = t.labels {
+            o.sample("driftwatch_target_labels_joined_total", id, n as f64);
+        }
+    }
+    let text = Bytes::from(o.s);
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(text.len() / 8), flate2::Compression::fast());
+    let gzip = match gz.write_all(&text).and_then(|_| gz.finish()) {
+        Ok(b) => Bytes::from(b),
+        Err(_) => Bytes::new(),
+    };
+    Rendered { text, gzip }
+}
