@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 need=()
-for pkg in cmake pkg-config libssl-dev libcurl4-openssl-dev kcat; do
+for pkg in cmake pkg-config libssl-dev libcurl4-openssl-dev kcat chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -15,6 +15,8 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y "${need[@]}" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
 fi
+# The status page's browser test: playwright-core (no browser download) drives Debian's chromium.
+npm ci --prefix tests/browser --no-audit --no-fund
 
 bash scripts/kafka.sh reset >/dev/null 2>&1 || true
 bash scripts/kafka.sh up
