@@ -7,7 +7,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 need=()
-for pkg in cmake pkg-config libssl-dev libcurl4-openssl-dev kcat chromium chromium-driver; do
+# prometheus: for promtool, which checks /metrics and the shipped alerting rules.
+for pkg in cmake pkg-config libssl-dev libcurl4-openssl-dev kcat chromium chromium-driver prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -62,6 +62,8 @@ pub struct TargetOverview {
     pub latency_ms: Option<[f64; 3]>,
     /// p99 latency in the current latency window.
     pub latency_p99_ms: Option<f64>,
+    /// Latency samples and their sum in milliseconds, since first seen.
+    pub latency_total: (u64, f64),
     /// Current e-value of the error-rate test (candidates).
     pub error_rate_e_value: Option<f64>,
     /// Latest drift statistic per feature (models).
@@ -258,6 +260,9 @@ struct Target {
     last_tick_sec: i64,
     last_seen: Millis,
     lifetime: Traffic,
+    /// Latency samples and their sum in milliseconds, since first seen.
+    #[serde(default)]
+    latency_total: (u64, f64),
     late: u64,
     traffic: Ring<Traffic>,
     latency: Ring<Latency>,
@@ -433,6 +438,14 @@ impl Engine {
         self.out.drain(..)
     }
 
+    /// Records the wall-clock time at which the drained commands were issued, in the decision
+    /// log kept with the state (so decisions listed after a restart keep their `issued_at`).
+    pub fn stamp_decisions(&mut self, wall_ms: Millis) {
+        for c in self.decisions.iter_mut().rev().take_while(|c| c.issued_at.is_empty()) {
+            c.stamp(wall_ms);
+        }
+    }
+
     /// True when commands are waiting to be drained.
     pub fn has_commands(&self) -> bool {
         !self.out.is_empty()
@@ -537,6 +550,7 @@ impl Engine {
             window_error_rate: window.error_rate(),
             latency_ms,
             latency_p99_ms: latency_ms.map(|l| l[2]),
+            latency_total: t.latency_total,
             error_rate_e_value: t.candidate.as_ref().map(|c| c.last_log_e_regression.exp()),
             drift: t
                 .model
@@ -707,6 +721,7 @@ impl Engine {
             last_eval: [i64::MIN; 4],
             last_data: [i64::MIN; 4],
             last_latency_ratio: None,
+            latency_total: (0, 0.0),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -837,6 +852,8 @@ impl Engine {
         let mut wake = (b + 1) * t.traffic.spec.step;
         if let Some(l) = ev.latency_ms {
             t.latency.at(ev.ts).record(l);
+            t.latency_total.0 += 1;
+            t.latency_total.1 += l;
             let b = t.latency.spec.bucket_of(ev.ts);
             t.last_data[R_LATENCY] = t.last_data[R_LATENCY].max(b);
             wake = wake.min((b + 1) * t.latency.spec.step);

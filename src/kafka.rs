@@ -220,6 +220,8 @@ pub trait Observer: Send {
     fn engine(&mut self, _engine: &Engine, _stats: &ServiceStats) {}
     /// Called with each command when it has been published (committed in exactly-once mode).
     fn published(&mut self, _command: &Command) {}
+    /// Called when a session has restored the engine from the changelog, before consuming.
+    fn restored(&mut self, _engine: &Engine) {}
 }
 
 /// An observer that does nothing.
@@ -551,6 +553,7 @@ fn session(
     };
     crate::profile::load_profiles(cfg, &mut engine).map_err(|e| ServiceError::Profile(e.to_string()))?;
     info!("state restored: {} targets, {} input positions", engine.target_count(), positions.len());
+    observer.restored(&engine);
 
     let positions = Arc::new(Mutex::new(positions));
     let assigned = Arc::new(AtomicBool::new(false));
@@ -681,6 +684,7 @@ fn session(
                 send(&producer, &k.topics.decisions, &key, Some(json.as_bytes()), None)?;
                 pending_published.push(c);
             }
+            engine.stamp_decisions(now);
         }
         producer.poll(StdDuration::ZERO);
         if dirty && last_commit.elapsed() >= commit_every {

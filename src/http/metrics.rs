@@ -231,12 +231,20 @@ pub fn render(v: &View) -> Rendered {
     for (t, id) in v.targets.iter().zip(&ids) {
         o.sample("driftwatch_target_error_rate_ratio", id, t.window_error_rate);
     }
-    o.family("driftwatch_target_latency_seconds", "gauge", "Latency quantiles in the target's current latency window.");
+    o.family(
+        "driftwatch_target_latency_seconds",
+        "summary",
+        "Latency: quantiles over the target's current latency window; count and sum since it was first seen.",
+    );
     for (t, id) in v.targets.iter().zip(&ids) {
         if let Some(l) = t.latency_ms {
             for (q, x) in ["0.5", "0.9", "0.99"].iter().zip(l) {
                 o.sample("driftwatch_target_latency_seconds", &format!("{id},quantile=\"{q}\""), x / 1000.0);
             }
+        }
+        if t.latency_total.0 > 0 {
+            o.sample("driftwatch_target_latency_seconds_count", id, t.latency_total.0 as f64);
+            o.sample("driftwatch_target_latency_seconds_sum", id, t.latency_total.1 / 1000.0);
         }
     }
     for (detector, name, help) in [

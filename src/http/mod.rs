@@ -263,13 +263,6 @@ impl Observer for Publisher {
         if now < self.next_at {
             return;
         }
-        if self.log.is_empty() {
-            // After a restart, the decisions restored with the state (already published).
-            let restored: Vec<Command> = engine.decisions().cloned().collect();
-            for c in &restored {
-                self.record(c);
-            }
-        }
         if let Some((at, messages)) = self.last_rate {
             let secs = now.duration_since(at).as_secs_f64();
             if secs > 0.0 {
@@ -314,6 +307,16 @@ impl Observer for Publisher {
     fn published(&mut self, command: &Command) {
         self.record(command);
     }
+
+    fn restored(&mut self, engine: &Engine) {
+        // The decisions kept with the committed state were published before the restart.
+        if self.log.is_empty() {
+            let restored: Vec<Command> = engine.decisions().cloned().collect();
+            for c in &restored {
+                self.record(c);
+            }
+        }
+    }
 }
 
 /// Two observers in one (the demo's terminal and the HTTP publisher).
@@ -328,6 +331,10 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
     fn published(&mut self, command: &Command) {
         self.0.published(command);
         self.1.published(command);
+    }
+    fn restored(&mut self, engine: &Engine) {
+        self.0.restored(engine);
+        self.1.restored(engine);
     }
 }
 
