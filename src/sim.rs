@@ -155,7 +155,7 @@ fn expect(command: CommandKind, kind: Kind, name: &str, version: &str, reason: R
 }
 
 /// Names of all scenarios.
-pub const SCENARIOS: [&str; 16] = [
+pub const SCENARIOS: [&str; 17] = [
     "canary-error",
     "aa-control",
     "low-traffic",
@@ -171,6 +171,7 @@ pub const SCENARIOS: [&str; 16] = [
     "mixed",
     "disorder",
     "many-targets",
+    "ten-thousand-targets",
     "demo",
 ];
 
@@ -414,6 +415,33 @@ pub fn scenario(name: &str) -> Option<Scenario> {
                     "many-targets",
                     "1,000 apps and 100 models; 20 apps get a canary failing 30%: exactly those 20 are rolled back",
                     30 * MIN,
+                    st,
+                    expected,
+                )
+            }
+        }
+        "ten-thousand-targets" => {
+            let mut st = Vec::new();
+            let mut expected = Vec::new();
+            for i in 0..9000 {
+                let app = format!("svc-{i:04}");
+                st.push(StreamSpec::app(&app, "1.0", 0, 0.3, 0.01));
+                if i % 90 == 7 {
+                    st.push(StreamSpec::app(&app, "1.1", MIN, 0.5, 0.30));
+                    expected.push(expect(Rollback, App, &app, "1.1", Reason::ErrorRate));
+                }
+            }
+            for i in 0..1000 {
+                let mut m = StreamSpec::model(&format!("model-{i:03}"), "1", 0, 0.1, 0.0);
+                m.latency_median = 5.0;
+                st.push(m);
+            }
+            Scenario {
+                fault_at: Some(MIN),
+                ..base(
+                    "ten-thousand-targets",
+                    "9,000 apps, 100 canaries failing 30% and 1,000 models (10,100 versions): the load test of the HTTP API; exactly the 100 canaries are rolled back",
+                    15 * MIN,
                     st,
                     expected,
                 )

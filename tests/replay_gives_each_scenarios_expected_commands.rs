@@ -131,6 +131,11 @@ fn many_targets_roll_back_exactly_the_regressing_ones() {
 }
 
 #[test]
+fn ten_thousand_targets_roll_back_exactly_the_regressing_ones() {
+    check("ten-thousand-targets");
+}
+
+#[test]
 fn demo_fleet_decides_each_fault() {
     check("demo");
 }

@@ -191,7 +191,7 @@ pub fn render(v: &View) -> Rendered {
     for ((command, reason), n) in v.decision_counts.iter() {
         o.sample("driftwatch_decisions_total", &format!("command=\"{command}\",reason=\"{reason}\""), *n as f64);
     }
-    let alerts = super::active_alerts(v);
+    let alerts = v.alerts();
     o.family("driftwatch_active_findings", "gauge", "Active findings (see /v1/alerts) by finding and severity.");
     for finding in ["rollback", "retrain", "review", "suspect"] {
         let severity = match finding {

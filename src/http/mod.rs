@@ -140,6 +140,10 @@ pub struct View {
     /// Error-rate e-value threshold, drift PSI threshold, latency ratio threshold.
     pub thresholds: Thresholds,
     metrics: OnceLock<metrics::Rendered>,
+    /// Each target's JSON, in the order of `targets`, rendered on first use.
+    target_json: OnceLock<Vec<String>>,
+    /// The active alerts, computed on first use.
+    alerts: OnceLock<Vec<Value>>,
 }
 
 /// Thresholds of the policy in force, for metrics.
@@ -166,6 +170,16 @@ impl View {
     /// The Prometheus exposition of this view, rendered on first use.
     pub fn metrics(&self) -> &metrics::Rendered {
         self.metrics.get_or_init(|| metrics::render(self))
+    }
+
+    /// The JSON of every target, rendered on first use.
+    fn targets_json(&self) -> &[String] {
+        self.target_json.get_or_init(|| self.targets.iter().map(|t| target_json(t).to_string()).collect())
+    }
+
+    /// The active findings, computed on first use.
+    pub fn alerts(&self) -> &[Value] {
+        self.alerts.get_or_init(|| active_alerts(self))
     }
 }
 
@@ -296,6 +310,8 @@ impl Observer for Publisher {
                 accuracy_drop: cfg.accuracy.rollback_drop,
             },
             metrics: OnceLock::new(),
+            target_json: OnceLock::new(),
+            alerts: OnceLock::new(),
         };
         self.shared.view.store(Arc::new(view));
         // Keep the cost of building views under ~5% of the loop, however many targets.
@@ -633,14 +649,14 @@ async fn targets(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Result<
     let limit = p.limit(100, 1000)?;
     let after = p.get("cursor").map(|c| query::decode_cursor(c, "cursor")).transpose()?;
     let v = s.view();
-    let selected = v.targets.iter().filter(|t| {
+    let selected = v.targets.iter().enumerate().filter(|(_, t)| {
         kind.is_none_or(|k| t.kind == k)
             && p.get("name").is_none_or(|n| t.name == n)
             && state.is_none_or(|st| t.state == st)
     });
     let total = selected.clone().count();
-    let page: Vec<&TargetOverview> = selected
-        .filter(|t| {
+    let page: Vec<(usize, &TargetOverview)> = selected
+        .filter(|(_, t)| {
             after.as_ref().is_none_or(|(k, n, ver)| {
                 (t.kind.as_str(), t.name.as_str(), t.version.as_str()) > (k.as_str(), n.as_str(), ver.as_str())
             })
@@ -648,11 +664,22 @@ async fn targets(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Result<
         .take(limit + 1)
         .collect();
     let next = (page.len() > limit).then(|| {
-        let last = page[limit - 1];
+        let last = page[limit - 1].1;
         query::encode_cursor(last.kind.as_str(), &last.name, &last.version)
     });
-    let items: Vec<Value> = page.iter().take(limit).map(|t| target_json(t)).collect();
-    Ok(json_response(&json!({"targets": items, "next_cursor": next, "total": total})))
+    // Concatenates the targets' JSON rendered once per view.
+    let rendered = v.targets_json();
+    let mut body =
+        String::with_capacity(64 + page.iter().take(limit).map(|(i, _)| rendered[*i].len() + 1).sum::<usize>());
+    body.push_str("{\"targets\":[");
+    for (n, (i, _)) in page.iter().take(limit).enumerate() {
+        if n > 0 {
+            body.push(',');
+        }
+        body.push_str(&rendered[*i]);
+    }
+    body.push_str(&format!("],\"next_cursor\":{},\"total\":{total}}}", json!(next)));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn target(
@@ -751,7 +778,7 @@ async fn decisions(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Resul
 /// The active findings of a view, newest state first.
 pub fn active_alerts(v: &View) -> Vec<Value> {
     let mut out = Vec::new();
-    for t in &v.targets {
+    for t in v.targets.iter().filter(|t| matches!(t.state, "rolled_back" | "retrain" | "review" | "suspect")) {
         let target =
             json!({"kind": t.kind.as_str(), "name": t.name, "version": t.version, "baseline_version": t.baseline});
         let id = format!("{}/{}/{}", t.kind.as_str(), t.name, t.version);
@@ -819,8 +846,9 @@ async fn alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Result<R
     let state = p.one_of("state", &["firing", "pending"])?;
     let severity = p.one_of("severity", &["critical", "warning", "info"])?;
     let v = s.view();
-    let alerts: Vec<Value> = active_alerts(&v)
-        .into_iter()
+    let alerts: Vec<&Value> = v
+        .alerts()
+        .iter()
         .filter(|a| state.is_none_or(|st| a["state"] == st) && severity.is_none_or(|sv| a["severity"] == sv))
         .collect();
     Ok(json_response(&json!({
