@@ -222,6 +222,8 @@ pub trait Observer: Send {
     fn published(&mut self, _command: &Command) {}
     /// Called when a session has restored the engine from the changelog, before consuming.
     fn restored(&mut self, _engine: &Engine) {}
+    /// Called when a session ended on an error; the next one starts after a backoff.
+    fn session_failed(&mut self) {}
 }
 
 /// An observer that does nothing.
@@ -315,6 +317,7 @@ pub fn run(
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
                 stats.ready = false;
+                observer.session_failed();
                 warn!("session ended: {e}; restarting from the last committed state in {backoff:?}");
                 let until = Instant::now() + backoff;
                 while Instant::now() < until {

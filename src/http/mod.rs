@@ -192,6 +192,8 @@ pub struct Shared {
     token: Option<String>,
     /// False once the service loop has ended.
     alive: AtomicBool,
+    /// False from a failed Kafka session until the next one publishes a view.
+    session_ok: AtomicBool,
 }
 
 impl Shared {
@@ -204,6 +206,7 @@ impl Shared {
             cfg,
             token,
             alive: AtomicBool::new(true),
+            session_ok: AtomicBool::new(true),
         })
     }
 
@@ -314,6 +317,7 @@ impl Observer for Publisher {
             alerts: OnceLock::new(),
         };
         self.shared.view.store(Arc::new(view));
+        self.shared.session_ok.store(true, Ordering::SeqCst);
         // Keep the cost of building views under ~5% of the loop, however many targets.
         let took = now.elapsed();
         let min = StdDuration::from_millis(self.shared.cfg.publish_interval.0 as u64);
@@ -322,6 +326,12 @@ impl Observer for Publisher {
 
     fn published(&mut self, command: &Command) {
         self.record(command);
+    }
+
+    fn session_failed(&mut self) {
+        self.shared.session_ok.store(false, Ordering::SeqCst);
+        // Publish as soon as the next session runs.
+        self.next_at = Instant::now();
     }
 
     fn restored(&mut self, engine: &Engine) {
@@ -351,6 +361,10 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
     fn restored(&mut self, engine: &Engine) {
         self.0.restored(engine);
         self.1.restored(engine);
+    }
+    fn session_failed(&mut self) {
+        self.0.session_failed();
+        self.1.session_failed();
     }
 }
 
@@ -534,7 +548,9 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let v = s.view();
-    if v.ready && s.alive.load(Ordering::SeqCst) {
+    if !s.session_ok.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: Kafka session failed, reconnecting\n").into_response()
+    } else if v.ready && s.alive.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else if v.generation == 0 {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: restoring state\n").into_response()
@@ -576,7 +592,7 @@ async fn status(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Result<R
         bad.insert(r.as_str().into(), json!(v.counters.bad[r.index()]));
     }
     Ok(json_response(&json!({
-        "ready": v.ready,
+        "ready": v.ready && s.session_ok.load(Ordering::SeqCst),
         "version": env!("CARGO_PKG_VERSION"),
         "watermark": v.watermark.map(format_rfc3339),
         "generated_at": format_rfc3339(if v.generation == 0 { wall_ms() } else { v.generated_at }),
