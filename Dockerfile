@@ -52,5 +52,6 @@ COPY --from=build /usr/local/bin/driftwatch /usr/local/bin/driftwatch
 # State lives in Kafka (the changelog topic), not on disk: nothing to mount but the config.
 USER 10001:10001
 ENV RUST_LOG=driftwatch=info,rdkafka=warn
+EXPOSE 9464
 ENTRYPOINT ["driftwatch"]
 CMD ["--help"]
