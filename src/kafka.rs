@@ -297,7 +297,9 @@ impl ClientContext for Ctx {
         let Ok(stats) = serde_json::from_slice::<Stats>(json) else { return };
         let lags = stats.topics.values().flat_map(|t| t.partitions.values()).filter(|p| p.partition >= 0 && p.desired);
         let known: Vec<i64> = lags.map(|p| p.consumer_lag_stored).filter(|&l| l >= 0).collect();
-        self.lag.store(if known.is_empty() { LAG_UNKNOWN } else { known.iter().sum() }, Ordering::Relaxed);
+        let lag = if known.is_empty() { LAG_UNKNOWN } else { known.iter().sum() };
+        debug!("consumer lag {}", if lag == LAG_UNKNOWN { "unknown".to_owned() } else { lag.to_string() });
+        self.lag.store(lag, Ordering::Relaxed);
     }
 }
 
