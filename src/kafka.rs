@@ -507,8 +507,9 @@ fn send(
     }
 }
 
-/// Waits until every produced message is acknowledged. `BaseProducer::flush` sleeps in steps of
-/// 100 ms, which would add that much to every commit; this looks every millisecond.
+/// Waits until every produced message is acknowledged. `BaseProducer::flush` (also called by
+/// `commit_transaction`) sleeps in steps of 100 ms, which would add that much to every commit;
+/// this looks every millisecond.
 fn flush(producer: &BaseProducer, timeout: StdDuration) -> Result<(), KafkaError> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -564,6 +565,8 @@ impl Committer<'_> {
                     .send_offsets_to_transaction(&tpl, &meta, StdDuration::from_secs(30))
                     .map_err(kafka("sending offsets to the transaction"))?;
             }
+            // commit_transaction flushes first, but in 100 ms steps: nothing is left for it.
+            flush(producer, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
             producer.commit_transaction(StdDuration::from_secs(60)).map_err(kafka("committing the transaction"))?;
             producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
         } else {
