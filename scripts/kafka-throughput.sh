@@ -7,14 +7,18 @@
 # 2. Times a bare consumer (kcat) reading the whole topic.
 # 3. Times `driftwatch run` (at-least-once, then exactly-once; fresh group, changelog and output
 #    topics each) from start until its committed input position reaches the end of the topic,
-#    read from the `positions` record of its changelog (read_committed).
+#    read from the `positions` record of its changelog (read_committed) as soon as it is
+#    readable. Also printed: the same end measured from the moment the service logged its
+#    partition assignment (start-up — topic creation, changelog restore, group join — excluded;
+#    the final commit included).
 # 4. Decision latency: a canary-error stream fed live at RATE lines/s; time from writing the line
 #    that triggers the rollback (per `replay`) to the command being readable (read_committed).
 #
-# Environment: BROKERS (127.0.0.1:9092), N (2000000), COMMIT_INTERVAL (1s), RATE (2000).
+# Environment: BROKERS (127.0.0.1:9092), N (2000000), COMMIT_INTERVAL (1s), RATE (2000),
+# BIN (target/release/driftwatch).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/target/release/driftwatch"
+BIN="${BIN:-$ROOT/target/release/driftwatch}"
 B="${BROKERS:-127.0.0.1:9092}"
 N="${N:-2000000}"
 CI="${COMMIT_INTERVAL:-1s}"
@@ -69,26 +73,64 @@ BARE_RATE=$(echo "$TOTAL / $BARE" | bc)
 printf 'bare consumer (kcat -C -o beginning -e): %.2f s, %d events/s\n' "$BARE" "$BARE_RATE"
 
 # --- driftwatch run ------------------------------------------------------------------------
-# Prints seconds from start until the changelog's positions record says offset TOTAL.
+# Follows the changelog CL (read_committed) and prints the time at which a positions record
+# says the input is read up to offset TOTAL. Lines are handled as they arrive (awk may wait
+# for a full input buffer), and the follower does not wait for kcat to exit.
+until_positions() { # until_positions CL
+  python3 - "$B" "$1" "$T" "$TOTAL" <<'EOF'
+import json, subprocess, sys, time
+brokers, changelog, topic, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+kcat = subprocess.Popen(["kcat", "-C", "-b", brokers, "-t", changelog, "-o", "beginning", "-u", "-q",
+                         "-X", "isolation.level=read_committed", "-f", "%k\t%s\n"],
+                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+for line in kcat.stdout:
+    if line.startswith(b"positions\t"):
+        try:
+            done = any(t == topic and o >= total for t, _, o in json.loads(line[10:]))
+        except ValueError:
+            continue
+        if done:
+            print("%.6f" % time.time())
+            break
+kcat.kill()
+EOF
+}
+
+# Prints the time of the first line of the service log FILE containing TEXT, or nothing.
+logged_at() { # logged_at FILE TEXT
+  python3 - "$1" "$2" <<'EOF'
+import datetime, re, sys
+for line in open(sys.argv[1], errors="replace"):
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    if sys.argv[2] in line:
+        print("%.6f" % datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp())
+        break
+EOF
+}
+
 run_mode() { # run_mode NAME DELIVERY
   local cfg; cfg=$(config "$1" "$2" "$T")
   local cl="dw.$ID.$1.changelog"
-  local t0 t1
+  local t0 t1 ta
   t0=$(now)
   "$BIN" run --config "$cfg" --brokers "$B" 2>"$WORK/$1.log" &
   local pid=$!
   PIDS+=("$pid")
   # wait for the changelog to exist, then follow its positions records
   until kcat -b "$B" -L -t "$cl" 2>/dev/null | grep -q "partition 0"; do sleep 0.1; done
-  kcat -C -b "$B" -t "$cl" -o beginning -u -q -X isolation.level=read_committed -f '%k\t%s\n' 2>/dev/null |
-    awk -F'\t' -v total="$TOTAL" '$1 == "positions" { n = split($2, a, ","); o = a[n]; gsub(/[^0-9]/, "", o); if (o + 0 >= total) exit }' || true # kcat gets SIGPIPE when awk exits
-  t1=$(now)
+  t1=$(until_positions "$cl")
   kill -TERM "$pid"
   wait "$pid" || true
   local secs; secs=$(echo "$t1 - $t0" | bc)
   printf '%s (%s, commit_interval %s): %.2f s, %d events/s, %.2f of the bare consumer; %s\n' \
     "driftwatch run" "$2" "$CI" "$secs" "$(echo "$TOTAL / $secs" | bc)" "$(echo "($BARE / $secs)" | bc -l)" \
     "$(tail -n 1 "$WORK/$1.log")"
+  ta=$(logged_at "$WORK/$1.log" "input partitions")
+  if [[ -n "$ta" ]]; then
+    secs=$(echo "$t1 - $ta" | bc)
+    printf '  from partition assignment (%.2f s after start): %.2f s, %d events/s, %.2f of the bare consumer\n' \
+      "$(echo "$ta - $t0" | bc)" "$secs" "$(echo "$TOTAL / $secs" | bc)" "$(echo "($BARE / $secs)" | bc -l)"
+  fi
 }
 run_mode alo at_least_once
 run_mode eos exactly_once

@@ -325,6 +325,8 @@ pub struct Engine {
     tick_queue: BTreeSet<(i64, u32)>,
     wake_queue: BTreeSet<(Millis, TargetId)>,
     joins: LabelJoin<(TargetId, u32)>,
+    /// Where the stored copy of `joins` stands.
+    join_log: snapshot::JoinLog,
     profiles: Vec<(String, Option<String>, Arc<ModelReference>)>,
     sources: Vec<String>,
     offsets: Vec<u64>,
@@ -360,6 +362,7 @@ impl Engine {
             tick_queue: BTreeSet::new(),
             wake_queue: BTreeSet::new(),
             joins,
+            join_log: snapshot::JoinLog::default(),
             profiles: Vec::new(),
             sources: Vec::new(),
             offsets: Vec::new(),

@@ -14,7 +14,7 @@
 //! here needs to share a runtime with the HTTP server.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -28,7 +28,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::command::{Command, CommandKind};
 use crate::config::{Config, Duration};
@@ -258,9 +258,65 @@ const POSITIONS_KEY: &str = "positions";
 struct Ctx {
     positions: Arc<Mutex<Positions>>,
     assigned: Arc<AtomicBool>,
+    /// Consumer lag summed over assigned partitions, from the client's statistics
+    /// (`LAG_UNKNOWN` until they tell).
+    lag: AtomicI64,
 }
 
-impl ClientContext for Ctx {}
+const LAG_UNKNOWN: i64 = i64::MIN;
+
+/// Client errors, except reaching the end of a partition: with `enable.partition.eof` that is
+/// reported as an error event too, but it only means "caught up".
+fn client_error(err: KafkaError, reason: &str) {
+    if matches!(err, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+        debug!("librdkafka: {reason}");
+    } else {
+        error!("librdkafka: {err}: {reason}");
+    }
+}
+
+impl ClientContext for Ctx {
+    fn error(&self, err: KafkaError, reason: &str) {
+        client_error(err, reason);
+    }
+
+    fn stats_raw(&self, json: &[u8]) {
+        #[derive(Deserialize)]
+        struct Stats {
+            #[serde(default)]
+            topics: HashMap<String, TopicStats>,
+        }
+        #[derive(Deserialize)]
+        struct TopicStats {
+            #[serde(default)]
+            partitions: HashMap<String, PartitionStats>,
+        }
+        #[derive(Deserialize)]
+        struct PartitionStats {
+            partition: i32,
+            #[serde(default)]
+            desired: bool,
+            consumer_lag_stored: i64,
+        }
+        let Ok(stats) = serde_json::from_slice::<Stats>(json) else { return };
+        let lags = stats.topics.values().flat_map(|t| t.partitions.values()).filter(|p| p.partition >= 0 && p.desired);
+        let known: Vec<i64> = lags.map(|p| p.consumer_lag_stored).filter(|&l| l >= 0).collect();
+        let lag = if known.is_empty() { LAG_UNKNOWN } else { known.iter().sum() };
+        debug!("consumer lag {}", if lag == LAG_UNKNOWN { "unknown".to_owned() } else { lag.to_string() });
+        self.lag.store(lag, Ordering::Relaxed);
+    }
+}
+
+/// The context of the changelog reader: quiet about partition ends, like [`Ctx`].
+struct ReaderCtx;
+
+impl ClientContext for ReaderCtx {
+    fn error(&self, err: KafkaError, reason: &str) {
+        client_error(err, reason);
+    }
+}
+
+impl ConsumerContext for ReaderCtx {}
 
 impl ConsumerContext for Ctx {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -276,8 +332,9 @@ impl ConsumerContext for Ctx {
                         let _ = tpl.set_partition_offset(&t, p, offset);
                     }
                 }
-                if let Err(e) = consumer.assign(tpl) {
-                    warn!("assigning partitions failed: {e}");
+                match consumer.assign(tpl) {
+                    Ok(()) => info!("assigned {} input partitions", tpl.count()),
+                    Err(e) => warn!("assigning partitions failed: {e}"),
                 }
                 self.assigned.store(true, Ordering::SeqCst);
             }
@@ -381,8 +438,9 @@ fn read_changelog(k: &KafkaConfig, brokers: &str) -> Result<BTreeMap<String, Vec
     extra.insert("isolation.level".into(), "read_committed".into());
     extra.insert("enable.partition.eof".into(), "true".into());
     extra.insert("auto.offset.reset".into(), "earliest".into());
-    let consumer: BaseConsumer =
-        client_config(k, brokers, &extra).create().map_err(kafka("creating the changelog reader"))?;
+    let consumer: BaseConsumer<ReaderCtx> = client_config(k, brokers, &extra)
+        .create_with_context(ReaderCtx)
+        .map_err(kafka("creating the changelog reader"))?;
     let md = consumer
         .fetch_metadata(Some(&k.topics.changelog), StdDuration::from_secs(20))
         .map_err(kafka("reading changelog metadata"))?;
@@ -454,6 +512,21 @@ fn send(
     }
 }
 
+/// Waits until every produced message is acknowledged. `BaseProducer::flush` (also called by
+/// `commit_transaction`) sleeps in steps of 100 ms, which would add that much to every commit;
+/// this looks every millisecond.
+fn flush(producer: &BaseProducer, timeout: StdDuration) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match producer.flush(StdDuration::ZERO) {
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) if Instant::now() < deadline => {
+                producer.poll(StdDuration::from_millis(1));
+            }
+            done => return done,
+        }
+    }
+}
+
 struct Committer<'a> {
     k: &'a KafkaConfig,
     eos: bool,
@@ -497,10 +570,12 @@ impl Committer<'_> {
                     .send_offsets_to_transaction(&tpl, &meta, StdDuration::from_secs(30))
                     .map_err(kafka("sending offsets to the transaction"))?;
             }
+            // commit_transaction flushes first, but in 100 ms steps: nothing is left for it.
+            flush(producer, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
             producer.commit_transaction(StdDuration::from_secs(60)).map_err(kafka("committing the transaction"))?;
             producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
         } else {
-            producer.flush(StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
+            flush(producer, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
             if tpl.count() > 0 {
                 consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync).map_err(kafka("committing offsets"))?;
             }
@@ -567,9 +642,14 @@ fn session(
     // End-of-partition events tell "caught up" from "still joining the group".
     cconf.insert("enable.partition.eof".into(), "true".into());
     cconf.entry("auto.offset.reset".into()).or_insert_with(|| "earliest".into());
-    let consumer: BaseConsumer<Ctx> = client_config(k, brokers, &cconf)
-        .create_with_context(Ctx { positions: positions.clone(), assigned: assigned.clone() })
-        .map_err(kafka("creating the consumer"))?;
+    // Once its queue of fetched messages is full, librdkafka waits this long before fetching
+    // again (default 1 s): the loop would empty the queue well before and then sit idle.
+    cconf.entry("fetch.queue.backoff.ms".into()).or_insert_with(|| "10".into());
+    // Lag for `ServiceStats::lag` comes from the statistics, without a call to the broker.
+    cconf.entry("statistics.interval.ms".into()).or_insert_with(|| "5000".into());
+    let ctx = Ctx { positions: positions.clone(), assigned: assigned.clone(), lag: AtomicI64::new(LAG_UNKNOWN) };
+    let consumer: BaseConsumer<Ctx> =
+        client_config(k, brokers, &cconf).create_with_context(ctx).map_err(kafka("creating the consumer"))?;
     let topics: Vec<&str> = k.topics.events.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(kafka("subscribing"))?;
     if eos {
@@ -591,7 +671,6 @@ fn session(
     let mut at_end: std::collections::HashSet<i32> = std::collections::HashSet::new();
 
     let committer = Committer { k, eos, producer: &producer, consumer: &consumer, positions: &positions };
-    let mut last_lag = Instant::now() - StdDuration::from_secs(10);
     loop {
         if shutdown.load(Ordering::SeqCst) {
             if let Ok(mut p) = positions.lock() {
@@ -604,7 +683,13 @@ fn session(
             let _ = producer.flush(StdDuration::from_secs(10));
             return Ok(());
         }
-        match consumer.poll(StdDuration::from_millis(100)) {
+        let mut received = false;
+        // A poll that may wait reads the clock more: only when nothing is ready.
+        let polled = match consumer.poll(StdDuration::ZERO) {
+            None => consumer.poll(StdDuration::from_millis(100)),
+            some => some,
+        };
+        match polled {
             None => {}
             Some(Err(e)) => {
                 if let KafkaError::PartitionEOF(p) = e {
@@ -617,13 +702,15 @@ fn session(
                 }
             }
             Some(Ok(m)) => {
-                last_message = Instant::now();
+                received = true;
                 idle_base = None;
                 stats.messages += 1;
                 dirty = true;
                 let topic = m.topic();
                 let partition = m.partition();
-                at_end.remove(&partition);
+                if !at_end.is_empty() {
+                    at_end.remove(&partition);
+                }
                 let offset = m.offset();
                 let slot = match sources.iter().position(|(t, p, _, _)| *p == partition && t == topic) {
                     Some(i) => i,
@@ -661,14 +748,19 @@ fn session(
                 }
             }
         }
+        // One clock reading per round: the loop runs once per message.
+        let now = Instant::now();
+        if received {
+            last_message = now;
+        }
         // Advance event time only once every assigned partition has been read to its end:
         // a consumer still joining the group or fetching is not idle input.
-        let caught_up = last_message.elapsed() >= idle_after
+        let caught_up = now - last_message >= idle_after
             && assigned.load(Ordering::SeqCst)
             && consumer
                 .assignment()
                 .is_ok_and(|a| a.count() > 0 && a.elements().iter().all(|e| at_end.contains(&e.partition())));
-        if caught_up && last_message.elapsed() >= idle_after {
+        if caught_up {
             // No input: let event time follow the wall clock from the newest event seen.
             if let Some(max) = engine.max_event_time() {
                 let (base_ts, since) = *idle_base.get_or_insert((max, Instant::now()));
@@ -689,8 +781,11 @@ fn session(
             }
             engine.stamp_decisions(now);
         }
-        producer.poll(StdDuration::ZERO);
-        if dirty && last_commit.elapsed() >= commit_every {
+        // Serves delivery reports; every message would be needlessly often.
+        if !received || stats.messages.is_multiple_of(1024) {
+            producer.poll(StdDuration::ZERO);
+        }
+        if dirty && now - last_commit >= commit_every {
             if let Ok(mut p) = positions.lock() {
                 for (t, part, _, next) in &sources {
                     p.insert((t.clone(), *part), *next);
@@ -700,26 +795,11 @@ fn session(
             last_commit = Instant::now();
             dirty = false;
         }
-        if last_observe.elapsed() >= StdDuration::from_millis(200) {
-            last_observe = Instant::now();
+        if now - last_observe >= StdDuration::from_millis(200) {
+            last_observe = now;
             stats.ready = assigned.load(Ordering::SeqCst);
-            if last_lag.elapsed() >= StdDuration::from_secs(5) {
-                last_lag = Instant::now();
-                stats.lag = consumer_lag(&consumer);
-            }
+            stats.lag = Some(consumer.context().lag.load(Ordering::Relaxed)).filter(|&l| l != LAG_UNKNOWN);
             observer.engine(&engine, stats);
         }
     }
-}
-
-fn consumer_lag<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<i64> {
-    let assignment = consumer.assignment().ok()?;
-    let position = consumer.position().ok()?;
-    let mut lag = 0;
-    for e in assignment.elements() {
-        let (_, hi) = consumer.fetch_watermarks(e.topic(), e.partition(), StdDuration::from_millis(500)).ok()?;
-        let at = position.find_partition(e.topic(), e.partition()).and_then(|p| p.offset().to_raw()).unwrap_or(0);
-        lag += (hi - at.max(0)).max(0);
-    }
-    Some(lag)
 }

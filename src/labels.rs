@@ -4,6 +4,15 @@
 //! `max_pending` at once; labels that arrive before their prediction wait (bounded the same
 //! way, at a tenth of the size). Every eviction is counted. Ids are kept as 64-bit hashes,
 //! not strings: a collision among half a million pending ids has probability ≈ 10⁻⁸.
+//!
+//! Eviction takes the oldest entry first, by event time and then by id hash, so the order is
+//! a function of what is pending and a copy rebuilt from the pending entries alone (see
+//! [`LabelJoin::restored`]) evicts exactly like the original.
+//!
+//! For the changelog the join remembers which ids changed since the last
+//! [`LabelJoin::take_changes`]: a snapshot then writes only those ids' current entries (a
+//! delta) instead of the whole buffer. A change to many entries at once ([`LabelJoin::forget`]),
+//! or more changed ids than can be pending, asks for a full copy ([`LabelJoin::shards`]) instead.
 
 use std::collections::VecDeque;
 use std::hash::Hasher;
@@ -81,20 +90,39 @@ pub struct JoinCounters {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LabelJoin<T> {
     predictions: FxHashMap<u64, PendingPrediction<T>>,
+    /// `(ts, id)` of pending predictions in ascending order. May also hold entries of ids that
+    /// are no longer pending, or pending with another `ts`; those are skipped when reached.
     prediction_order: VecDeque<(Millis, u64)>,
     labels: FxHashMap<u64, (Value, Millis)>,
+    /// `(ts, id)` of pending labels, like `prediction_order`.
     label_order: VecDeque<(Millis, u64)>,
     max_pending: usize,
     max_delay: Millis,
     /// What happened so far.
     pub counters: JoinCounters,
-    /// Shards changed since the last [`LabelJoin::take_changed_shards`] (bit per shard).
+    /// Changes since the last [`LabelJoin::take_changes`].
     #[serde(skip)]
-    changed: u64,
+    changes: Changes,
 }
 
-/// Number of shards the pending joins are stored in, so that a snapshot rewrites only the
-/// part that changed and no stored record grows with the whole buffer.
+/// Ids changed since the last snapshot.
+#[derive(Debug, Clone)]
+struct Changes {
+    /// Each changed id, with whether anything was pending for it at the last snapshot.
+    dirty: FxHashMap<u64, bool>,
+    /// The next snapshot must write everything; `dirty` is not kept meanwhile.
+    all: bool,
+}
+
+impl Default for Changes {
+    /// A join that was never written needs a full copy first.
+    fn default() -> Self {
+        Changes { dirty: FxHashMap::default(), all: true }
+    }
+}
+
+/// Number of shards a full copy of the pending joins is stored in, so that no stored record
+/// grows with the whole buffer.
 pub const SHARDS: u64 = 64;
 
 /// The pending joins whose id hash falls in one shard.
@@ -104,6 +132,37 @@ pub struct JoinShard<T> {
     pub predictions: Vec<(u64, PendingPrediction<T>)>,
     /// Labels awaiting their prediction.
     pub labels: Vec<(u64, (Value, Millis))>,
+}
+
+/// The current state of one id: what waits for it, if anything.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JoinEntry<T> {
+    /// Hash of the `event_id`.
+    pub id: u64,
+    /// Its prediction, if one waits for a label.
+    pub prediction: Option<PendingPrediction<T>>,
+    /// Its label, if one waits for a prediction.
+    pub label: Option<(Value, Millis)>,
+}
+
+/// What changed since the last [`LabelJoin::take_changes`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinChanges<T> {
+    /// Too much to list: write a full copy ([`LabelJoin::shards`]).
+    All,
+    /// The current entry of every changed id, by ascending id. An entry with neither a
+    /// prediction nor a label deletes the id.
+    Changed(Vec<JoinEntry<T>>),
+}
+
+/// Inserts into an order kept ascending; in-order arrivals append.
+fn insert_ordered(order: &mut VecDeque<(Millis, u64)>, entry: (Millis, u64)) {
+    if order.back().is_none_or(|last| *last <= entry) {
+        order.push_back(entry);
+    } else {
+        let at = order.partition_point(|e| *e <= entry);
+        order.insert(at, entry);
+    }
 }
 
 impl<T: Copy> LabelJoin<T> {
@@ -117,7 +176,7 @@ impl<T: Copy> LabelJoin<T> {
             max_pending,
             max_delay,
             counters: JoinCounters::default(),
-            changed: 0,
+            changes: Changes::default(),
         }
     }
 
@@ -126,17 +185,39 @@ impl<T: Copy> LabelJoin<T> {
         self.predictions.len()
     }
 
+    /// Labels waiting at most.
+    fn max_labels(&self) -> usize {
+        (self.max_pending / 10).max(1)
+    }
+
+    /// Notes that `key` changed; `was_pending` tells whether anything was pending for it just
+    /// before. The first change since the last snapshot is the one that counts.
+    fn touched(&mut self, key: u64, was_pending: bool) {
+        let c = &mut self.changes;
+        if c.all {
+            return;
+        }
+        c.dirty.entry(key).or_insert(was_pending);
+        // More changed ids than can be pending: a full copy is smaller than the list.
+        if c.dirty.len() > self.max_pending + (self.max_pending / 10).max(1) {
+            c.all = true;
+            c.dirty = FxHashMap::default();
+        }
+    }
+
     /// Offers a prediction; returns the join if its label was already waiting.
     pub fn prediction(&mut self, event_id: &str, p: PendingPrediction<T>) -> Option<Joined<T>> {
         let key = hash_str(event_id);
-        self.changed |= 1 << (key % SHARDS);
+        // An id never waits as a prediction and a label at once.
         if let Some((label, lts)) = self.labels.remove(&key) {
+            self.touched(key, true);
             self.counters.matched += 1;
             return Some(Joined { target: p.target, ts: lts.max(p.ts), prediction: p.value, label });
         }
-        self.changed |= 1 << (key % SHARDS);
-        if self.predictions.insert(key, p).is_none() {
-            self.prediction_order.push_back((p.ts, key));
+        let old = self.predictions.insert(key, p);
+        self.touched(key, old.is_some());
+        if old.is_none_or(|old| old.ts != p.ts) {
+            insert_ordered(&mut self.prediction_order, (p.ts, key));
         }
         while self.predictions.len() > self.max_pending {
             if !self.pop_prediction() {
@@ -149,16 +230,17 @@ impl<T: Copy> LabelJoin<T> {
     /// Offers a label; returns the join if its prediction is waiting.
     pub fn label(&mut self, event_id: &str, value: Value, ts: Millis) -> Option<Joined<T>> {
         let key = hash_str(event_id);
-        self.changed |= 1 << (key % SHARDS);
         if let Some(p) = self.predictions.remove(&key) {
+            self.touched(key, true);
             self.counters.matched += 1;
             return Some(Joined { target: p.target, ts: ts.max(p.ts), prediction: p.value, label: value });
         }
-        self.changed |= 1 << (key % SHARDS);
-        if self.labels.insert(key, (value, ts)).is_none() {
-            self.label_order.push_back((ts, key));
+        let old = self.labels.insert(key, (value, ts));
+        self.touched(key, old.is_some());
+        if old.is_none_or(|old| old.1 != ts) {
+            insert_ordered(&mut self.label_order, (ts, key));
         }
-        while self.labels.len() > (self.max_pending / 10).max(1) {
+        while self.labels.len() > self.max_labels() {
             if !self.pop_label() {
                 break;
             }
@@ -166,11 +248,22 @@ impl<T: Copy> LabelJoin<T> {
         None
     }
 
+    /// Whether an order entry stands for a pending prediction.
+    fn is_pending_prediction(&self, (ts, key): (Millis, u64)) -> bool {
+        self.predictions.get(&key).is_some_and(|p| p.ts == ts)
+    }
+
+    /// Whether an order entry stands for a pending label.
+    fn is_pending_label(&self, (ts, key): (Millis, u64)) -> bool {
+        self.labels.get(&key).is_some_and(|l| l.1 == ts)
+    }
+
     fn pop_prediction(&mut self) -> bool {
         match self.prediction_order.pop_front() {
-            Some((_, key)) => {
-                self.changed |= 1 << (key % SHARDS);
-                if self.predictions.remove(&key).is_some() {
+            Some(e) => {
+                if self.is_pending_prediction(e) {
+                    self.predictions.remove(&e.1);
+                    self.touched(e.1, true);
                     self.counters.predictions_evicted += 1;
                 }
                 true
@@ -181,9 +274,10 @@ impl<T: Copy> LabelJoin<T> {
 
     fn pop_label(&mut self) -> bool {
         match self.label_order.pop_front() {
-            Some((_, key)) => {
-                self.changed |= 1 << (key % SHARDS);
-                if self.labels.remove(&key).is_some() {
+            Some(e) => {
+                if self.is_pending_label(e) {
+                    self.labels.remove(&e.1);
+                    self.touched(e.1, true);
                     self.counters.labels_unmatched += 1;
                 }
                 true
@@ -195,49 +289,63 @@ impl<T: Copy> LabelJoin<T> {
     /// Evicts everything older than `max_label_delay` before `now` (event time).
     pub fn expire(&mut self, now: Millis) {
         let horizon = now.saturating_sub(self.max_delay);
-        while let Some(&(ts, key)) = self.prediction_order.front() {
-            if ts >= horizon && self.predictions.contains_key(&key) {
+        while let Some(&e) = self.prediction_order.front() {
+            let pending = self.is_pending_prediction(e);
+            if pending && e.0 >= horizon {
                 break;
             }
             self.prediction_order.pop_front();
-            self.changed |= 1 << (key % SHARDS);
-            if ts < horizon && self.predictions.remove(&key).is_some() {
+            if pending {
+                self.predictions.remove(&e.1);
+                self.touched(e.1, true);
                 self.counters.predictions_evicted += 1;
             }
         }
-        while let Some(&(ts, key)) = self.label_order.front() {
-            if ts >= horizon && self.labels.contains_key(&key) {
+        while let Some(&e) = self.label_order.front() {
+            let pending = self.is_pending_label(e);
+            if pending && e.0 >= horizon {
                 break;
             }
             self.label_order.pop_front();
-            self.changed |= 1 << (key % SHARDS);
-            if ts < horizon && self.labels.remove(&key).is_some() {
+            if pending {
+                self.labels.remove(&e.1);
+                self.touched(e.1, true);
                 self.counters.labels_unmatched += 1;
             }
         }
     }
 
-    /// The contents of every shard changed since the last call.
-    pub fn take_changed_shards(&mut self) -> Vec<(u64, JoinShard<T>)> {
-        let changed = std::mem::take(&mut self.changed);
-        if changed == 0 {
-            return Vec::new();
+    /// What changed since the last call, which starts a new round of tracking. After
+    /// [`JoinChanges::All`] the caller writes [`LabelJoin::shards`].
+    pub fn take_changes(&mut self) -> JoinChanges<T> {
+        let c = &mut self.changes;
+        if std::mem::take(&mut c.all) {
+            return JoinChanges::All;
         }
-        let mut shards: Vec<(u64, JoinShard<T>)> = (0..SHARDS)
-            .filter(|s| changed & (1 << s) != 0)
-            .map(|s| (s, JoinShard { predictions: Vec::new(), labels: Vec::new() }))
+        let (predictions, labels) = (&self.predictions, &self.labels);
+        let mut out: Vec<JoinEntry<T>> = c
+            .dirty
+            .drain()
+            .filter_map(|(id, was_pending)| {
+                let prediction = predictions.get(&id).copied();
+                let label = labels.get(&id).copied();
+                // Absent then and now: nothing to write.
+                (was_pending || prediction.is_some() || label.is_some()).then_some(JoinEntry { id, prediction, label })
+            })
             .collect();
-        let slot =
-            |shards: &[(u64, JoinShard<T>)], key: u64| shards.binary_search_by_key(&(key % SHARDS), |(s, _)| *s).ok();
+        out.sort_unstable_by_key(|e| e.id);
+        JoinChanges::Changed(out)
+    }
+
+    /// Everything pending, in [`SHARDS`] shards by id hash (index = shard number).
+    pub fn shards(&self) -> Vec<JoinShard<T>> {
+        let mut shards: Vec<JoinShard<T>> =
+            (0..SHARDS).map(|_| JoinShard { predictions: Vec::new(), labels: Vec::new() }).collect();
         for (&k, p) in &self.predictions {
-            if let Some(i) = slot(&shards, k) {
-                shards[i].1.predictions.push((k, *p));
-            }
+            shards[(k % SHARDS) as usize].predictions.push((k, *p));
         }
         for (&k, l) in &self.labels {
-            if let Some(i) = slot(&shards, k) {
-                shards[i].1.labels.push((k, *l));
-            }
+            shards[(k % SHARDS) as usize].labels.push((k, *l));
         }
         shards
     }
@@ -249,7 +357,22 @@ impl<T: Copy> LabelJoin<T> {
         self.labels.extend(shard.labels);
     }
 
-    /// Rebuilds the eviction order (oldest first) after shards were restored.
+    /// Applies a stored change on top of the restored shards: sets, or with neither a
+    /// prediction nor a label removes, what waits for one id. Call [`LabelJoin::restored`]
+    /// when all are in.
+    pub fn restore_entry(&mut self, e: JoinEntry<T>) {
+        match e.prediction {
+            Some(p) => self.predictions.insert(e.id, p),
+            None => self.predictions.remove(&e.id),
+        };
+        match e.label {
+            Some(l) => self.labels.insert(e.id, l),
+            None => self.labels.remove(&e.id),
+        };
+    }
+
+    /// Rebuilds the eviction order (oldest first) after shards were restored, and tracks
+    /// changes from here on: the restored state is what is stored.
     pub fn restored(&mut self) {
         let mut p: Vec<(Millis, u64)> = self.predictions.iter().map(|(&k, v)| (v.ts, k)).collect();
         p.sort_unstable();
@@ -257,18 +380,26 @@ impl<T: Copy> LabelJoin<T> {
         let mut l: Vec<(Millis, u64)> = self.labels.iter().map(|(&k, v)| (v.1, k)).collect();
         l.sort_unstable();
         self.label_order = l.into();
-        self.changed = 0;
+        self.changes = Changes { dirty: FxHashMap::default(), all: false };
     }
 
     /// Forgets pending predictions of targets for which `gone` is true, and gives their
-    /// memory back.
+    /// memory back. The next snapshot writes a full copy.
     pub fn forget(&mut self, gone: impl Fn(&T) -> bool) {
         self.predictions.retain(|_, p| !gone(&p.target));
-        self.changed = u64::MAX;
+        self.changes = Changes { dirty: FxHashMap::default(), all: true };
         let predictions = &self.predictions;
-        self.prediction_order.retain(|(_, k)| predictions.contains_key(k));
+        self.prediction_order.retain(|&(ts, k)| predictions.get(&k).is_some_and(|p| p.ts == ts));
         self.predictions.shrink_to_fit();
         self.prediction_order.shrink_to_fit();
+    }
+}
+
+impl<T: Copy + PartialEq> LabelJoin<T> {
+    /// Whether two joins hold the same pending entries and counters (their eviction orders
+    /// then agree too).
+    pub fn same_pending(&self, other: &LabelJoin<T>) -> bool {
+        self.counters == other.counters && self.predictions == other.predictions && self.labels == other.labels
     }
 }
 
@@ -300,5 +431,147 @@ mod tests {
         j.expire(10_000);
         assert_eq!(j.pending(), 0);
         assert_eq!(j.counters.predictions_evicted, 5);
+    }
+
+    #[test]
+    fn evicts_the_oldest_by_event_time_whatever_the_arrival_order() {
+        let mut j: LabelJoin<u32> = LabelJoin::new(2, 1000);
+        let p = |ts| PendingPrediction { target: 1, value: Value::Num(0.0), ts };
+        j.prediction("late", p(500));
+        j.prediction("early", p(100));
+        j.prediction("middle", p(300));
+        assert_eq!(j.pending(), 2);
+        assert!(j.label("early", Value::Num(0.0), 600).is_none(), "the oldest goes first");
+        // A repeated prediction moves to its new time; the old place in the order is skipped.
+        j.prediction("late", p(50));
+        j.expire(1200);
+        assert_eq!(j.pending(), 1);
+        assert!(j.label("middle", Value::Num(0.0), 1300).is_some());
+    }
+
+    #[test]
+    fn changes_list_only_what_differs_from_the_last_snapshot() {
+        let mut j: LabelJoin<u32> = LabelJoin::new(100, 10_000);
+        let p = |ts| PendingPrediction { target: 1, value: Value::Num(1.0), ts };
+        assert_eq!(j.take_changes(), JoinChanges::All, "never written: a full copy first");
+        j.prediction("kept", p(1));
+        j.prediction("gone", p(2));
+        j.prediction("brief", p(3));
+        j.label("brief", Value::Num(0.0), 4);
+        let JoinChanges::Changed(c) = j.take_changes() else { panic!("expected changes") };
+        assert_eq!(c.len(), 2, "an id added and matched between snapshots is not written: {c:?}");
+        j.label("gone", Value::Num(0.0), 5);
+        let JoinChanges::Changed(c) = j.take_changes() else { panic!("expected changes") };
+        assert_eq!(c, vec![JoinEntry { id: hash_str("gone"), prediction: None, label: None }]);
+        assert_eq!(j.take_changes(), JoinChanges::Changed(Vec::new()));
+        j.forget(|_| false);
+        assert_eq!(j.take_changes(), JoinChanges::All, "a bulk change asks for a full copy");
+    }
+
+    #[test]
+    fn more_changed_ids_than_can_be_pending_ask_for_a_full_copy() {
+        let mut j: LabelJoin<u32> = LabelJoin::new(10, 1_000_000);
+        j.restored();
+        for i in 0..10 {
+            j.prediction(&format!("p{i}"), PendingPrediction { target: 1, value: Value::Num(0.0), ts: i });
+        }
+        assert!(matches!(j.take_changes(), JoinChanges::Changed(c) if c.len() == 10));
+        for i in 0..20 {
+            j.label(&format!("l{i}"), Value::Num(0.0), 100 + i);
+        }
+        assert_eq!(j.take_changes(), JoinChanges::All);
+    }
+
+    /// A stored copy the way a compacted changelog holds it: the last full copy, then the
+    /// latest change of each id since (and the counters, kept in `meta`).
+    #[derive(Default)]
+    struct Stored {
+        base: Vec<JoinShard<u32>>,
+        changes: std::collections::BTreeMap<u64, JoinEntry<u32>>,
+        counters: JoinCounters,
+    }
+
+    impl Stored {
+        fn snapshot(&mut self, j: &mut LabelJoin<u32>) {
+            self.counters = j.counters;
+            match j.take_changes() {
+                JoinChanges::All => {
+                    self.base = j.shards();
+                    self.changes.clear();
+                }
+                JoinChanges::Changed(c) => self.changes.extend(c.into_iter().map(|e| (e.id, e))),
+            }
+        }
+
+        fn restore(&self, max_pending: usize, max_delay: Millis) -> LabelJoin<u32> {
+            let mut j = LabelJoin::new(max_pending, max_delay);
+            j.counters = self.counters;
+            for shard in &self.base {
+                j.restore_shard(shard.clone());
+            }
+            for e in self.changes.values() {
+                j.restore_entry(*e);
+            }
+            j.restored();
+            j
+        }
+    }
+
+    /// Random predictions, labels, expiry and forgetting, with a snapshot and a restore at
+    /// random points: the restored join holds exactly what the original holds, and from there
+    /// on both evict, match and count alike.
+    #[test]
+    fn a_restored_join_equals_the_original_and_behaves_like_it() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..300 {
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+            let max_pending = [2, 5, 20, 200][rng.gen_range(0..4)];
+            let max_delay = rng.gen_range(200..2000);
+            let mut live: LabelJoin<u32> = LabelJoin::new(max_pending, max_delay);
+            let mut stored = Stored::default();
+            let mut copy: Option<LabelJoin<u32>> = None;
+            let mut now: Millis = 0;
+            for step in 0..400 {
+                now += rng.gen_range(0..20);
+                let id = format!("e{}", rng.gen_range(0..60));
+                let ts = now - rng.gen_range(0..100);
+                let value = if rng.gen_bool(0.5) { Value::Num(rng.gen_range(0..3) as f64) } else { Value::Class(7) };
+                let target = rng.gen_range(0..3u32);
+                let op = rng.gen_range(0..100);
+                let mut both = |f: &mut dyn FnMut(&mut LabelJoin<u32>)| {
+                    f(&mut live);
+                    if let Some(c) = copy.as_mut() {
+                        f(c);
+                    }
+                };
+                match op {
+                    0..=39 => both(&mut |j| {
+                        j.prediction(&id, PendingPrediction { target, value, ts });
+                    }),
+                    40..=69 => both(&mut |j| {
+                        j.label(&id, value, ts);
+                    }),
+                    70..=79 => both(&mut |j| j.expire(now)),
+                    80..=82 => both(&mut |j| j.forget(|&t| t == target)),
+                    _ => {
+                        if let Some(c) = &copy {
+                            assert!(c.same_pending(&live), "seed {seed} step {step}: copy diverged");
+                        }
+                        stored.snapshot(&mut live);
+                        let restored = stored.restore(max_pending, max_delay);
+                        assert!(
+                            restored.same_pending(&live),
+                            "seed {seed} step {step}: restore differs:\n{:?}\n{:?}",
+                            restored,
+                            live
+                        );
+                        copy = Some(restored);
+                    }
+                }
+            }
+            if let Some(c) = &copy {
+                assert!(c.same_pending(&live), "seed {seed}: copy diverged by the end");
+            }
+        }
     }
 }
