@@ -474,6 +474,15 @@ fn every_endpoint_answers_as_documented_on_a_running_service() {
     assert_eq!(r.status, 404);
 
     // ---- metrics: valid exposition, agrees with the JSON, gzip when asked
+    // The consumer lag comes from the client's statistics, every 5 s: wait until it shows the
+    // service caught up.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let v: Value = serde_json::from_str(&api.get("/v1/status").body).unwrap_or(Value::Null);
+            v["consumer_lag"] == 0
+        }),
+        "consumer_lag never reached 0 in /v1/status"
+    );
     let m = api.get("/metrics");
     assert_eq!(m.status, 200);
     spec.check_text("/metrics", &m, "text/plain");
