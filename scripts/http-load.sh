@@ -9,16 +9,16 @@
 #    consumption of the whole topic, from /readyz answering 200 to the committed input position
 #    (the `positions` record of its changelog, committed every second) reaching the end.
 # 3. Loaded: the same with a fresh group while `hey` (Debian package) sends RATE requests/s
-#    (default 1000) spread over /metrics (gzip, as Prometheus asks), /v1/targets?limit=100,
+#    (default 1200) spread over /metrics (gzip, as Prometheus asks), /v1/targets?limit=100,
 #    /v1/alerts and /v1/decisions; prints hey's rates and latencies and the ingestion ratio.
 # 4. Capacity: each endpoint alone, unthrottled (8 connections, 10 s), once ingestion is done.
 #
-# Environment: BROKERS (127.0.0.1:9092), RATE (1000), PORT (9471).
+# Environment: BROKERS (127.0.0.1:9092), RATE (1200), PORT (9471).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/target/release/driftwatch"
 B="${BROKERS:-127.0.0.1:9092}"
-RATE="${RATE:-1000}"
+RATE="${RATE:-1200}"
 PORT="${PORT:-9471}"
 ID="load$$-$(date +%s)"
 WORK="$(mktemp -d)"
