@@ -98,7 +98,7 @@ fn row(t: &TargetOverview) -> String {
         t.baseline.as_deref().unwrap_or("-"),
         t.events,
         t.window_error_rate * 100.0,
-        t.latency_p99_ms.map_or("-".into(), |p| format!("{p:.1}")),
+        t.latency_ms.map_or("-".into(), |[_, _, p99]| format!("{p99:.1}")),
         t.error_rate_e_value.map_or("-".into(), |e| if e >= 1e6 { ">1e6".into() } else { format!("{e:.1}") }),
         t.state,
         if drift.is_empty() { String::new() } else { format!("  [{drift}]") }

@@ -60,8 +60,6 @@ pub struct TargetOverview {
     pub window_error_rate: f64,
     /// Latency quantiles (p50, p90, p99) in the current latency window.
     pub latency_ms: Option<[f64; 3]>,
-    /// p99 latency in the current latency window.
-    pub latency_p99_ms: Option<f64>,
     /// Latency samples and their sum in milliseconds, since first seen.
     pub latency_total: (u64, f64),
     /// Current e-value of the error-rate test (candidates).
@@ -552,7 +550,6 @@ impl Engine {
             window_errors: window.errors,
             window_error_rate: window.error_rate(),
             latency_ms,
-            latency_p99_ms: latency_ms.map(|l| l[2]),
             latency_total: t.latency_total,
             error_rate_e_value: t.candidate.as_ref().map(|c| c.last_log_e_regression.exp()),
             drift: t
@@ -1293,6 +1290,11 @@ impl Engine {
 
     fn error_rate_threshold(&self) -> f64 {
         (1.0 / (self.cfg.error_rate.alpha * (1.0 - REFERENCE_ALPHA_SHARE))).ln()
+    }
+
+    /// The e-value at which the error-rate test decides a rollback.
+    pub fn error_rate_e_value_threshold(&self) -> f64 {
+        self.error_rate_threshold().exp()
     }
 
     fn check_error_rate(&mut self, id: TargetId, decided_at: Millis) {

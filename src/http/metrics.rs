@@ -193,12 +193,7 @@ pub fn render(v: &View) -> Rendered {
     }
     let alerts = v.alerts();
     o.family("driftwatch_active_findings", "gauge", "Active findings (see /v1/alerts) by finding and severity.");
-    for finding in ["rollback", "retrain", "review", "suspect"] {
-        let severity = match finding {
-            "rollback" => "critical",
-            "suspect" => "info",
-            _ => "warning",
-        };
+    for (_, finding, severity, _, _) in super::FINDINGS {
         let n = alerts.iter().filter(|a| a["finding"] == finding).count();
         o.sample("driftwatch_active_findings", &format!("finding=\"{finding}\",severity=\"{severity}\""), n as f64);
     }

@@ -307,7 +307,7 @@ impl Observer for Publisher {
             decisions: self.published.clone(),
             decision_counts: self.published_counts.clone(),
             thresholds: Thresholds {
-                error_rate_e_value: 1.0 / (cfg.error_rate.alpha * 0.9),
+                error_rate_e_value: engine.error_rate_e_value_threshold(),
                 drift_psi: cfg.drift.psi_threshold,
                 latency_ratio: cfg.latency.max_ratio,
                 accuracy_drop: cfg.accuracy.rollback_drop,
@@ -791,10 +791,22 @@ async fn decisions(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Resul
     Ok(json_response(&json!({"decisions": items, "next_cursor": next, "retained": v.decisions.len()})))
 }
 
+/// Target states that are findings: (state, finding, severity, alert state, the command that
+/// stands behind it).
+pub const FINDINGS: [(&str, &str, &str, &str, Option<CommandKind>); 4] = [
+    ("rolled_back", "rollback", "critical", "firing", Some(CommandKind::Rollback)),
+    ("retrain", "retrain", "warning", "firing", Some(CommandKind::Retrain)),
+    ("review", "review", "warning", "firing", Some(CommandKind::Review)),
+    ("suspect", "suspect", "info", "pending", None),
+];
+
 /// The active findings of a view, newest state first.
 pub fn active_alerts(v: &View) -> Vec<Value> {
     let mut out = Vec::new();
-    for t in v.targets.iter().filter(|t| matches!(t.state, "rolled_back" | "retrain" | "review" | "suspect")) {
+    for t in &v.targets {
+        let Some(&(_, finding, severity, state, command_kind)) = FINDINGS.iter().find(|f| f.0 == t.state) else {
+            continue;
+        };
         let target =
             json!({"kind": t.kind.as_str(), "name": t.name, "version": t.version, "baseline_version": t.baseline});
         let id = format!("{}/{}/{}", t.kind.as_str(), t.name, t.version);
@@ -806,13 +818,7 @@ pub fn active_alerts(v: &View) -> Vec<Value> {
                     && d.command.target.version == t.version
             })
         };
-        let (finding, severity, state, command) = match t.state {
-            "rolled_back" => ("rollback", "critical", "firing", last(CommandKind::Rollback)),
-            "retrain" => ("retrain", "warning", "firing", last(CommandKind::Retrain)),
-            "review" => ("review", "warning", "firing", last(CommandKind::Review)),
-            "suspect" => ("suspect", "info", "pending", None),
-            _ => continue,
-        };
+        let command = command_kind.and_then(last);
         let summary = match (finding, command) {
             (_, Some(d)) => {
                 let e = &d.command.evidence;
