@@ -4,7 +4,9 @@
 #   bash scripts/kafka.sh up && cargo build --release && bash scripts/kafka-throughput.sh
 #
 # 1. Produces N (default 2,000,000) `mixed` events onto a fresh 1-partition topic.
-# 2. Times a bare consumer (kcat) reading the whole topic.
+# 2. Times two bare consumers reading the whole topic: kcat (librdkafka's C API, partitions
+#    assigned directly, no group) and `examples/bare_consumer.rs` (the service's client library and API:
+#    rdkafka, one message per poll, a consumer group, read_committed), which only counts.
 # 3. Times `driftwatch run` (at-least-once, then exactly-once; fresh group, changelog and output
 #    topics each) from start until its committed input position reaches the end of the topic,
 #    read from the `positions` record of its changelog (read_committed) as soon as it is
@@ -29,6 +31,8 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 [[ -x "$BIN" ]] || { echo "build first: cargo build --release" >&2; exit 1; }
+(cd "$ROOT" && cargo build --release --quiet --example bare_consumer)
+BARE_RS="$ROOT/target/release/examples/bare_consumer"
 command -v kcat >/dev/null || { echo "kcat is needed" >&2; exit 1; }
 now() { date +%s.%N; }
 
@@ -71,6 +75,11 @@ t1=$(now)
 BARE=$(echo "$t1 - $t0" | bc)
 BARE_RATE=$(echo "$TOTAL / $BARE" | bc)
 printf 'bare consumer (kcat -C -o beginning -e): %.2f s, %d events/s\n' "$BARE" "$BARE_RATE"
+t0=$(now)
+"$BARE_RS" "$B" "$T" >"$WORK/bare_rs.out"
+t1=$(now)
+RS=$(echo "$t1 - $t0" | bc)
+printf 'bare rdkafka consumer (examples/bare_consumer.rs): %.2f s, %d events/s; its own clock: %s\n' "$RS" "$(echo "$TOTAL / $RS" | bc)" "$(cat "$WORK/bare_rs.out")"
 
 # --- driftwatch run ------------------------------------------------------------------------
 # Follows the changelog CL (read_committed) and prints the time at which a positions record
@@ -122,13 +131,13 @@ run_mode() { # run_mode NAME DELIVERY
   kill -TERM "$pid"
   wait "$pid" || true
   local secs; secs=$(echo "$t1 - $t0" | bc)
-  printf '%s (%s, commit_interval %s): %.2f s, %d events/s, %.2f of the bare consumer; %s\n' \
+  printf '%s (%s, commit_interval %s): %.2f s, %d events/s, %.2f of kcat, %.2f of the rdkafka consumer; %s\n' \
     "driftwatch run" "$2" "$CI" "$secs" "$(echo "$TOTAL / $secs" | bc)" "$(echo "($BARE / $secs)" | bc -l)" \
-    "$(tail -n 1 "$WORK/$1.log")"
+    "$(echo "($RS / $secs)" | bc -l)" "$(tail -n 1 "$WORK/$1.log")"
   ta=$(logged_at "$WORK/$1.log" "input partitions")
   if [[ -n "$ta" ]]; then
     secs=$(echo "$t1 - $ta" | bc)
-    printf '  from partition assignment (%.2f s after start): %.2f s, %d events/s, %.2f of the bare consumer\n' \
+    printf '  from partition assignment (%.2f s after start): %.2f s, %d events/s, %.2f of kcat\n' \
       "$(echo "$ta - $t0" | bc)" "$secs" "$(echo "$TOTAL / $secs" | bc)" "$(echo "($BARE / $secs)" | bc -l)"
   fi
 }

@@ -279,11 +279,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, BadInput> {
     Decoder::default().decode(bytes)
 }
 
-/// A decoder that recycles the feature list's allocation from one event to the next.
+/// A decoder that recycles feature lists' allocations from one event to the next.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    spare: Features<'static>,
+    spares: Vec<Features<'static>>,
 }
+
+/// Spare feature lists a decoder keeps at most (one per event of a batch in flight).
+const MAX_SPARES: usize = 4096;
 
 /// Empties a feature list and re-types it for another lifetime, keeping its allocation
 /// (in-place collection reuses the buffer: the element layout does not depend on lifetimes).
@@ -292,18 +295,28 @@ fn recycle<'b>(v: Features<'_>) -> Features<'b> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
+/// An event's feature list, emptied, to hand to [`Decoder::give`] (possibly on another thread).
+pub fn spare_features(ev: Event<'_>) -> Features<'static> {
+    recycle(ev.features)
+}
+
 impl Decoder {
     /// Decodes one event, borrowing from `bytes`.
     pub fn decode<'a>(&mut self, bytes: &'a [u8]) -> Result<Event<'a>, BadInput> {
-        let mut raw = RawEvent { features: recycle(std::mem::take(&mut self.spare)), ..RawEvent::default() };
+        let mut raw = RawEvent { features: recycle(self.spares.pop().unwrap_or_default()), ..RawEvent::default() };
         scan_event(bytes, &mut raw)?;
         validate(&mut raw)
     }
 
     /// Hands an event's feature list back for reuse by the next [`Decoder::decode`].
     pub fn recycle(&mut self, ev: Event<'_>) {
-        if ev.features.capacity() > self.spare.capacity() {
-            self.spare = recycle(ev.features);
+        self.give(spare_features(ev));
+    }
+
+    /// Keeps an emptied feature list for reuse.
+    pub fn give(&mut self, features: Features<'static>) {
+        if features.capacity() > 0 && self.spares.len() < MAX_SPARES {
+            self.spares.push(features);
         }
     }
 }

@@ -14,7 +14,8 @@
 //! here needs to share a runtime with the HTTP server.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -33,7 +34,7 @@ use tracing::{debug, error, info, warn};
 use crate::command::{Command, CommandKind};
 use crate::config::{Config, Duration};
 use crate::engine::{Engine, Position};
-use crate::event::Decoder;
+use crate::event::{spare_features, BadInput, Decoder, Event, Features};
 use crate::replay::wall_ms;
 
 /// Delivery guarantee of commands.
@@ -196,6 +197,9 @@ pub enum ServiceError {
     /// A profile in config cannot be loaded.
     #[error("{0}")]
     Profile(String),
+    /// The poll thread could not start, stopped or panicked.
+    #[error("{0}")]
+    Thread(String),
 }
 
 fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> ServiceError {
@@ -210,6 +214,7 @@ impl ServiceError {
                 matches!(source, KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_))
             }
             ServiceError::State(_) | ServiceError::Profile(_) => true,
+            ServiceError::Thread(_) => false,
         }
     }
 }
@@ -598,9 +603,11 @@ fn session(
 ) -> Result<(), ServiceError> {
     let k = &cfg.kafka;
     let eos = k.delivery == Delivery::ExactlyOnce;
+    let started = Instant::now();
     if k.create_topics {
         ensure_topics(k, brokers)?;
     }
+    let topics_ready = started.elapsed();
     let mut pconf = k.producer_properties.clone();
     pconf.entry("compression.type".into()).or_insert_with(|| "lz4".into());
     pconf.entry("message.max.bytes".into()).or_insert_with(|| "16777216".into());
@@ -617,7 +624,9 @@ fn session(
         // changelog read next has no pending records.
         producer.init_transactions(StdDuration::from_secs(60)).map_err(kafka("initialising transactions"))?;
     }
+    let producer_ready = started.elapsed();
     let state = read_changelog(k, brokers)?;
+    let changelog_read = started.elapsed();
     let positions: Positions = state
         .get(POSITIONS_KEY)
         .and_then(|b| serde_json::from_slice::<Vec<(String, i32, i64)>>(b).ok())
@@ -630,7 +639,15 @@ fn session(
         Engine::new(cfg.clone())
     };
     crate::profile::load_profiles(cfg, &mut engine).map_err(|e| ServiceError::Profile(e.to_string()))?;
-    info!("state restored: {} targets, {} input positions", engine.target_count(), positions.len());
+    info!(
+        "state restored: {} targets, {} input positions (topics {} ms, producer {} ms, changelog {} ms, engine {} ms)",
+        engine.target_count(),
+        positions.len(),
+        topics_ready.as_millis(),
+        (producer_ready - topics_ready).as_millis(),
+        (changelog_read - producer_ready).as_millis(),
+        (started.elapsed() - changelog_read).as_millis(),
+    );
     observer.restored(&engine);
 
     let positions = Arc::new(Mutex::new(positions));
@@ -656,10 +673,212 @@ fn session(
         producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
     }
 
+    let stop = AtomicBool::new(false);
+    let queued = AtomicUsize::new(0);
+    let committer = Committer { k, eos, producer: &producer, consumer: &consumer, positions: &positions };
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(IN_FLIGHT_BATCHES);
+        let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
+        let poller = std::thread::Builder::new()
+            .name("dw-poll".into())
+            .spawn_scoped(scope, || poll_input(&consumer, full_tx, spare_rx, &queued, &stop))
+            .map_err(|e| ServiceError::Thread(format!("starting the poll thread: {e}")))?;
+        let _stop = StopOnDrop(&stop);
+        let result = process(
+            cfg,
+            Loop { committer, input: full_rx, spare: spare_tx, queued: &queued, assigned: &assigned },
+            engine,
+            shutdown,
+            observer,
+            stats,
+        );
+        drop(_stop);
+        if poller.join().is_err() {
+            return Err(ServiceError::Thread("the poll thread panicked".into()));
+        }
+        result
+    })
+}
+
+/// Messages polled and not yet ingested, at most this many batches (plus librdkafka's own
+/// prefetch queue).
+const IN_FLIGHT_BATCHES: usize = 4;
+/// Messages per batch handed from the poll thread to the engine thread.
+const BATCH_MESSAGES: usize = 1024;
+
+/// Polled input, copied out of librdkafka's buffers so the poll thread can go on, and decoded
+/// there: the engine thread only ingests.
+#[derive(Default)]
+struct Batch {
+    /// Keys and payloads, back to back, while the poll thread fills the batch.
+    data: Vec<u8>,
+    /// Topic names the items refer to by index.
+    topics: Vec<String>,
+    items: Vec<Polled>,
+    /// `data` with one decoding result per message item, in order.
+    decoded: Option<DecodedBatch>,
+    /// Emptied feature lists, on their way back to the poll thread's decoder.
+    spares: Vec<Features<'static>>,
+}
+
+type Decoded<'a> = Vec<Result<Event<'a>, BadInput>>;
+
+self_cell::self_cell!(
+    /// Keys and payloads with the events decoded from (and borrowing) them.
+    struct DecodedBatch {
+        owner: Vec<u8>,
+        #[covariant]
+        dependent: Decoded,
+    }
+);
+
+enum Polled {
+    Message {
+        topic: usize,
+        partition: i32,
+        offset: i64,
+        key: Option<(usize, usize)>,
+        payload: (usize, usize),
+    },
+    /// The partition is read to its end (for now).
+    End(i32),
+    Error(KafkaError),
+}
+
+impl Batch {
+    fn push(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let topic = match self.topics.iter().position(|t| t == m.topic()) {
+            Some(i) => i,
+            None => {
+                self.topics.push(m.topic().to_owned());
+                self.topics.len() - 1
+            }
+        };
+        let key = m.key().map(|k| {
+            let start = self.data.len();
+            self.data.extend_from_slice(k);
+            (start, self.data.len())
+        });
+        let start = self.data.len();
+        self.data.extend_from_slice(m.payload().unwrap_or(&[]));
+        let payload = (start, self.data.len());
+        self.items.push(Polled::Message { topic, partition: m.partition(), offset: m.offset(), key, payload });
+    }
+
+    /// Decodes every message of the batch.
+    fn decode(&mut self, decoder: &mut Decoder) {
+        for f in self.spares.drain(..) {
+            decoder.give(f);
+        }
+        let items = &self.items;
+        self.decoded = Some(DecodedBatch::new(std::mem::take(&mut self.data), |data| {
+            items
+                .iter()
+                .filter_map(|item| match item {
+                    Polled::Message { payload, .. } => Some(decoder.decode(&data[payload.0..payload.1])),
+                    _ => None,
+                })
+                .collect()
+        }));
+    }
+
+    /// Empties the batch for reuse, keeping its allocations.
+    fn clear(&mut self) {
+        if let Some(decoded) = self.decoded.take() {
+            self.data = decoded.into_owner();
+        }
+        self.data.clear();
+        self.topics.clear();
+        self.items.clear();
+    }
+}
+
+/// Sets the flag when dropped: the poll thread stops however the engine thread's loop ends.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The poll thread: polls the consumer (which also runs the rebalance callback) and hands
+/// batches of copied messages, partition ends and errors to the engine thread, in order.
+/// Returns when `stop` is set or the engine thread is gone.
+fn poll_input(
+    consumer: &BaseConsumer<Ctx>,
+    full: SyncSender<Batch>,
+    spare: Receiver<Batch>,
+    queued: &AtomicUsize,
+    stop: &AtomicBool,
+) {
+    let mut batch = Batch::default();
     let mut decoder = Decoder::default();
-    // Per input partition: (topic, partition, engine source, next offset), found by a short
-    // linear scan so the hot path allocates nothing.
-    let mut sources: Vec<(String, i32, u32, i64)> = Vec::new();
+    let mut hand_over = |batch: &mut Batch| -> bool {
+        // Decoding is shared: this thread decodes while the engine thread has batches waiting
+        // (it is the slower one), else the engine thread decodes what it gets.
+        if queued.load(Ordering::Relaxed) > 0 {
+            batch.decode(&mut decoder);
+        }
+        let next = spare.try_recv().unwrap_or_default();
+        queued.fetch_add(1, Ordering::Relaxed);
+        full.send(std::mem::replace(batch, next)).is_ok()
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let polled = match consumer.poll(StdDuration::ZERO) {
+            None => {
+                // Nothing ready: what is batched goes now, then wait for more.
+                if !batch.items.is_empty() && !hand_over(&mut batch) {
+                    return;
+                }
+                consumer.poll(StdDuration::from_millis(50))
+            }
+            some => some,
+        };
+        let urgent = match polled {
+            None => false,
+            Some(Ok(m)) => {
+                batch.push(&m);
+                batch.items.len() >= BATCH_MESSAGES
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                batch.items.push(Polled::End(p));
+                true
+            }
+            Some(Err(e)) => {
+                batch.items.push(Polled::Error(e));
+                true
+            }
+        };
+        if urgent && !hand_over(&mut batch) {
+            return;
+        }
+    }
+}
+
+/// What the engine thread's loop works with.
+struct Loop<'a> {
+    committer: Committer<'a>,
+    input: Receiver<Batch>,
+    spare: mpsc::Sender<Batch>,
+    /// Batches sent and not yet received.
+    queued: &'a AtomicUsize,
+    assigned: &'a AtomicBool,
+}
+
+/// The engine thread: decode, ingest, publish, commit.
+fn process(
+    cfg: &Config,
+    l: Loop<'_>,
+    mut engine: Engine,
+    shutdown: &AtomicBool,
+    observer: &mut dyn Observer,
+    stats: &mut ServiceStats,
+) -> Result<(), ServiceError> {
+    let Loop { committer, input, spare, queued, assigned } = l;
+    let mut decoder = Decoder::default();
+    let (k, producer, consumer, positions) = (committer.k, committer.producer, committer.consumer, committer.positions);
+    let mut sources: Vec<Source> = Vec::new();
     let mut pending_published: Vec<Command> = Vec::new();
     let commit_every = StdDuration::from_millis(k.commit_interval.0 as u64);
     let idle_after = StdDuration::from_millis(k.idle_timeout.0 as u64);
@@ -668,99 +887,58 @@ fn session(
     let mut idle_base: Option<(i64, Instant)> = None;
     let mut last_observe = Instant::now() - StdDuration::from_secs(1);
     let mut dirty = false;
+    // Since when the input has been read without reaching the end of every partition.
+    let mut behind_since: Option<Instant> = None;
     let mut at_end: std::collections::HashSet<i32> = std::collections::HashSet::new();
+    let store_positions = |sources: &[Source]| {
+        if let Ok(mut p) = positions.lock() {
+            for (t, part, _, next) in sources {
+                p.insert((t.clone(), *part), *next);
+            }
+        }
+    };
 
-    let committer = Committer { k, eos, producer: &producer, consumer: &consumer, positions: &positions };
     loop {
         if shutdown.load(Ordering::SeqCst) {
-            if let Ok(mut p) = positions.lock() {
-                for (t, part, _, next) in &sources {
-                    p.insert((t.clone(), *part), *next);
-                }
-            }
+            store_positions(&sources);
             committer.commit(&mut engine, &mut pending_published, stats, observer)?;
             info!("shut down cleanly after {} messages", stats.messages);
             let _ = producer.flush(StdDuration::from_secs(10));
             return Ok(());
         }
         let mut received = false;
-        // A poll that may wait reads the clock more: only when nothing is ready.
-        let polled = match consumer.poll(StdDuration::ZERO) {
-            None => consumer.poll(StdDuration::from_millis(100)),
-            some => some,
+        let batch = match input.recv_timeout(StdDuration::from_millis(100)) {
+            Ok(b) => {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                Some(b)
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return Err(ServiceError::Thread("the poll thread stopped".into())),
         };
-        match polled {
-            None => {}
-            Some(Err(e)) => {
-                if let KafkaError::PartitionEOF(p) = e {
-                    at_end.insert(p);
-                    continue;
-                }
-                warn!("consumer: {e}");
-                if e.rdkafka_error_code().is_some_and(|c| matches!(c, RDKafkaErrorCode::Fatal)) {
-                    return Err(ServiceError::Kafka { context: "consuming", source: e });
-                }
+        if let Some(mut batch) = batch {
+            if batch.decoded.is_none() {
+                batch.decode(&mut decoder);
             }
-            Some(Ok(m)) => {
-                received = true;
-                idle_base = None;
-                stats.messages += 1;
-                dirty = true;
-                let topic = m.topic();
-                let partition = m.partition();
-                if !at_end.is_empty() {
-                    at_end.remove(&partition);
-                }
-                let offset = m.offset();
-                let slot = match sources.iter().position(|(t, p, _, _)| *p == partition && t == topic) {
-                    Some(i) => i,
-                    None => {
-                        let id = engine.register_source(&format!("{topic}/{partition}"));
-                        sources.push((topic.to_owned(), partition, id, 0));
-                        sources.len() - 1
-                    }
-                };
-                sources[slot].3 = offset + 1;
-                let source = sources[slot].2;
-                let pos = Position { source, offset: offset.max(0) as u64 };
-                let payload = m.payload().unwrap_or(&[]);
-                let result = match decoder.decode(payload) {
-                    Ok(ev) => {
-                        let r = engine.ingest(&ev, pos);
-                        decoder.recycle(ev);
-                        r
-                    }
-                    Err(bad) => {
-                        engine.reject(&bad);
-                        Err(bad)
-                    }
-                };
-                engine.note_offset(pos);
-                if let Err(bad) = result {
-                    stats.dead_letters += 1;
-                    let origin = format!("{topic}/{partition}/{offset}");
-                    let headers = OwnedHeaders::new()
-                        .insert(Header { key: "driftwatch.reason", value: Some(bad.reason.as_str()) })
-                        .insert(Header { key: "driftwatch.detail", value: Some(bad.detail.as_str()) })
-                        .insert(Header { key: "driftwatch.source", value: Some(origin.as_str()) });
-                    let key = m.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
-                    send(&producer, &k.topics.deadletter, key, Some(payload), Some(headers))?;
-                }
-            }
+            received = ingest_batch(&mut batch, &mut engine, &mut sources, &mut at_end, stats, producer, k)?;
+            batch.clear();
+            let _ = spare.send(batch);
         }
-        // One clock reading per round: the loop runs once per message.
+        // One clock reading per round: the loop runs once per batch.
         let now = Instant::now();
         if received {
             last_message = now;
+            idle_base = None;
+            dirty = true;
         }
-        // Advance event time only once every assigned partition has been read to its end:
-        // a consumer still joining the group or fetching is not idle input.
-        let caught_up = now - last_message >= idle_after
+        // Every assigned partition read to its end: a consumer still joining the group or
+        // fetching is not caught up.
+        let caught_up = !at_end.is_empty()
             && assigned.load(Ordering::SeqCst)
             && consumer
                 .assignment()
                 .is_ok_and(|a| a.count() > 0 && a.elements().iter().all(|e| at_end.contains(&e.partition())));
-        if caught_up {
+        // Advance event time only once caught up and idle for `idle_timeout`.
+        if caught_up && now - last_message >= idle_after {
             // No input: let event time follow the wall clock from the newest event seen.
             if let Some(max) = engine.max_event_time() {
                 let (base_ts, since) = *idle_base.get_or_insert((max, Instant::now()));
@@ -769,28 +947,36 @@ fn session(
                 dirty = true;
             }
         }
+        let mut decided = false;
         if engine.has_commands() {
             let now = wall_ms();
             for mut c in engine.drain_commands() {
                 c.stamp(now);
                 let json = c.to_json();
                 let key = c.key();
-                send(&producer, k.topics.for_command(c.command), &key, Some(json.as_bytes()), None)?;
-                send(&producer, &k.topics.decisions, &key, Some(json.as_bytes()), None)?;
+                send(producer, k.topics.for_command(c.command), &key, Some(json.as_bytes()), None)?;
+                send(producer, &k.topics.decisions, &key, Some(json.as_bytes()), None)?;
                 pending_published.push(c);
             }
             engine.stamp_decisions(now);
+            decided = true;
         }
-        // Serves delivery reports; every message would be needlessly often.
-        if !received || stats.messages.is_multiple_of(1024) {
-            producer.poll(StdDuration::ZERO);
+        producer.poll(StdDuration::ZERO);
+        // Commit every `commit_interval`; sooner when commands wait to be committed (they are
+        // what subscribers wait for), and as soon as a backlog longer than one interval has
+        // been read to its end (a restart would otherwise read it again).
+        let backlog_done = caught_up && behind_since.is_some_and(|t| now - t >= commit_every);
+        if caught_up {
+            behind_since = None;
+        } else if received && behind_since.is_none() {
+            behind_since = Some(now);
         }
-        if dirty && now - last_commit >= commit_every {
-            if let Ok(mut p) = positions.lock() {
-                for (t, part, _, next) in &sources {
-                    p.insert((t.clone(), *part), *next);
-                }
-            }
+        let since_commit = now - last_commit;
+        let due = since_commit >= commit_every
+            || backlog_done
+            || ((decided || !pending_published.is_empty()) && since_commit >= EARLY_COMMIT_GAP.min(commit_every));
+        if dirty && due {
+            store_positions(&sources);
             committer.commit(&mut engine, &mut pending_published, stats, observer)?;
             last_commit = Instant::now();
             dirty = false;
@@ -803,3 +989,89 @@ fn session(
         }
     }
 }
+
+/// An input partition: (topic, partition, engine source, next offset), found by a short linear
+/// scan so the hot path allocates nothing.
+type Source = (String, i32, u32, i64);
+
+/// Ingests a batch in order: messages (dead-lettering bad ones), partition ends, errors.
+/// Returns whether it held any message.
+fn ingest_batch(
+    batch: &mut Batch,
+    engine: &mut Engine,
+    sources: &mut Vec<Source>,
+    at_end: &mut std::collections::HashSet<i32>,
+    stats: &mut ServiceStats,
+    producer: &BaseProducer,
+    k: &KafkaConfig,
+) -> Result<bool, ServiceError> {
+    let Batch { topics, items, decoded, spares, .. } = batch;
+    let Some(decoded) = decoded.as_mut() else { return Ok(false) };
+    decoded.with_dependent_mut(|data, events| {
+        let mut events = events.drain(..);
+        let mut received = false;
+        for item in items.iter() {
+            let (topic, partition, offset, key, payload) = match item {
+                Polled::End(p) => {
+                    at_end.insert(*p);
+                    continue;
+                }
+                Polled::Error(e) => {
+                    warn!("consumer: {e}");
+                    if e.rdkafka_error_code().is_some_and(|c| matches!(c, RDKafkaErrorCode::Fatal)) {
+                        return Err(ServiceError::Kafka { context: "consuming", source: e.clone() });
+                    }
+                    continue;
+                }
+                Polled::Message { topic, partition, offset, key, payload } => {
+                    (topics[*topic].as_str(), *partition, *offset, *key, *payload)
+                }
+            };
+            let Some(decoded) = events.next() else {
+                return Err(ServiceError::Thread("a batch lost step with its decoded events".into()));
+            };
+            received = true;
+            stats.messages += 1;
+            if !at_end.is_empty() {
+                at_end.remove(&partition);
+            }
+            let slot = match sources.iter().position(|(t, p, _, _)| *p == partition && t == topic) {
+                Some(i) => i,
+                None => {
+                    let id = engine.register_source(&format!("{topic}/{partition}"));
+                    sources.push((topic.to_owned(), partition, id, 0));
+                    sources.len() - 1
+                }
+            };
+            sources[slot].3 = offset + 1;
+            let pos = Position { source: sources[slot].2, offset: offset.max(0) as u64 };
+            let result = match decoded {
+                Ok(ev) => {
+                    let r = engine.ingest(&ev, pos);
+                    spares.push(spare_features(ev));
+                    r
+                }
+                Err(bad) => {
+                    engine.reject(&bad);
+                    Err(bad)
+                }
+            };
+            engine.note_offset(pos);
+            if let Err(bad) = result {
+                stats.dead_letters += 1;
+                let origin = format!("{topic}/{partition}/{offset}");
+                let headers = OwnedHeaders::new()
+                    .insert(Header { key: "driftwatch.reason", value: Some(bad.reason.as_str()) })
+                    .insert(Header { key: "driftwatch.detail", value: Some(bad.detail.as_str()) })
+                    .insert(Header { key: "driftwatch.source", value: Some(origin.as_str()) });
+                let key = key.and_then(|(a, b)| std::str::from_utf8(&data[a..b]).ok()).unwrap_or("");
+                send(producer, &k.topics.deadletter, key, Some(&data[payload.0..payload.1]), Some(headers))?;
+            }
+        }
+        Ok(received)
+    })
+}
+
+/// Commands waiting for a commit are committed at most this often (and at least every
+/// `commit_interval`).
+const EARLY_COMMIT_GAP: StdDuration = StdDuration::from_millis(100);
