@@ -80,6 +80,8 @@ t0=$(now)
 t1=$(now)
 RS=$(echo "$t1 - $t0" | bc)
 printf 'bare rdkafka consumer (examples/bare_consumer.rs): %.2f s, %d events/s; its own clock: %s\n' "$RS" "$(echo "$TOTAL / $RS" | bc)" "$(cat "$WORK/bare_rs.out")"
+# its rate from the first message to the last, for the service's own "caught up" rate
+RS_STEADY=$(grep -o '[0-9]* events/s$' "$WORK/bare_rs.out" | awk '{print $1}')
 
 # --- driftwatch run ------------------------------------------------------------------------
 # Follows the changelog CL (read_committed) and prints the time at which a positions record
@@ -134,6 +136,11 @@ run_mode() { # run_mode NAME DELIVERY
   printf '%s (%s, commit_interval %s): %.2f s, %d events/s, %.2f of kcat, %.2f of the rdkafka consumer; %s\n' \
     "driftwatch run" "$2" "$CI" "$secs" "$(echo "$TOTAL / $secs" | bc)" "$(echo "($BARE / $secs)" | bc -l)" \
     "$(echo "($RS / $secs)" | bc -l)" "$(tail -n 1 "$WORK/$1.log")"
+  local caught; caught=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/$1.log" | grep -o 'caught up: .*' | head -n 1)
+  if [[ -n "$caught" ]]; then
+    printf '  its own log, first to last message: %s, %.2f of the rdkafka consumer from its first message\n' "$caught" \
+      "$(echo "$(echo "$caught" | grep -o '[0-9]*/s' | tr -d '/s') / $RS_STEADY" | bc -l)"
+  fi
   ta=$(logged_at "$WORK/$1.log" "input partitions")
   if [[ -n "$ta" ]]; then
     secs=$(echo "$t1 - $ta" | bc)

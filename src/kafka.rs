@@ -608,6 +608,31 @@ fn session(
         ensure_topics(k, brokers)?;
     }
     let topics_ready = started.elapsed();
+    // Subscribed first, the group join overlaps the restore: the assignment is only taken (in
+    // the rebalance callback, with the restored positions) once the poll thread starts.
+    let positions: Arc<Mutex<Positions>> = Arc::new(Mutex::new(Positions::new()));
+    let assigned = Arc::new(AtomicBool::new(false));
+    let mut cconf = k.consumer_properties.clone();
+    cconf.insert("group.id".into(), k.group_id.clone());
+    cconf.insert("enable.auto.commit".into(), "false".into());
+    cconf.insert("isolation.level".into(), "read_committed".into());
+    // End-of-partition events tell "caught up" from "still joining the group".
+    cconf.insert("enable.partition.eof".into(), "true".into());
+    cconf.entry("auto.offset.reset".into()).or_insert_with(|| "earliest".into());
+    // Once its queue of fetched messages is full, librdkafka waits this long before fetching
+    // again (default 1 s): the loop would empty the queue well before and then sit idle.
+    cconf.entry("fetch.queue.backoff.ms".into()).or_insert_with(|| "10".into());
+    // The end of a partition is only known from the answer to a fetch at the end, which the
+    // broker holds this long when there is nothing new (default 500 ms): catching up and the
+    // commit that follows would wait for it.
+    cconf.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
+    // Lag for `ServiceStats::lag` comes from the statistics, without a call to the broker.
+    cconf.entry("statistics.interval.ms".into()).or_insert_with(|| "5000".into());
+    let ctx = Ctx { positions: positions.clone(), assigned: assigned.clone(), lag: AtomicI64::new(LAG_UNKNOWN) };
+    let consumer: BaseConsumer<Ctx> =
+        client_config(k, brokers, &cconf).create_with_context(ctx).map_err(kafka("creating the consumer"))?;
+    let topics: Vec<&str> = k.topics.events.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(kafka("subscribing"))?;
     let mut pconf = k.producer_properties.clone();
     pconf.entry("compression.type".into()).or_insert_with(|| "lz4".into());
     pconf.entry("message.max.bytes".into()).or_insert_with(|| "16777216".into());
@@ -627,7 +652,7 @@ fn session(
     let producer_ready = started.elapsed();
     let state = read_changelog(k, brokers)?;
     let changelog_read = started.elapsed();
-    let positions: Positions = state
+    let restored_positions: Positions = state
         .get(POSITIONS_KEY)
         .and_then(|b| serde_json::from_slice::<Vec<(String, i32, i64)>>(b).ok())
         .map(|v| v.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
@@ -642,7 +667,7 @@ fn session(
     info!(
         "state restored: {} targets, {} input positions (topics {} ms, producer {} ms, changelog {} ms, engine {} ms)",
         engine.target_count(),
-        positions.len(),
+        restored_positions.len(),
         topics_ready.as_millis(),
         (producer_ready - topics_ready).as_millis(),
         (changelog_read - producer_ready).as_millis(),
@@ -650,25 +675,9 @@ fn session(
     );
     observer.restored(&engine);
 
-    let positions = Arc::new(Mutex::new(positions));
-    let assigned = Arc::new(AtomicBool::new(false));
-    let mut cconf = k.consumer_properties.clone();
-    cconf.insert("group.id".into(), k.group_id.clone());
-    cconf.insert("enable.auto.commit".into(), "false".into());
-    cconf.insert("isolation.level".into(), "read_committed".into());
-    // End-of-partition events tell "caught up" from "still joining the group".
-    cconf.insert("enable.partition.eof".into(), "true".into());
-    cconf.entry("auto.offset.reset".into()).or_insert_with(|| "earliest".into());
-    // Once its queue of fetched messages is full, librdkafka waits this long before fetching
-    // again (default 1 s): the loop would empty the queue well before and then sit idle.
-    cconf.entry("fetch.queue.backoff.ms".into()).or_insert_with(|| "10".into());
-    // Lag for `ServiceStats::lag` comes from the statistics, without a call to the broker.
-    cconf.entry("statistics.interval.ms".into()).or_insert_with(|| "5000".into());
-    let ctx = Ctx { positions: positions.clone(), assigned: assigned.clone(), lag: AtomicI64::new(LAG_UNKNOWN) };
-    let consumer: BaseConsumer<Ctx> =
-        client_config(k, brokers, &cconf).create_with_context(ctx).map_err(kafka("creating the consumer"))?;
-    let topics: Vec<&str> = k.topics.events.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(kafka("subscribing"))?;
+    if let Ok(mut p) = positions.lock() {
+        *p = restored_positions;
+    }
     if eos {
         producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
     }
@@ -887,8 +896,9 @@ fn process(
     let mut idle_base: Option<(i64, Instant)> = None;
     let mut last_observe = Instant::now() - StdDuration::from_secs(1);
     let mut dirty = false;
-    // Since when the input has been read without reaching the end of every partition.
-    let mut behind_since: Option<Instant> = None;
+    // Since when (and after how many messages) the input has been read without reaching the
+    // end of every partition.
+    let mut behind_since: Option<(Instant, u64)> = None;
     let mut at_end: std::collections::HashSet<i32> = std::collections::HashSet::new();
     let store_positions = |sources: &[Source]| {
         if let Ok(mut p) = positions.lock() {
@@ -915,6 +925,8 @@ fn process(
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return Err(ServiceError::Thread("the poll thread stopped".into())),
         };
+        let messages_before = stats.messages;
+        let arrived = batch.as_ref().map(|_| Instant::now());
         if let Some(mut batch) = batch {
             if batch.decoded.is_none() {
                 batch.decode(&mut decoder);
@@ -965,11 +977,22 @@ fn process(
         // Commit every `commit_interval`; sooner when commands wait to be committed (they are
         // what subscribers wait for), and as soon as a backlog longer than one interval has
         // been read to its end (a restart would otherwise read it again).
-        let backlog_done = caught_up && behind_since.is_some_and(|t| now - t >= commit_every);
+        let mut backlog_done = false;
         if caught_up {
-            behind_since = None;
+            if let Some((since, from)) = behind_since.take() {
+                let took = now - since;
+                backlog_done = took >= commit_every;
+                if backlog_done {
+                    let n = stats.messages - from;
+                    info!(
+                        "caught up: {n} messages in {:.2} s, {:.0}/s",
+                        took.as_secs_f64(),
+                        n as f64 / took.as_secs_f64()
+                    );
+                }
+            }
         } else if received && behind_since.is_none() {
-            behind_since = Some(now);
+            behind_since = Some((arrived.unwrap_or(now), messages_before));
         }
         let since_commit = now - last_commit;
         let due = since_commit >= commit_every
