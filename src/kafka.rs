@@ -261,7 +261,11 @@ type Positions = HashMap<(String, i32), i64>;
 const POSITIONS_KEY: &str = "positions";
 
 struct Ctx {
+    /// Positions of the restored or last committed state.
     positions: Arc<Mutex<Positions>>,
+    /// Where reading stopped when partitions were revoked during this session: a rebalance
+    /// (partitions added, a member joining) must not read again what the engine already has.
+    resume: Mutex<Positions>,
     assigned: Arc<AtomicBool>,
     /// Consumer lag summed over assigned partitions, from the client's statistics
     /// (`LAG_UNKNOWN` until they tell).
@@ -327,13 +331,16 @@ impl ConsumerContext for Ctx {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // Start each partition where the restored state ends, not at the group's offset:
-                // state and position were written together.
-                if let Ok(pos) = self.positions.lock() {
+                // Start each partition where the engine's input ends: where this session stopped
+                // reading it if it was revoked, else where the restored state ends (not at the
+                // group's offset: state and position were written together).
+                if let (Ok(pos), Ok(resume)) = (self.positions.lock(), self.resume.lock()) {
                     let parts: Vec<(String, i32)> =
                         tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
                     for (t, p) in parts {
-                        let offset = pos.get(&(t.clone(), p)).map_or(Offset::Beginning, |&o| Offset::Offset(o));
+                        let key = (t.clone(), p);
+                        let offset =
+                            resume.get(&key).or(pos.get(&key)).map_or(Offset::Beginning, |&o| Offset::Offset(o));
                         let _ = tpl.set_partition_offset(&t, p, offset);
                     }
                 }
@@ -344,8 +351,18 @@ impl ConsumerContext for Ctx {
                 self.assigned.store(true, Ordering::SeqCst);
             }
             _ => {
+                // Every message polled so far is (or is about to be) ingested: remember the
+                // next offset of each partition for when it comes back.
+                if let (Ok(read), Ok(mut resume)) = (consumer.position(), self.resume.lock()) {
+                    for e in read.elements() {
+                        if let Offset::Offset(o) = e.offset() {
+                            resume.insert((e.topic().to_owned(), e.partition()), o);
+                        }
+                    }
+                }
                 let _ = consumer.unassign();
                 self.assigned.store(false, Ordering::SeqCst);
+                info!("input partitions revoked");
             }
         }
     }
@@ -628,7 +645,12 @@ fn session(
     cconf.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
     // Lag for `ServiceStats::lag` comes from the statistics, without a call to the broker.
     cconf.entry("statistics.interval.ms".into()).or_insert_with(|| "5000".into());
-    let ctx = Ctx { positions: positions.clone(), assigned: assigned.clone(), lag: AtomicI64::new(LAG_UNKNOWN) };
+    let ctx = Ctx {
+        positions: positions.clone(),
+        resume: Mutex::new(Positions::new()),
+        assigned: assigned.clone(),
+        lag: AtomicI64::new(LAG_UNKNOWN),
+    };
     let consumer: BaseConsumer<Ctx> =
         client_config(k, brokers, &cconf).create_with_context(ctx).map_err(kafka("creating the consumer"))?;
     let topics: Vec<&str> = k.topics.events.iter().map(String::as_str).collect();

@@ -1,5 +1,6 @@
-//! `driftwatch run` against a real Apache Kafka broker: crashes (kill -9) and a broker outage
-//! neither lose nor duplicate a command; what read_committed consumers see equals `replay`.
+//! `driftwatch run` against a real Apache Kafka broker: crashes (kill -9), a broker outage and
+//! partitions added to the input mid-stream neither lose nor duplicate a command; what
+//! read_committed consumers see equals `replay`.
 //!
 //! Needs a broker: `bash scripts/kafka.sh up`, then
 //! `DRIFTWATCH_TEST_BROKERS=127.0.0.1:9092 cargo test --release`. Without the variable these
@@ -85,6 +86,36 @@ fn finish(s: &Setup, b: &str, svc: &mut Service, timeout: Duration, read_committ
     read_all(b, &topics, read_committed)
 }
 
+/// Starts the service on a live feed of the input (`chunks` parts, `pause` after each; all on
+/// partition 0, the order replay reads) and waits until a fifth of it is committed. A long idle
+/// timeout keeps pauses in the feed from advancing event time (which replay cannot know).
+fn start_live(
+    s: &Setup,
+    b: &str,
+    extra: &[&str],
+    chunks: usize,
+    pause: Duration,
+) -> (Service, std::thread::JoinHandle<()>) {
+    let cfg_text = std::fs::read_to_string(&s.cfg).unwrap().replace("idle_timeout = \"1s\"", "idle_timeout = \"15s\"");
+    std::fs::write(&s.cfg, cfg_text).unwrap();
+    let log = s.dir.join("service.log");
+    let svc = Service::start(&s.cfg, b, extra, log.clone());
+    assert!(wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("state restored")));
+    let feed = {
+        let (b, topic, lines) = (b.to_owned(), s.n.events.clone(), s.lines.clone());
+        std::thread::spawn(move || produce_paced(&b, &topic, &lines, chunks, pause))
+    };
+    let total = s.lines.len() as i64;
+    assert!(
+        wait_until(Duration::from_secs(60), || committed(b, &s.n.group, &s.n.events) >= total / 5),
+        "service made no progress; log:\n{}",
+        svc.log_tail()
+    );
+    (svc, feed)
+}
+
 #[test]
 fn kill_dash_nine_at_three_points_loses_and_duplicates_nothing() {
     let b = brokers();
@@ -129,27 +160,11 @@ fn broker_outage_mid_stream_recovers_without_a_restart() {
     let b = brokers();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = Instant::now();
-    // Input arrives live, so the service is mid-stream when the broker goes; a long idle
-    // timeout keeps the outage itself from advancing event time (which replay cannot know).
+    // Input arrives live (~30 s in 300 chunks), so the service is mid-stream when the broker goes.
     let s = setup("eos-outage", "exactly_once", "");
-    let cfg_text = std::fs::read_to_string(&s.cfg).unwrap().replace("idle_timeout = \"1s\"", "idle_timeout = \"15s\"");
-    std::fs::write(&s.cfg, cfg_text).unwrap();
     let log = s.dir.join("service.log");
-    let mut svc = Service::start(&s.cfg, &b, &[], log.clone());
-    assert!(wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("state restored")));
-    let feed = {
-        let (b, topic, lines) = (b.clone(), s.n.events.clone(), s.lines.clone());
-        // ~30 s of input in 300 chunks.
-        std::thread::spawn(move || produce_paced(&b, &topic, &lines, 300, Duration::from_millis(100)))
-    };
+    let (mut svc, feed) = start_live(&s, &b, &[], 300, Duration::from_millis(100));
     let total = s.lines.len() as i64;
-    assert!(
-        wait_until(Duration::from_secs(60), || committed(&b, &s.n.group, &s.n.events) >= total / 5),
-        "service made no progress; log:\n{}",
-        svc.log_tail()
-    );
     let before = committed(&b, &s.n.group, &s.n.events);
     eprintln!("broker down at committed offset {before} of {total} ({:?})", t0.elapsed());
     kafka_sh("down");
@@ -183,5 +198,70 @@ fn at_least_once_after_a_crash_equals_replay_after_dedup() {
     svc = Service::start(&s.cfg, &b, &[], log.clone());
     let msgs = finish(&s, &b, &mut svc, Duration::from_secs(120), false);
     compare_with_replay(&s.n, &msgs, &s.replayed, true)
+        .unwrap_or_else(|e| panic!("{e}\nservice log: {}", log.display()));
+}
+
+/// Operators add partitions to a busy input topic: the consumer group rebalances mid-stream
+/// (every partition revoked, then assigned again). The service must go on from where it had
+/// read, not from its last commit: every event ingested once, commands exactly replay's.
+#[test]
+fn input_partitions_added_mid_stream_neither_lose_nor_repeat_events() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+
+    let b = brokers();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Metadata refreshed every second, so the new partition is seen (and the group rebalances)
+    // while input is still arriving.
+    let s = setup("eos-grow", "exactly_once", "\"topic.metadata.refresh.interval.ms\" = \"1000\"\n");
+    let log = s.dir.join("service.log");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("local address").to_string()
+    };
+    // ~20 s of live input.
+    let (mut svc, feed) = start_live(&s, &b, &["--http", &addr], 200, Duration::from_millis(100));
+    let total = s.lines.len() as i64;
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::config::ClientConfig::new().set("bootstrap.servers", &b).create().expect("admin client");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let added = rt
+        .block_on(admin.create_partitions(&[NewPartitions::new(&s.n.events, 2)], &AdminOptions::new()))
+        .expect("create partitions");
+    assert!(added.iter().all(|r| r.is_ok()), "adding a partition failed: {added:?}");
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("assigned 2 input partitions")),
+        "the group never took the new partition; log:\n{}",
+        svc.log_tail()
+    );
+    assert!(
+        committed(&b, &s.n.group, &s.n.events) < total,
+        "the input was all read before the rebalance: the test proves nothing"
+    );
+    feed.join().expect("feeder");
+    // The engine's own counts (kept in its state, so a session restarted from the last commit
+    // does not count twice) must add up to the lines produced: nothing read twice.
+    let counted = || -> i64 {
+        let status: serde_json::Value = ureq::get(&format!("http://{addr}/v1/status"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json().ok())
+            .unwrap_or_default();
+        let sum = |k: &str| status[k].as_object().map_or(0, |o| o.values().filter_map(|v| v.as_i64()).sum::<i64>());
+        sum("events_by_type") + sum("bad_input")
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || committed(&b, &s.n.group, &s.n.events) >= total && counted() >= total),
+        "not all input counted: {} of {total}; log:\n{}",
+        counted(),
+        svc.log_tail()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(counted(), total, "events counted by the engine (valid and bad) vs lines produced");
+    let msgs = finish(&s, &b, &mut svc, Duration::from_secs(120), true);
+    eprintln!("rebalances: {}", std::fs::read_to_string(&log).unwrap_or_default().matches("revoked").count());
+    compare_with_replay(&s.n, &msgs, &s.replayed, false)
         .unwrap_or_else(|e| panic!("{e}\nservice log: {}", log.display()));
 }
