@@ -28,7 +28,7 @@ trap cleanup EXIT
 [[ -x "$BIN" ]] || { echo "build first: cargo build --release" >&2; exit 1; }
 command -v hey >/dev/null || { echo "hey is needed: apt-get install hey" >&2; exit 1; }
 command -v kcat >/dev/null || { echo "kcat is needed: apt-get install kcat" >&2; exit 1; }
-now() { date +%s.%N; }
+source "$ROOT/scripts/measure-lib.sh"
 URL="http://127.0.0.1:$PORT"
 
 T="dw.$ID.events"
@@ -37,30 +37,10 @@ kcat -b "$B" -L -t "$T" >/dev/null 2>&1 || true
 TOTAL=$(kcat -b "$B" -Q -t "$T:0:-1" 2>/dev/null | awk '{print $NF}')
 echo "input: $TOTAL events of ten-thousand-targets on $T"
 
-config() { # config NAME → path
-  local f="$WORK/$1.toml"
-  cat >"$f" <<EOF
-[kafka]
-group_id = "dw-$ID-$1"
-transactional_id = "dw-$ID-$1-tx"
-delivery = "at_least_once"
-partitions = 1
-[kafka.topics]
-events = ["$T"]
-rollback = "dw.$ID.$1.rollback"
-retrain = "dw.$ID.$1.retrain"
-review = "dw.$ID.$1.review"
-promote = "dw.$ID.$1.promote"
-decisions = "dw.$ID.$1.decisions"
-deadletter = "dw.$ID.$1.deadletter"
-changelog = "dw.$ID.$1.changelog"
-EOF
-  echo "$f"
-}
 
 # run_once NAME LOAD(0/1): prints the ingestion rate
 run_once() {
-  local cfg; cfg=$(config "$1")
+  local cfg; cfg=$(run_config "$1" at_least_once "$T")
   "$BIN" run --config "$cfg" --brokers "$B" --http "127.0.0.1:$PORT" 2>"$WORK/$1.log" &
   local pid=$!
   PIDS+=("$pid")
@@ -77,9 +57,8 @@ run_once() {
     PIDS+=("${hp[@]}")
   fi
   # Done when the committed input position (in the changelog's positions record) is the end.
-  kcat -C -b "$B" -t "dw.$ID.$1.changelog" -o beginning -u -q -X isolation.level=read_committed -f '%k\t%s\n' 2>/dev/null |
-    awk -F'\t' -v total="$TOTAL" '$1 == "positions" { n = split($2, a, ","); o = a[n]; gsub(/[^0-9]/, "", o); if (o + 0 >= total) exit }' || true
-  local t1; t1=$(now)
+  until kcat -b "$B" -L -t "dw.$ID.$1.changelog" 2>/dev/null | grep -q "partition 0"; do sleep 0.1; done
+  local t1; t1=$(until_positions "$B" "dw.$ID.$1.changelog" "$T" "$TOTAL")
   local secs; secs=$(echo "$t1 - $t0" | bc)
   RATE_OUT=$(echo "$TOTAL / $secs" | bc)
   if [[ "$2" == 1 ]]; then

@@ -34,29 +34,8 @@ trap cleanup EXIT
 (cd "$ROOT" && cargo build --release --quiet --example bare_consumer)
 BARE_RS="$ROOT/target/release/examples/bare_consumer"
 command -v kcat >/dev/null || { echo "kcat is needed" >&2; exit 1; }
-now() { date +%s.%N; }
+source "$ROOT/scripts/measure-lib.sh"
 
-config() { # config NAME DELIVERY INPUT_TOPIC → path
-  local f="$WORK/$1.toml"
-  cat >"$f" <<EOF
-[kafka]
-group_id = "dw-$ID-$1"
-transactional_id = "dw-$ID-$1-tx"
-delivery = "$2"
-commit_interval = "$CI"
-partitions = 1
-[kafka.topics]
-events = ["$3"]
-rollback = "dw.$ID.$1.rollback"
-retrain = "dw.$ID.$1.retrain"
-review = "dw.$ID.$1.review"
-promote = "dw.$ID.$1.promote"
-decisions = "dw.$ID.$1.decisions"
-deadletter = "dw.$ID.$1.deadletter"
-changelog = "dw.$ID.$1.changelog"
-EOF
-  echo "$f"
-}
 
 # --- input -------------------------------------------------------------------------------
 T="dw.$ID.events"
@@ -84,28 +63,6 @@ printf 'bare rdkafka consumer (examples/bare_consumer.rs): %.2f s, %d events/s; 
 RS_STEADY=$(grep -o '[0-9]* events/s$' "$WORK/bare_rs.out" | awk '{print $1}')
 
 # --- driftwatch run ------------------------------------------------------------------------
-# Follows the changelog CL (read_committed) and prints the time at which a positions record
-# says the input is read up to offset TOTAL. Lines are handled as they arrive (awk may wait
-# for a full input buffer), and the follower does not wait for kcat to exit.
-until_positions() { # until_positions CL
-  python3 - "$B" "$1" "$T" "$TOTAL" <<'EOF'
-import json, subprocess, sys, time
-brokers, changelog, topic, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-kcat = subprocess.Popen(["kcat", "-C", "-b", brokers, "-t", changelog, "-o", "beginning", "-u", "-q",
-                         "-X", "isolation.level=read_committed", "-f", "%k\t%s\n"],
-                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-for line in kcat.stdout:
-    if line.startswith(b"positions\t"):
-        try:
-            done = any(t == topic and o >= total for t, _, o in json.loads(line[10:]))
-        except ValueError:
-            continue
-        if done:
-            print("%.6f" % time.time())
-            break
-kcat.kill()
-EOF
-}
 
 # Prints the time of the first line of the service log FILE containing TEXT, or nothing.
 logged_at() { # logged_at FILE TEXT
@@ -120,7 +77,7 @@ EOF
 }
 
 run_mode() { # run_mode NAME DELIVERY
-  local cfg; cfg=$(config "$1" "$2" "$T")
+  local cfg; cfg=$(run_config "$1" "$2" "$T" "$CI")
   local cl="dw.$ID.$1.changelog"
   local t0 t1 ta
   t0=$(now)
@@ -129,7 +86,7 @@ run_mode() { # run_mode NAME DELIVERY
   PIDS+=("$pid")
   # wait for the changelog to exist, then follow its positions records
   until kcat -b "$B" -L -t "$cl" 2>/dev/null | grep -q "partition 0"; do sleep 0.1; done
-  t1=$(until_positions "$cl")
+  t1=$(until_positions "$B" "$cl" "$T" "$TOTAL")
   kill -TERM "$pid"
   wait "$pid" || true
   local secs; secs=$(echo "$t1 - $t0" | bc)
@@ -155,7 +112,7 @@ run_mode eos exactly_once
 LT="dw.$ID.lat.events"
 kcat -b "$B" -L -t "$LT" >/dev/null 2>&1 || true
 "$BIN" simulate --scenario canary-error --out "$WORK/canary.jsonl"
-cfg=$(config lat exactly_once "$LT")
+cfg=$(run_config lat exactly_once "$LT" "$CI")
 TRIGGER=$("$BIN" replay -q --config "$cfg" "$WORK/canary.jsonl" | head -n 1 |
   python3 -c 'import sys, json; c = json.load(sys.stdin); print(list(c["evidence"]["input_offsets"].values())[0])')
 LINES=$(wc -l <"$WORK/canary.jsonl")

@@ -1,17 +1,20 @@
 //! The Kafka driver of `driftwatch run`: consume events, decide, publish commands, keep state.
 //!
-//! One session is: create missing topics; create the producer (transactional in exactly-once
-//! mode, which also fences a previous instance and aborts its open transaction); restore the
-//! engine from the compacted changelog topic; subscribe, starting every assigned partition at
-//! the position stored with that state; then loop: poll, decode, ingest, publish commands and
-//! dead letters; every `commit_interval`, write the changed state records and the input
-//! positions and commit — in one Kafka transaction with the consumer offsets in exactly-once
-//! mode, or flush-then-commit in at-least-once mode. Any Kafka error ends the session; the
-//! next session starts again from the last committed state, so an aborted transaction, a
-//! fenced producer or a broker outage never loses nor duplicates a command.
+//! One session is: create missing topics; subscribe (the group join proceeds while the rest
+//! starts); create the producer (transactional in exactly-once mode, which also fences a
+//! previous instance and aborts its open transaction); restore the engine from the compacted
+//! changelog topic; start every assigned partition at the position stored with that state; then
+//! loop: poll, decode, ingest, publish commands and dead letters; every `commit_interval` (or
+//! sooner, for waiting commands and at the end of a backlog), write the changed state records
+//! and the input positions and commit — in one Kafka transaction with the consumer offsets in
+//! exactly-once mode, or flush-then-commit in at-least-once mode. Any Kafka error ends the
+//! session; the next session starts again from the last committed state, so an aborted
+//! transaction, a fenced producer or a broker outage never loses nor duplicates a command.
 //!
-//! The loop is synchronous and runs on its own thread: transactional calls block, and nothing
-//! here needs to share a runtime with the HTTP server.
+//! The loop is synchronous, on two threads of its own: transactional calls block, and nothing
+//! here needs to share a runtime with the HTTP server. The poll thread polls and copies
+//! messages into batches (and decodes them while the engine thread is behind); the engine
+//! thread ingests them in order, publishes and commits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
