@@ -737,8 +737,11 @@ fn session(
 /// Messages polled and not yet ingested, at most this many batches (plus librdkafka's own
 /// prefetch queue).
 const IN_FLIGHT_BATCHES: usize = 4;
-/// Messages per batch handed from the poll thread to the engine thread.
+/// Messages per batch handed from the poll thread to the engine thread, at most.
 const BATCH_MESSAGES: usize = 1024;
+/// Bytes of keys and payloads per batch, at most (one larger message makes its own batch): with
+/// the batches in flight, this bounds the memory between the threads.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Polled input, copied out of librdkafka's buffers so the poll thread can go on, and decoded
 /// there: the engine thread only ingests.
@@ -822,6 +825,8 @@ impl Batch {
             self.data = decoded.into_owner();
         }
         self.data.clear();
+        // A batch that held a very large message does not keep its buffer.
+        self.data.shrink_to(2 * BATCH_BYTES);
         self.topics.clear();
         self.items.clear();
     }
@@ -873,7 +878,7 @@ fn poll_input(
             None => false,
             Some(Ok(m)) => {
                 batch.push(&m);
-                batch.items.len() >= BATCH_MESSAGES
+                batch.items.len() >= BATCH_MESSAGES || batch.data.len() >= BATCH_BYTES
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 batch.items.push(Polled::End(p));
