@@ -18,6 +18,7 @@ pub mod event;
 pub mod http;
 pub mod kafka;
 pub mod labels;
+pub mod merge;
 pub mod profile;
 pub mod reference;
 pub mod replay;

@@ -69,7 +69,11 @@ enum Cmd {
         /// No summary on stderr.
         #[arg(long, short)]
         quiet: bool,
-        /// Input files; `-` reads stdin.
+        /// Read the files one after the other instead of merging them by event time.
+        #[arg(long)]
+        concat: bool,
+        /// Input files; `-` reads stdin. Several files are merged by event time, as `run`
+        /// merges the partitions of its input topics.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -152,11 +156,11 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Replay { config, dead_letter, quiet, files } => {
+        Cmd::Replay { config, dead_letter, quiet, concat, files } => {
             let cfg = load_config(config.as_ref())?;
             let mut engine = Engine::new(cfg);
             driftwatch::profile::load_profiles(&engine.config().clone(), &mut engine)?;
-            let opts = ReplayOptions { dead_letter, progress: !quiet && stderr_is_terminal(), quiet };
+            let opts = ReplayOptions { dead_letter, progress: !quiet && stderr_is_terminal(), quiet, concat };
             let stdout = io::stdout();
             let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let summary = replay(&mut engine, &files, &mut out, &opts)?;

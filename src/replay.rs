@@ -13,6 +13,8 @@ use memchr::memchr;
 
 use crate::engine::{Engine, Position};
 use crate::event::{is_blank, BadInput, BadReason, Decoder};
+use crate::merge::{pick, Head, Pick};
+use crate::time::Millis;
 
 /// Bad lines reported individually on stderr before only counting.
 const SHOWN_BAD_LINES: usize = 10;
@@ -27,6 +29,8 @@ pub struct ReplayOptions {
     pub progress: bool,
     /// Stay quiet on stderr (benchmarks, tests).
     pub quiet: bool,
+    /// Read several inputs one after the other instead of merging them by event time.
+    pub concat: bool,
 }
 
 /// What a replay read and did.
@@ -68,7 +72,133 @@ impl DeadLetter {
     }
 }
 
+/// A line: its number and byte range in its input's buffer.
+type LineAt = (u64, usize, usize);
+
+/// One input read in large blocks and split into lines.
+struct Lines {
+    name: String,
+    source: u32,
+    reader: Box<dyn Read>,
+    buf: Vec<u8>,
+    /// Start of the unread part of `buf`.
+    pos: usize,
+    filled: usize,
+    eof: bool,
+    line_no: u64,
+}
+
+impl Lines {
+    fn open(input: &Path, engine: &mut Engine) -> io::Result<Lines> {
+        let name = input.display().to_string();
+        let reader: Box<dyn Read> = if input == Path::new("-") {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(File::open(input).map_err(|e| io::Error::new(e.kind(), format!("cannot open {name}: {e}")))?)
+        };
+        let source = engine.register_source(&name);
+        Ok(Lines { name, source, reader, buf: vec![0; BLOCK], pos: 0, filled: 0, eof: false, line_no: 0 })
+    }
+
+    /// The next line's number and byte range in `buf` (without the line end), or `None` at the
+    /// end. The range stays valid until the next call.
+    fn next(&mut self, summary: &mut ReplaySummary) -> io::Result<Option<LineAt>> {
+        loop {
+            let rest = &self.buf[self.pos..self.filled];
+            let (end, next) = match memchr(b'\n', rest) {
+                Some(i) => (self.pos + i, self.pos + i + 1),
+                None if self.eof && !rest.is_empty() => (self.filled, self.filled),
+                None if self.eof => return Ok(None),
+                None => {
+                    self.buf.copy_within(self.pos..self.filled, 0);
+                    self.filled -= self.pos;
+                    self.pos = 0;
+                    if self.filled == self.buf.len() {
+                        // A line longer than the buffer: grow it.
+                        self.buf.resize(self.buf.len() * 2, 0);
+                    }
+                    let n = self.reader.read(&mut self.buf[self.filled..])?;
+                    self.eof = n == 0;
+                    self.filled += n;
+                    summary.bytes += n as u64;
+                    continue;
+                }
+            };
+            let start = self.pos;
+            self.pos = next;
+            self.line_no += 1;
+            summary.lines += 1;
+            let end = if end > start && self.buf[end - 1] == b'\r' { end - 1 } else { end };
+            return Ok(Some((self.line_no, start, end)));
+        }
+    }
+
+    /// The next line that is not blank, as [`Lines::next`].
+    fn next_event(&mut self, summary: &mut ReplaySummary) -> io::Result<Option<LineAt>> {
+        while let Some((n, a, b)) = self.next(summary)? {
+            if !is_blank(&self.buf[a..b]) {
+                return Ok(Some((n, a, b)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What a replay writes besides commands: counts, reported bad lines, dead letters.
+struct Sink<'a> {
+    out: &'a mut dyn Write,
+    dead: Option<DeadLetter>,
+    shown: usize,
+    quiet: bool,
+    summary: ReplaySummary,
+}
+
+impl Sink<'_> {
+    /// Decodes and ingests one line; writes the commands it led to.
+    fn line(
+        &mut self,
+        engine: &mut Engine,
+        decoder: &mut Decoder,
+        input: &Lines,
+        (line_no, a, b): LineAt,
+    ) -> io::Result<()> {
+        let line = &input.buf[a..b];
+        let result = match decoder.decode(line) {
+            Ok(ev) => {
+                let r = engine.ingest(&ev, Position { source: input.source, offset: line_no });
+                decoder.recycle(ev);
+                r
+            }
+            Err(bad) => {
+                engine.reject(&bad);
+                Err(bad)
+            }
+        };
+        match result {
+            Ok(()) => self.summary.events += 1,
+            Err(bad) => {
+                self.summary.bad += 1;
+                if !self.quiet && self.shown < SHOWN_BAD_LINES {
+                    self.shown += 1;
+                    eprintln!("{}:{line_no}: bad input: {bad}", input.name);
+                }
+                if let Some(d) = self.dead.as_mut() {
+                    d.write(&input.name, line_no, line, &bad)?;
+                }
+            }
+        }
+        if engine.has_commands() {
+            self.summary.commands += write_commands(engine, self.out)?;
+        }
+        Ok(())
+    }
+}
+
 /// Replays `inputs` (paths, or `-` for stdin) through `engine`, writing commands to `out`.
+///
+/// Several inputs are merged by event time with the rule `run` applies to Kafka partitions
+/// ([`crate::merge`]), so that replaying a dump of each partition gives the service's
+/// decisions; with [`ReplayOptions::concat`] they are read one after the other instead.
 pub fn replay(
     engine: &mut Engine,
     inputs: &[PathBuf],
@@ -76,8 +206,7 @@ pub fn replay(
     opts: &ReplayOptions,
 ) -> io::Result<ReplaySummary> {
     let start = Instant::now();
-    let mut summary = ReplaySummary::default();
-    let mut dead = match &opts.dead_letter {
+    let dead = match &opts.dead_letter {
         Some(p) => Some(DeadLetter {
             out: io::BufWriter::new(File::create(p).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot create dead-letter file {}: {e}", p.display()))
@@ -85,93 +214,25 @@ pub fn replay(
         }),
         None => None,
     };
-    let mut shown = 0usize;
+    let mut sink = Sink { out, dead, shown: 0, quiet: opts.quiet, summary: ReplaySummary::default() };
     let mut decoder = Decoder::default();
-    let mut last_progress = Instant::now();
-    for input in inputs {
-        let name = input.display().to_string();
-        let source = engine.register_source(&name);
-        let mut reader: Box<dyn Read> = if input == Path::new("-") {
-            Box::new(io::stdin().lock())
-        } else {
-            Box::new(File::open(input).map_err(|e| io::Error::new(e.kind(), format!("cannot open {name}: {e}")))?)
-        };
-        let mut buf: Vec<u8> = vec![0; BLOCK];
-        let mut filled = 0usize;
-        let mut line_no = 0u64;
-        loop {
-            if filled == buf.len() {
-                // A line longer than the buffer: grow it.
-                buf.resize(buf.len() * 2, 0);
-            }
-            let n = reader.read(&mut buf[filled..])?;
-            let eof = n == 0;
-            filled += n;
-            summary.bytes += n as u64;
-            let mut pos = 0usize;
-            loop {
-                let rest = &buf[pos..filled];
-                let (line, next) = match memchr(b'\n', rest) {
-                    Some(i) => (&rest[..i], pos + i + 1),
-                    None if eof && !rest.is_empty() => (rest, filled),
-                    None => break,
-                };
-                line_no += 1;
-                summary.lines += 1;
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if !is_blank(line) {
-                    let result = match decoder.decode(line) {
-                        Ok(ev) => {
-                            let r = engine.ingest(&ev, Position { source, offset: line_no });
-                            decoder.recycle(ev);
-                            r
-                        }
-                        Err(bad) => {
-                            engine.reject(&bad);
-                            Err(bad)
-                        }
-                    };
-                    match result {
-                        Ok(()) => summary.events += 1,
-                        Err(bad) => {
-                            summary.bad += 1;
-                            if !opts.quiet && shown < SHOWN_BAD_LINES {
-                                shown += 1;
-                                eprintln!("{name}:{line_no}: bad input: {bad}");
-                            }
-                            if let Some(d) = dead.as_mut() {
-                                d.write(&name, line_no, line, &bad)?;
-                            }
-                        }
-                    }
-                    if engine.has_commands() {
-                        summary.commands += write_commands(engine, out)?;
-                    }
-                }
-                pos = next;
-            }
-            buf.copy_within(pos..filled, 0);
-            filled -= pos;
-            if opts.progress && last_progress.elapsed() >= Duration::from_secs(1) {
-                last_progress = Instant::now();
-                let secs = start.elapsed().as_secs_f64();
-                eprint!(
-                    "\r{name}: {} lines, {:.0} events/s, {:.0} MB/s, {} commands   ",
-                    summary.lines,
-                    summary.events as f64 / secs,
-                    summary.bytes as f64 / secs / 1e6,
-                    summary.commands
-                );
-            }
-            if eof {
-                break;
+    let mut progress = Progress { on: opts.progress, start, last: Instant::now() };
+    if inputs.len() == 1 || opts.concat {
+        for input in inputs {
+            let mut lines = Lines::open(input, engine)?;
+            while let Some(line) = lines.next_event(&mut sink.summary)? {
+                sink.line(engine, &mut decoder, &lines, line)?;
+                progress.show(&lines.name, &sink.summary);
             }
         }
+    } else {
+        merged(engine, inputs, &mut sink, &mut decoder, &mut progress)?;
     }
     engine.finish();
+    let Sink { out, dead, mut summary, .. } = sink;
     summary.commands += write_commands(engine, out)?;
     out.flush()?;
-    if let Some(d) = dead.as_mut() {
+    if let Some(mut d) = dead {
         d.out.flush()?;
     }
     summary.elapsed = start.elapsed();
@@ -179,6 +240,69 @@ pub fn replay(
         eprintln!();
     }
     Ok(summary)
+}
+
+/// Several inputs merged by event time: each input's next line is decoded once to learn its
+/// time, and again when its turn comes (lines stay in their input's buffer meanwhile).
+fn merged(
+    engine: &mut Engine,
+    inputs: &[PathBuf],
+    sink: &mut Sink<'_>,
+    decoder: &mut Decoder,
+    progress: &mut Progress,
+) -> io::Result<()> {
+    let mut all: Vec<Lines> = Vec::with_capacity(inputs.len());
+    let mut heads: Vec<Option<(LineAt, Option<Millis>)>> = Vec::with_capacity(inputs.len());
+    let time_of = |decoder: &mut Decoder, lines: &Lines, (_, a, b): LineAt| match decoder.decode(&lines.buf[a..b]) {
+        Ok(ev) => {
+            let ts = ev.ts;
+            decoder.recycle(ev);
+            Some(ts)
+        }
+        Err(_) => None,
+    };
+    for input in inputs {
+        let mut lines = Lines::open(input, engine)?;
+        let head = lines.next_event(&mut sink.summary)?.map(|l| (l, time_of(decoder, &lines, l)));
+        all.push(lines);
+        heads.push(head);
+    }
+    let max_future = engine.config().windows.max_future.0;
+    loop {
+        let offered = heads.iter().map(|h| h.map_or(Head::Done, |(_, ts)| Head::Ready(ts)));
+        let i = match pick(offered, engine.max_event_time(), max_future) {
+            Pick::Input(i) => i,
+            Pick::Wait | Pick::Empty => return Ok(()),
+        };
+        let Some((line, _)) = heads[i] else { return Ok(()) };
+        sink.line(engine, decoder, &all[i], line)?;
+        progress.show(&all[i].name, &sink.summary);
+        heads[i] = all[i].next_event(&mut sink.summary)?.map(|l| (l, time_of(decoder, &all[i], l)));
+    }
+}
+
+/// Progress on stderr, at most once a second.
+struct Progress {
+    on: bool,
+    start: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn show(&mut self, name: &str, summary: &ReplaySummary) {
+        if !self.on || !summary.lines.is_multiple_of(4096) || self.last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64();
+        eprint!(
+            "\r{name}: {} lines, {:.0} events/s, {:.0} MB/s, {} commands   ",
+            summary.lines,
+            summary.events as f64 / secs,
+            summary.bytes as f64 / secs / 1e6,
+            summary.commands
+        );
+    }
 }
 
 fn write_commands(engine: &mut Engine, out: &mut dyn Write) -> io::Result<u64> {

@@ -155,7 +155,7 @@ fn expect(command: CommandKind, kind: Kind, name: &str, version: &str, reason: R
 }
 
 /// Names of all scenarios.
-pub const SCENARIOS: [&str; 17] = [
+pub const SCENARIOS: [&str; 18] = [
     "canary-error",
     "aa-control",
     "low-traffic",
@@ -173,6 +173,7 @@ pub const SCENARIOS: [&str; 17] = [
     "many-targets",
     "ten-thousand-targets",
     "demo",
+    "fleet",
 ];
 
 /// The scenario called `name`.
@@ -444,6 +445,57 @@ pub fn scenario(name: &str) -> Option<Scenario> {
                     15 * MIN,
                     st,
                     expected,
+                )
+            }
+        }
+        "fleet" => {
+            let named = |mut s: StreamSpec, app: Option<(&str, &str)>| {
+                s.app = app.map(|(a, v)| (a.into(), v.into()));
+                s
+            };
+            let mut cart_canary = StreamSpec::app("cart", "1.1", 10 * MIN, 4.0, 0.01);
+            cart_canary.latency_median = 80.0;
+            let mut payments_old = StreamSpec::app("payments", "3.0", 0, 12.0, 0.01);
+            payments_old.end = Some(15 * MIN);
+            let mut risk = StreamSpec::model("risk", "2", 0, 20.0, 0.0);
+            risk.shift = Some((20 * MIN, Shift::AmountLog(0.67)));
+            let mut geo = StreamSpec::model("geo", "1", 0, 20.0, 0.0);
+            geo.shift = Some((20 * MIN, Shift::CountrySwap));
+            let labelled = |name: &str, version: &str, start: Millis, rate: f64, accuracy: f64| {
+                let mut m = StreamSpec::model(name, version, start, rate, 0.005);
+                m.accuracy = Some(accuracy);
+                m.features = false;
+                m
+            };
+            let mut pricing = StreamSpec::model("pricing", "5", 0, 10.0, 0.0);
+            pricing.numeric_prediction = true;
+            Scenario {
+                bad_input_rate: 0.02,
+                fault_at: Some(10 * MIN),
+                ..base(
+                    "fleet",
+                    "twelve services at once, 2% bad lines: canary error, latency and full-rollout regressions, a model's error attribution, numeric and categorical drift, an accuracy regression, a review band, healthy canaries and a stationary model",
+                    40 * MIN,
+                    vec![
+                        StreamSpec::app("checkout", "2.3.0", 0, 30.0, 0.01),
+                        StreamSpec::app("checkout", "2.4.0", 10 * MIN, 4.0, 0.05),
+                        StreamSpec::app("cart", "1.0", 0, 20.0, 0.01),
+                        cart_canary,
+                        payments_old,
+                        StreamSpec::app("payments", "3.1", 15 * MIN, 12.0, 0.05),
+                        StreamSpec::app("search", "5.1.0", 0, 20.0, 0.005),
+                        StreamSpec::app("search", "5.2.0", 5 * MIN, 20.0, 0.005),
+                        named(StreamSpec::model("fraud", "6", 0, 20.0, 0.01), Some(("gateway", "2.0"))),
+                        named(StreamSpec::model("fraud", "7", 10 * MIN, 4.0, 0.05), Some(("gateway", "2.0"))),
+                        risk,
+                        geo,
+                        labelled("churn", "3", 0, 20.0, 0.90),
+                        labelled("churn", "4", 10 * MIN, 4.0, 0.78),
+                        labelled("ranker", "1", 0, 20.0, 0.90),
+                        labelled("ranker", "2", 10 * MIN, 20.0, 0.87),
+                        pricing,
+                    ],
+                    Vec::new(),
                 )
             }
         }

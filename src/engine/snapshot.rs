@@ -286,7 +286,7 @@ impl Engine {
         for (key, bytes) in records {
             if key == META_KEY {
                 let m: MetaIn = decode(&key, &bytes)?;
-                check_format(key, m.format)?;
+                check_format(key.clone(), m.format)?;
                 e.watermark = m.watermark;
                 e.max_ts = m.max_ts;
                 e.next_gen = m.next_gen;
@@ -295,7 +295,17 @@ impl Engine {
                 e.joins.counters = m.join_counters;
                 e.sources = m.sources;
                 e.offsets = m.offsets;
-                e.decisions = m.decisions.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
+                e.decisions = m
+                    .decisions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        serde_json::from_str(d).map_err(|err| SnapshotError::Decode {
+                            key: key.clone(),
+                            reason: format!("decision {i} of the decision log: {err}"),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
                 e.join_log.next_seq = m.join_log_next;
                 e.join_log.base_seq = m.join_log_base;
             } else if key.starts_with(JOINS_PREFIX) {

@@ -17,9 +17,9 @@
 //! thread ingests them in order, publishes and commits.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -37,8 +37,11 @@ use tracing::{debug, error, info, warn};
 use crate::command::{Command, CommandKind};
 use crate::config::{Config, Duration};
 use crate::engine::{Engine, Position};
-use crate::event::{spare_features, BadInput, Decoder, Event, Features};
+use crate::event::{spare_features, Decoder, Features};
+
+mod input;
 use crate::replay::wall_ms;
+use input::{Batch, Inputs, Record, IN_FLIGHT_BATCHES};
 
 /// Delivery guarantee of commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +182,17 @@ impl KafkaConfig {
         if self.group_id.is_empty() || self.transactional_id.is_empty() {
             return bad("kafka.group_id", "group_id and transactional_id must not be empty");
         }
+        for (section, props) in [("properties", &self.properties), ("consumer_properties", &self.consumer_properties)] {
+            if props.get("partition.assignment.strategy").is_some_and(|s| s.contains("cooperative")) {
+                return Err(crate::config::ConfigError::Invalid {
+                    key: format!("kafka.{section}.\"partition.assignment.strategy\""),
+                    reason: "cooperative assignment is not supported: every rebalance releases all input \
+                             partitions and resumes each where the engine's input ends; use `range` or \
+                             `roundrobin`"
+                        .into(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -256,6 +270,8 @@ pub struct ServiceStats {
     pub lag: Option<i64>,
     /// True once state is restored and partitions are assigned.
     pub ready: bool,
+    /// Messages read and waiting for their turn in the merge of the input partitions.
+    pub queued: u64,
 }
 
 /// Input positions: next offset to read per topic/partition.
@@ -266,14 +282,59 @@ const POSITIONS_KEY: &str = "positions";
 struct Ctx {
     /// Positions of the restored or last committed state.
     positions: Arc<Mutex<Positions>>,
-    /// Where reading stopped when partitions were revoked during this session: a rebalance
-    /// (partitions added, a member joining) must not read again what the engine already has.
+    /// Where the engine's input ended when partitions were revoked during this session: a
+    /// rebalance (partitions added, a member joining) neither reads again what the engine
+    /// already has nor skips what it had not ingested yet.
     resume: Mutex<Positions>,
     assigned: Arc<AtomicBool>,
     /// Consumer lag summed over assigned partitions, from the client's statistics
     /// (`LAG_UNKNOWN` until they tell).
     lag: AtomicI64,
+    /// Counts assignments and revocations: batches carry the epoch they were polled in.
+    epoch: AtomicU64,
+    /// The input partitions assigned now, with the offset each started at.
+    assignment: Mutex<Vec<(String, i32, Option<i64>)>>,
+    /// The last epoch the engine thread has caught up with (after a revocation: it holds
+    /// nothing of the revoked partitions and `resume` says where its input ends).
+    released: Mutex<u64>,
+    released_cv: Condvar,
+    /// False once the engine thread has stopped: nobody is left to release partitions.
+    engine_running: AtomicBool,
+    /// A revocation the engine thread did not release in time: the session must end.
+    broken: AtomicBool,
 }
+
+impl Ctx {
+    /// The engine thread has caught up with `epoch`.
+    fn release(&self, epoch: u64) {
+        if let Ok(mut r) = self.released.lock() {
+            *r = epoch;
+        }
+        self.released_cv.notify_all();
+    }
+
+    /// Waits (in the rebalance callback) until the engine thread has caught up with `epoch`.
+    fn await_release(&self, epoch: u64) -> bool {
+        let deadline = Instant::now() + REVOKE_TIMEOUT;
+        let Ok(mut r) = self.released.lock() else { return false };
+        while *r < epoch {
+            if !self.engine_running.load(Ordering::SeqCst) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            r = match self.released_cv.wait_timeout(r, StdDuration::from_millis(50)) {
+                Ok((r, _)) => r,
+                Err(_) => return false,
+            };
+        }
+        true
+    }
+}
+
+/// How long a revocation waits for the engine thread to let go of the partitions.
+const REVOKE_TIMEOUT: StdDuration = StdDuration::from_secs(60);
 
 const LAG_UNKNOWN: i64 = i64::MIN;
 
@@ -334,9 +395,10 @@ impl ConsumerContext for Ctx {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // Start each partition where the engine's input ends: where this session stopped
-                // reading it if it was revoked, else where the restored state ends (not at the
-                // group's offset: state and position were written together).
+                // Start each partition where the engine's input ends: where it stood when this
+                // session last let go of the partition, else where the restored state ends
+                // (not at the group's offset: state and position were written together).
+                let mut assignment = Vec::new();
                 if let (Ok(pos), Ok(resume)) = (self.positions.lock(), self.resume.lock()) {
                     let parts: Vec<(String, i32)> =
                         tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
@@ -345,23 +407,31 @@ impl ConsumerContext for Ctx {
                         let offset =
                             resume.get(&key).or(pos.get(&key)).map_or(Offset::Beginning, |&o| Offset::Offset(o));
                         let _ = tpl.set_partition_offset(&t, p, offset);
+                        assignment.push((t, p, input::start_offset(offset)));
                     }
                 }
+                assignment.sort();
                 match consumer.assign(tpl) {
                     Ok(()) => info!("assigned {} input partitions", tpl.count()),
                     Err(e) => warn!("assigning partitions failed: {e}"),
                 }
+                if let Ok(mut a) = self.assignment.lock() {
+                    *a = assignment;
+                }
+                self.epoch.fetch_add(1, Ordering::SeqCst);
                 self.assigned.store(true, Ordering::SeqCst);
             }
             _ => {
-                // Every message polled so far is (or is about to be) ingested: remember the
-                // next offset of each partition for when it comes back.
-                if let (Ok(read), Ok(mut resume)) = (consumer.position(), self.resume.lock()) {
-                    for e in read.elements() {
-                        if let Offset::Offset(o) = e.offset() {
-                            resume.insert((e.topic().to_owned(), e.partition()), o);
-                        }
-                    }
+                // Nothing polled before this point is ingested from now on: the engine thread
+                // drops what it holds of these partitions and records where its input ends,
+                // which is where they start again if they come back.
+                if let Ok(mut a) = self.assignment.lock() {
+                    a.clear();
+                }
+                let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+                if !self.await_release(epoch) {
+                    error!("the engine thread did not release the revoked partitions within {REVOKE_TIMEOUT:?}");
+                    self.broken.store(true, Ordering::SeqCst);
                 }
                 let _ = consumer.unassign();
                 self.assigned.store(false, Ordering::SeqCst);
@@ -653,6 +723,12 @@ fn session(
         resume: Mutex::new(Positions::new()),
         assigned: assigned.clone(),
         lag: AtomicI64::new(LAG_UNKNOWN),
+        epoch: AtomicU64::new(0),
+        assignment: Mutex::new(Vec::new()),
+        released: Mutex::new(0),
+        released_cv: Condvar::new(),
+        engine_running: AtomicBool::new(true),
+        broken: AtomicBool::new(false),
     };
     let consumer: BaseConsumer<Ctx> =
         client_config(k, brokers, &cconf).create_with_context(ctx).map_err(kafka("creating the consumer"))?;
@@ -677,11 +753,19 @@ fn session(
     let producer_ready = started.elapsed();
     let state = read_changelog(k, brokers)?;
     let changelog_read = started.elapsed();
-    let restored_positions: Positions = state
-        .get(POSITIONS_KEY)
-        .and_then(|b| serde_json::from_slice::<Vec<(String, i32, i64)>>(b).ok())
-        .map(|v| v.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
-        .unwrap_or_default();
+    // Positions that cannot be read must stop the service: starting every partition from the
+    // beginning on top of the restored state would count every event twice.
+    let restored_positions: Positions = match state.get(POSITIONS_KEY) {
+        None => Positions::new(),
+        Some(b) => serde_json::from_slice::<Vec<(String, i32, i64)>>(b)
+            .map_err(|e| crate::engine::snapshot::SnapshotError::Decode {
+                key: POSITIONS_KEY.into(),
+                reason: format!("input positions: {e}"),
+            })?
+            .into_iter()
+            .map(|(t, p, o)| ((t, p), o))
+            .collect(),
+    };
     let mut engine = if state.keys().any(|key| key != POSITIONS_KEY) {
         let records = state.into_iter().filter(|(key, _)| key != POSITIONS_KEY);
         Engine::restore(cfg.clone(), records)?
@@ -715,9 +799,9 @@ fn session(
         let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
         let poller = std::thread::Builder::new()
             .name("dw-poll".into())
-            .spawn_scoped(scope, || poll_input(&consumer, full_tx, spare_rx, &queued, &stop))
+            .spawn_scoped(scope, || input::poll_input(&consumer, full_tx, spare_rx, &queued, &stop))
             .map_err(|e| ServiceError::Thread(format!("starting the poll thread: {e}")))?;
-        let _stop = StopOnDrop(&stop);
+        let ended = EngineEnded { stop: &stop, ctx: consumer.context() };
         let result = process(
             cfg,
             Loop { committer, input: full_rx, spare: spare_tx, queued: &queued, assigned: &assigned },
@@ -726,7 +810,7 @@ fn session(
             observer,
             stats,
         );
-        drop(_stop);
+        drop(ended);
         if poller.join().is_err() {
             return Err(ServiceError::Thread("the poll thread panicked".into()));
         }
@@ -734,164 +818,18 @@ fn session(
     })
 }
 
-/// Messages polled and not yet ingested, at most this many batches (plus librdkafka's own
-/// prefetch queue).
-const IN_FLIGHT_BATCHES: usize = 4;
-/// Messages per batch handed from the poll thread to the engine thread, at most.
-const BATCH_MESSAGES: usize = 1024;
-/// Bytes of keys and payloads per batch, at most (one larger message makes its own batch): with
-/// the batches in flight, this bounds the memory between the threads.
-const BATCH_BYTES: usize = 1 << 20;
-
-/// Polled input, copied out of librdkafka's buffers so the poll thread can go on, and decoded
-/// there: the engine thread only ingests.
-#[derive(Default)]
-struct Batch {
-    /// Keys and payloads, back to back, while the poll thread fills the batch.
-    data: Vec<u8>,
-    /// Topic names the items refer to by index.
-    topics: Vec<String>,
-    items: Vec<Polled>,
-    /// `data` with one decoding result per message item, in order.
-    decoded: Option<DecodedBatch>,
-    /// Emptied feature lists, on their way back to the poll thread's decoder.
-    spares: Vec<Features<'static>>,
+/// Ends the poll thread and tells the rebalance callback that no engine thread is left to
+/// release partitions, however the engine thread's loop ends.
+struct EngineEnded<'a> {
+    stop: &'a AtomicBool,
+    ctx: &'a Ctx,
 }
 
-type Decoded<'a> = Vec<Result<Event<'a>, BadInput>>;
-
-self_cell::self_cell!(
-    /// Keys and payloads with the events decoded from (and borrowing) them.
-    struct DecodedBatch {
-        owner: Vec<u8>,
-        #[covariant]
-        dependent: Decoded,
-    }
-);
-
-enum Polled {
-    Message {
-        topic: usize,
-        partition: i32,
-        offset: i64,
-        key: Option<(usize, usize)>,
-        payload: (usize, usize),
-    },
-    /// The partition is read to its end (for now).
-    End(i32),
-    Error(KafkaError),
-}
-
-impl Batch {
-    fn push(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
-        let topic = match self.topics.iter().position(|t| t == m.topic()) {
-            Some(i) => i,
-            None => {
-                self.topics.push(m.topic().to_owned());
-                self.topics.len() - 1
-            }
-        };
-        let key = m.key().map(|k| {
-            let start = self.data.len();
-            self.data.extend_from_slice(k);
-            (start, self.data.len())
-        });
-        let start = self.data.len();
-        self.data.extend_from_slice(m.payload().unwrap_or(&[]));
-        let payload = (start, self.data.len());
-        self.items.push(Polled::Message { topic, partition: m.partition(), offset: m.offset(), key, payload });
-    }
-
-    /// Decodes every message of the batch.
-    fn decode(&mut self, decoder: &mut Decoder) {
-        for f in self.spares.drain(..) {
-            decoder.give(f);
-        }
-        let items = &self.items;
-        self.decoded = Some(DecodedBatch::new(std::mem::take(&mut self.data), |data| {
-            items
-                .iter()
-                .filter_map(|item| match item {
-                    Polled::Message { payload, .. } => Some(decoder.decode(&data[payload.0..payload.1])),
-                    _ => None,
-                })
-                .collect()
-        }));
-    }
-
-    /// Empties the batch for reuse, keeping its allocations.
-    fn clear(&mut self) {
-        if let Some(decoded) = self.decoded.take() {
-            self.data = decoded.into_owner();
-        }
-        self.data.clear();
-        // A batch that held a very large message does not keep its buffer.
-        self.data.shrink_to(2 * BATCH_BYTES);
-        self.topics.clear();
-        self.items.clear();
-    }
-}
-
-/// Sets the flag when dropped: the poll thread stops however the engine thread's loop ends.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
+impl Drop for EngineEnded<'_> {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// The poll thread: polls the consumer (which also runs the rebalance callback) and hands
-/// batches of copied messages, partition ends and errors to the engine thread, in order.
-/// Returns when `stop` is set or the engine thread is gone.
-fn poll_input(
-    consumer: &BaseConsumer<Ctx>,
-    full: SyncSender<Batch>,
-    spare: Receiver<Batch>,
-    queued: &AtomicUsize,
-    stop: &AtomicBool,
-) {
-    let mut batch = Batch::default();
-    let mut decoder = Decoder::default();
-    let mut hand_over = |batch: &mut Batch| -> bool {
-        // Decoding is shared: this thread decodes while the engine thread has batches waiting
-        // (it is the slower one), else the engine thread decodes what it gets.
-        if queued.load(Ordering::Relaxed) > 0 {
-            batch.decode(&mut decoder);
-        }
-        let next = spare.try_recv().unwrap_or_default();
-        queued.fetch_add(1, Ordering::Relaxed);
-        full.send(std::mem::replace(batch, next)).is_ok()
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let polled = match consumer.poll(StdDuration::ZERO) {
-            None => {
-                // Nothing ready: what is batched goes now, then wait for more.
-                if !batch.items.is_empty() && !hand_over(&mut batch) {
-                    return;
-                }
-                consumer.poll(StdDuration::from_millis(50))
-            }
-            some => some,
-        };
-        let urgent = match polled {
-            None => false,
-            Some(Ok(m)) => {
-                batch.push(&m);
-                batch.items.len() >= BATCH_MESSAGES || batch.data.len() >= BATCH_BYTES
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                batch.items.push(Polled::End(p));
-                true
-            }
-            Some(Err(e)) => {
-                batch.items.push(Polled::Error(e));
-                true
-            }
-        };
-        if urgent && !hand_over(&mut batch) {
-            return;
-        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.ctx.engine_running.store(false, Ordering::SeqCst);
+        self.ctx.released_cv.notify_all();
     }
 }
 
@@ -905,7 +843,11 @@ struct Loop<'a> {
     assigned: &'a AtomicBool,
 }
 
-/// The engine thread: decode, ingest, publish, commit.
+/// An input partition: (topic, partition, engine source, next offset), found by a short linear
+/// scan so the hot path allocates nothing.
+type Source = (String, i32, u32, i64);
+
+/// The engine thread: decode, merge the partitions by event time, ingest, publish, commit.
 fn process(
     cfg: &Config,
     l: Loop<'_>,
@@ -917,10 +859,14 @@ fn process(
     let Loop { committer, input, spare, queued, assigned } = l;
     let mut decoder = Decoder::default();
     let (k, producer, consumer, positions) = (committer.k, committer.producer, committer.consumer, committer.positions);
+    let ctx = consumer.context();
     let mut sources: Vec<Source> = Vec::new();
     let mut pending_published: Vec<Command> = Vec::new();
     let commit_every = StdDuration::from_millis(k.commit_interval.0 as u64);
     let idle_after = StdDuration::from_millis(k.idle_timeout.0 as u64);
+    let mut inputs = Inputs::new(cfg.windows.max_future.0, idle_after);
+    let mut epoch = 0u64;
+    let mut freed: Vec<Batch> = Vec::new();
     let mut last_commit = Instant::now();
     let mut last_message = Instant::now();
     let mut idle_base: Option<(i64, Instant)> = None;
@@ -929,13 +875,29 @@ fn process(
     // Since when (and after how many messages) the input has been read without reaching the
     // end of every partition.
     let mut behind_since: Option<(Instant, u64)> = None;
-    let mut at_end: std::collections::HashSet<i32> = std::collections::HashSet::new();
     let store_positions = |sources: &[Source]| {
         if let Ok(mut p) = positions.lock() {
             for (t, part, _, next) in sources {
                 p.insert((t.clone(), *part), *next);
             }
         }
+    };
+    // A rebalance happened (the poll thread waits in the callback for a revocation to be
+    // released): drop what is queued, record where the input ends, take the new assignment.
+    let sync_epoch = |epoch: &mut u64, inputs: &mut Inputs, sources: &[Source], freed: &mut Vec<Batch>| {
+        let now = ctx.epoch.load(Ordering::SeqCst);
+        if now == *epoch {
+            return;
+        }
+        let assignment = ctx.assignment.lock().map(|a| a.clone()).unwrap_or_default();
+        freed.extend(inputs.reset(&assignment, consumer));
+        if let Ok(mut r) = ctx.resume.lock() {
+            for (t, part, _, next) in sources {
+                r.insert((t.clone(), *part), *next);
+            }
+        }
+        *epoch = now;
+        ctx.release(now);
     };
 
     loop {
@@ -946,7 +908,10 @@ fn process(
             let _ = producer.flush(StdDuration::from_secs(10));
             return Ok(());
         }
-        let mut received = false;
+        if ctx.broken.load(Ordering::SeqCst) {
+            return Err(ServiceError::Thread("a rebalance could not wait for the engine thread".into()));
+        }
+        sync_epoch(&mut epoch, &mut inputs, &sources, &mut freed);
         let batch = match input.recv_timeout(StdDuration::from_millis(100)) {
             Ok(b) => {
                 queued.fetch_sub(1, Ordering::Relaxed);
@@ -956,29 +921,49 @@ fn process(
             Err(RecvTimeoutError::Disconnected) => return Err(ServiceError::Thread("the poll thread stopped".into())),
         };
         let messages_before = stats.messages;
-        let arrived = batch.as_ref().map(|_| Instant::now());
-        if let Some(mut batch) = batch {
-            if batch.decoded.is_none() {
-                batch.decode(&mut decoder);
-            }
-            received = ingest_batch(&mut batch, &mut engine, &mut sources, &mut at_end, stats, producer, k)?;
-            batch.clear();
-            let _ = spare.send(batch);
-        }
         // One clock reading per round: the loop runs once per batch.
         let now = Instant::now();
+        if let Some(mut batch) = batch {
+            if batch.epoch > epoch {
+                sync_epoch(&mut epoch, &mut inputs, &sources, &mut freed);
+            }
+            if batch.epoch != epoch {
+                // Polled before a rebalance: read again from where the engine's input ends.
+                freed.push(batch);
+            } else {
+                if !batch.is_decoded() {
+                    batch.decode(&mut decoder);
+                }
+                let (errors, empty) = inputs.push(batch, consumer, now);
+                freed.extend(empty);
+                for e in errors {
+                    warn!("consumer: {e}");
+                    if e.rdkafka_error_code().is_some_and(|c| matches!(c, RDKafkaErrorCode::Fatal)) {
+                        return Err(ServiceError::Kafka { context: "consuming", source: e });
+                    }
+                }
+            }
+        }
+        let ingested = inputs.drain(&mut engine, now, &mut freed, |engine, record| {
+            ingest_record(record, engine, &mut sources, stats, producer, k)
+        })?;
+        inputs.flow_control(consumer, now);
+        for mut b in freed.drain(..) {
+            b.clear();
+            // Spare batches beyond what is in flight are dropped, not kept.
+            if queued.load(Ordering::Relaxed) < IN_FLIGHT_BATCHES {
+                let _ = spare.send(b);
+            }
+        }
+        let received = ingested > 0;
         if received {
             last_message = now;
             idle_base = None;
             dirty = true;
         }
-        // Every assigned partition read to its end: a consumer still joining the group or
-        // fetching is not caught up.
-        let caught_up = !at_end.is_empty()
-            && assigned.load(Ordering::SeqCst)
-            && consumer
-                .assignment()
-                .is_ok_and(|a| a.count() > 0 && a.elements().iter().all(|e| at_end.contains(&e.partition())));
+        // Every assigned partition read to its end and ingested: a consumer still joining the
+        // group or fetching is not caught up.
+        let caught_up = assigned.load(Ordering::SeqCst) && inputs.caught_up();
         // Advance event time only once caught up and idle for `idle_timeout`.
         if caught_up && now - last_message >= idle_after {
             // No input: let event time follow the wall clock from the newest event seen.
@@ -1022,7 +1007,7 @@ fn process(
                 }
             }
         } else if received && behind_since.is_none() {
-            behind_since = Some((arrived.unwrap_or(now), messages_before));
+            behind_since = Some((now, messages_before));
         }
         let since_commit = now - last_commit;
         let due = since_commit >= commit_every
@@ -1037,92 +1022,59 @@ fn process(
         if now - last_observe >= StdDuration::from_millis(200) {
             last_observe = now;
             stats.ready = assigned.load(Ordering::SeqCst);
-            stats.lag = Some(consumer.context().lag.load(Ordering::Relaxed)).filter(|&l| l != LAG_UNKNOWN);
+            stats.lag = Some(ctx.lag.load(Ordering::Relaxed)).filter(|&l| l != LAG_UNKNOWN);
+            let (messages, batches) = inputs.queued();
+            stats.queued = messages as u64;
+            debug!("{messages} messages queued for the merge in {batches} batches");
             observer.engine(&engine, stats);
         }
     }
 }
 
-/// An input partition: (topic, partition, engine source, next offset), found by a short linear
-/// scan so the hot path allocates nothing.
-type Source = (String, i32, u32, i64);
-
-/// Ingests a batch in order: messages (dead-lettering bad ones), partition ends, errors.
-/// Returns whether it held any message.
-fn ingest_batch(
-    batch: &mut Batch,
+/// Ingests one record (dead-lettering a bad one) and records its position. Returns the
+/// emptied feature list of a valid event, for the decoder to reuse.
+fn ingest_record(
+    record: Record<'_>,
     engine: &mut Engine,
     sources: &mut Vec<Source>,
-    at_end: &mut std::collections::HashSet<i32>,
     stats: &mut ServiceStats,
     producer: &BaseProducer,
     k: &KafkaConfig,
-) -> Result<bool, ServiceError> {
-    let Batch { topics, items, decoded, spares, .. } = batch;
-    let Some(decoded) = decoded.as_mut() else { return Ok(false) };
-    decoded.with_dependent_mut(|data, events| {
-        let mut events = events.drain(..);
-        let mut received = false;
-        for item in items.iter() {
-            let (topic, partition, offset, key, payload) = match item {
-                Polled::End(p) => {
-                    at_end.insert(*p);
-                    continue;
-                }
-                Polled::Error(e) => {
-                    warn!("consumer: {e}");
-                    if e.rdkafka_error_code().is_some_and(|c| matches!(c, RDKafkaErrorCode::Fatal)) {
-                        return Err(ServiceError::Kafka { context: "consuming", source: e.clone() });
-                    }
-                    continue;
-                }
-                Polled::Message { topic, partition, offset, key, payload } => {
-                    (topics[*topic].as_str(), *partition, *offset, *key, *payload)
-                }
-            };
-            let Some(decoded) = events.next() else {
-                return Err(ServiceError::Thread("a batch lost step with its decoded events".into()));
-            };
-            received = true;
-            stats.messages += 1;
-            if !at_end.is_empty() {
-                at_end.remove(&partition);
-            }
-            let slot = match sources.iter().position(|(t, p, _, _)| *p == partition && t == topic) {
-                Some(i) => i,
-                None => {
-                    let id = engine.register_source(&format!("{topic}/{partition}"));
-                    sources.push((topic.to_owned(), partition, id, 0));
-                    sources.len() - 1
-                }
-            };
-            sources[slot].3 = offset + 1;
-            let pos = Position { source: sources[slot].2, offset: offset.max(0) as u64 };
-            let result = match decoded {
-                Ok(ev) => {
-                    let r = engine.ingest(&ev, pos);
-                    spares.push(spare_features(ev));
-                    r
-                }
-                Err(bad) => {
-                    engine.reject(&bad);
-                    Err(bad)
-                }
-            };
-            engine.note_offset(pos);
-            if let Err(bad) = result {
-                stats.dead_letters += 1;
-                let origin = format!("{topic}/{partition}/{offset}");
-                let headers = OwnedHeaders::new()
-                    .insert(Header { key: "driftwatch.reason", value: Some(bad.reason.as_str()) })
-                    .insert(Header { key: "driftwatch.detail", value: Some(bad.detail.as_str()) })
-                    .insert(Header { key: "driftwatch.source", value: Some(origin.as_str()) });
-                let key = key.and_then(|(a, b)| std::str::from_utf8(&data[a..b]).ok()).unwrap_or("");
-                send(producer, &k.topics.deadletter, key, Some(&data[payload.0..payload.1]), Some(headers))?;
-            }
+) -> Result<Option<Features<'static>>, ServiceError> {
+    let Record { topic, partition, offset, key, payload, decoded } = record;
+    stats.messages += 1;
+    let slot = match sources.iter().position(|(t, p, _, _)| *p == partition && t == topic) {
+        Some(i) => i,
+        None => {
+            let id = engine.register_source(&format!("{topic}/{partition}"));
+            sources.push((topic.to_owned(), partition, id, 0));
+            sources.len() - 1
         }
-        Ok(received)
-    })
+    };
+    sources[slot].3 = offset + 1;
+    let pos = Position { source: sources[slot].2, offset: offset.max(0) as u64 };
+    let (result, spare) = match decoded {
+        Ok(ev) => {
+            let r = engine.ingest(&ev, pos);
+            (r, Some(spare_features(ev)))
+        }
+        Err(bad) => {
+            engine.reject(&bad);
+            (Err(bad), None)
+        }
+    };
+    engine.note_offset(pos);
+    if let Err(bad) = result {
+        stats.dead_letters += 1;
+        let origin = format!("{topic}/{partition}/{offset}");
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "driftwatch.reason", value: Some(bad.reason.as_str()) })
+            .insert(Header { key: "driftwatch.detail", value: Some(bad.detail.as_str()) })
+            .insert(Header { key: "driftwatch.source", value: Some(origin.as_str()) });
+        let key = key.and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
+        send(producer, &k.topics.deadletter, key, Some(payload), Some(headers))?;
+    }
+    Ok(spare)
 }
 
 /// Commands waiting for a commit are committed at most this often (and at least every
