@@ -460,7 +460,8 @@ impl Inputs {
             if !p.paused && self.waiting && (len >= PAUSE_AT || (crowded && len > 0)) {
                 p.paused = true;
                 pause.add_partition(&p.topic, p.partition);
-            } else if p.paused && len <= RESUME_AT && self.held.len() <= MAX_HELD_BATCHES / 2 {
+            } else if p.paused && (len == 0 || (len <= RESUME_AT && self.held.len() <= MAX_HELD_BATCHES / 2)) {
+                // An empty partition is what the merge may wait for: it always fetches again.
                 p.paused = false;
                 // Fetching starts again now: the partition is not idle while it does.
                 p.last_seen = now;

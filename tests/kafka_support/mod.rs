@@ -478,3 +478,69 @@ pub fn compare_with_replay(n: &Names, msgs: &[Msg], replayed: &[Value], dedup: b
         Err(problems.join("\n"))
     }
 }
+
+/// Creates `topic` with `partitions` partitions (replication 1); an existing topic is an error.
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let created = rt.block_on(admin.create_topics(&topics, &AdminOptions::new())).expect("create topic");
+    assert!(created.iter().all(|r| r.is_ok()), "creating {topic}: {created:?}");
+}
+
+/// One input record: topic, partition, key, value.
+pub type Keyed<'a> = (&'a str, i32, Option<String>, &'a [u8]);
+
+/// Produces records in order, each to its topic and partition, and waits until all are
+/// acknowledged (idempotent: each partition keeps the order it was given).
+pub fn produce_keyed(brokers: &str, records: &[Keyed<'_>]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    for (topic, partition, key, payload) in records {
+        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(payload).partition(*partition);
+        if let Some(k) = key {
+            record = record.key(k.as_str());
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("producing to {topic}/{partition}: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush input");
+}
+
+/// The group's committed offsets summed over the first `partitions` partitions of `topic`
+/// (a partition without a commit counts 0).
+pub fn committed_sum(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let Ok(consumer) = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create::<BaseConsumer>()
+    else {
+        return -1;
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    match consumer.committed_offsets(tpl, Duration::from_secs(5)) {
+        Ok(t) => t.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0)).sum(),
+        Err(_) => -1,
+    }
+}

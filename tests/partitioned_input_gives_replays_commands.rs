@@ -1,0 +1,189 @@
+//! `driftwatch run` on partitioned input, against a real Apache Kafka broker: a time-ordered
+//! stream of twelve services (apps and labelled models, 2% bad lines, some with absurd
+//! timestamps) produced onto several partitions keyed by service gives exactly the commands
+//! `replay` gives for the same events — read from a backlog and from two input topics.
+//!
+//! Needs a broker: `bash scripts/kafka.sh up`, then
+//! `DRIFTWATCH_TEST_BROKERS=127.0.0.1:9092 cargo test --release`. Without the variable these
+//! tests fail (they never skip silently). Every test uses its own topics and group.
+
+mod kafka_support;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kafka_support::*;
+use serde_json::Value;
+
+/// The tests kill the service; one at a time in this process.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn brokers() -> String {
+    match std::env::var("DRIFTWATCH_TEST_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => b,
+        _ => panic!(
+            "DRIFTWATCH_TEST_BROKERS is not set: these tests need a real Kafka broker. Start one with \
+             `bash scripts/kafka.sh up`, then run `DRIFTWATCH_TEST_BROKERS=127.0.0.1:9092 cargo test --release`"
+        ),
+    }
+}
+
+/// Short consumer sessions (a killed member leaves the group in seconds), and an idle timeout
+/// long enough that no partition counts as idle while a restarted service fetches.
+const CONFIG: &str = r#"[kafka.consumer_properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"#;
+
+/// The service key producers use: the app, else the model; a label's is its `event_id`.
+fn service_key(line: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(line).ok()?;
+    ["app", "model", "event_id"].iter().find_map(|k| v.get(*k).and_then(Value::as_str)).map(str::to_owned)
+}
+
+/// A stable spread of keys over `n` slots (FNV-1a); lines without a key go round-robin.
+fn slot(key: Option<&str>, index: usize, n: usize) -> usize {
+    match key {
+        Some(k) => {
+            (k.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) % n as u64)
+                as usize
+        }
+        None => index % n,
+    }
+}
+
+struct Setup {
+    n: Names,
+    dir: std::path::PathBuf,
+    cfg: std::path::PathBuf,
+    lines: Vec<Vec<u8>>,
+    /// (topic index, partition, key) of each line.
+    placed: Vec<(usize, i32, Option<String>)>,
+    topics: Vec<String>,
+    partitions: i32,
+}
+
+/// The `fleet` scenario at half rate spread over `topics` × `partitions` by service key.
+fn setup(name: &str, topics: usize, partitions: i32) -> Setup {
+    let b = brokers();
+    let n = Names::new(name);
+    let dir = temp_dir(name);
+    let cfg = write_config(&dir, &n, "exactly_once", true, CONFIG);
+    let topic_names: Vec<String> =
+        (0..topics).map(|i| if i == 0 { n.events.clone() } else { format!("{}.{i}", n.events) }).collect();
+    let list = topic_names.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace(&format!("events = [\"{}\"]", n.events), &format!("events = [{list}]"))
+        .replace("idle_timeout = \"1s\"", "idle_timeout = \"5s\"");
+    std::fs::write(&cfg, text).expect("config");
+    for t in &topic_names {
+        create_topic(&b, t, partitions);
+    }
+    let lines = scenario_lines("fleet", 5, 0.5, None);
+    let slots = topics * partitions as usize;
+    let placed = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let key = service_key(l);
+            let s = slot(key.as_deref(), i, slots);
+            (s % topics, (s / topics) as i32, key)
+        })
+        .collect();
+    Setup { n, dir, cfg, lines, placed, topics: topic_names, partitions }
+}
+
+impl Setup {
+    fn produce(&self, range: std::ops::Range<usize>, keep: impl Fn(usize) -> bool) {
+        let records: Vec<Keyed<'_>> = range
+            .filter(|&i| keep(i))
+            .map(|i| {
+                let (t, p, k) = &self.placed[i];
+                (self.topics[*t].as_str(), *p, k.clone(), self.lines[i].as_slice())
+            })
+            .collect();
+        produce_keyed(&brokers(), &records);
+    }
+
+    fn committed(&self) -> i64 {
+        self.topics.iter().map(|t| committed_sum(&brokers(), &self.n.group, t, self.partitions)).sum()
+    }
+
+    /// `replay` of the lines kept, in their time order (one file).
+    fn replay(&self, keep: impl Fn(usize) -> bool) -> (Vec<Value>, usize) {
+        let kept: Vec<Vec<u8>> = (0..self.lines.len()).filter(|&i| keep(i)).map(|i| self.lines[i].clone()).collect();
+        let input = self.dir.join("input.jsonl");
+        write_lines(&input, &kept);
+        replay(&self.cfg, &input)
+    }
+
+    fn start(&self) -> Service {
+        let log = self.dir.join("service.log");
+        let svc = Service::start(&self.cfg, &brokers(), &[], log.clone());
+        assert!(
+            wait_until(Duration::from_secs(60), || std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("state restored")),
+            "the service did not start; log:\n{}",
+            svc.log_tail()
+        );
+        svc
+    }
+
+    /// Waits until every produced line is committed and the audit log (read_committed) holds
+    /// replay's number of decisions, a little longer, then stops the service and compares
+    /// what consumers see with replay, dead letters included.
+    fn finish(&self, svc: &mut Service, produced: i64, replayed: &[Value], bad: usize) {
+        let b = brokers();
+        let ok = wait_until(Duration::from_secs(180), || {
+            svc.assert_running();
+            self.committed() >= produced && read_all(&b, &[&self.n.decisions], true).len() >= replayed.len()
+        });
+        assert!(
+            ok,
+            "not done: committed {} of {produced}, {} of {} decisions; log:\n{}",
+            self.committed(),
+            read_all(&b, &[&self.n.decisions], true).len(),
+            replayed.len(),
+            svc.log_tail()
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        svc.terminate(Duration::from_secs(15));
+        let msgs = read_all(&b, &self.n.all()[1..7], true);
+        compare_with_replay(&self.n, &msgs, replayed, false)
+            .unwrap_or_else(|e| panic!("{e}\nservice log: {}", svc.log.display()));
+        let dead = msgs.iter().filter(|m| m.topic == self.n.deadletter).count();
+        assert_eq!(dead, bad, "dead letters vs bad lines in replay");
+        let log = std::fs::read_to_string(&svc.log).unwrap_or_default();
+        assert!(!log.contains("session ended"), "a session failed; log:\n{}", svc.log_tail());
+    }
+}
+
+fn all(_: usize) -> bool {
+    true
+}
+
+#[test]
+fn four_partitions_keyed_by_service_read_from_a_backlog_give_replays_commands() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = Instant::now();
+    let s = setup("part-backlog", 1, 4);
+    let (replayed, bad) = s.replay(all);
+    assert!(replayed.len() >= 8, "replay gives {} commands; want ≥ 8", replayed.len());
+    s.produce(0..s.lines.len(), all);
+    let mut svc = s.start();
+    s.finish(&mut svc, s.lines.len() as i64, &replayed, bad);
+    eprintln!("{} lines, {} commands, {bad} bad, in {:?}", s.lines.len(), replayed.len(), t0.elapsed());
+}
+
+#[test]
+fn two_input_topics_give_replays_commands() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Partition numbers repeat across the two topics: the end of each is told apart.
+    let s = setup("part-topics", 2, 2);
+    let (replayed, bad) = s.replay(all);
+    s.produce(0..s.lines.len(), all);
+    let mut svc = s.start();
+    s.finish(&mut svc, s.lines.len() as i64, &replayed, bad);
+}
