@@ -3,9 +3,13 @@
 //! `replay` of several files and `run` on several Kafka partitions use this one rule, so that
 //! the engine sees the same order — and makes the same decisions — however the events are
 //! split over inputs and however fast each input is read. The rule is Kafka Streams' partition
-//! group (and Flink's per-input watermarks): take the input whose next record has the lowest
-//! event time, but only while every input that may still deliver an older record has something
-//! ready; an input with nothing ready that is not known to be at its end holds the merge back.
+//! group with enforced processing (and Flink's per-input watermarks): take the input whose next
+//! record has the lowest event time, but only while no input that may still deliver an older
+//! record has nothing ready. An input with nothing ready holds back what is newer than the last
+//! record it delivered (its records are in event-time order: the next one is not older) until it
+//! is known to be at its end — a file's end; for Kafka, no message for `kafka.idle_timeout`,
+//! because a partition read to its end now may receive records older than the others' a moment
+//! later.
 //!
 //! The choice depends only on what each input has left, never on what was taken before, so a
 //! service restarted from stored positions continues the very order an uninterrupted run
@@ -21,8 +25,10 @@ use crate::time::Millis;
 pub enum Head {
     /// A record is ready: its event time, or `None` when it could not be decoded.
     Ready(Option<Millis>),
-    /// Nothing is ready, and an older record may still come: the merge waits for it.
-    Waiting,
+    /// Nothing is ready, and more may come: records newer than the time given (the newest this
+    /// input delivered), or any record when it delivered none, wait for it. At that very time,
+    /// inputs before it go first, as ties do.
+    Waiting(Option<Millis>),
     /// Nothing is ready and nothing is expected (the input is at its end or idle).
     Done,
 }
@@ -43,14 +49,17 @@ pub enum Pick {
 pub fn pick(heads: impl IntoIterator<Item = Head>, newest: Option<Millis>, max_future: Millis) -> Pick {
     let too_far = newest.map_or(Millis::MAX, |n| n.saturating_add(max_future));
     let mut best: Option<(Millis, usize)> = None;
-    let mut waiting = false;
+    // The first (time, input) a waiting input may still deliver: only records before it go.
+    let mut limit: Option<(Option<Millis>, usize)> = None;
     for (i, head) in heads.into_iter().enumerate() {
         let key = match head {
             Head::Ready(None) => return Pick::Input(i),
             Head::Ready(Some(ts)) if ts > too_far => return Pick::Input(i),
             Head::Ready(Some(ts)) => ts,
-            Head::Waiting => {
-                waiting = true;
+            Head::Waiting(after) => {
+                if limit.is_none_or(|l| (after, i) < l) {
+                    limit = Some((after, i));
+                }
                 continue;
             }
             Head::Done => continue,
@@ -59,10 +68,11 @@ pub fn pick(heads: impl IntoIterator<Item = Head>, newest: Option<Millis>, max_f
             best = Some((key, i));
         }
     }
-    match best {
-        _ if waiting => Pick::Wait,
-        Some((_, i)) => Pick::Input(i),
-        None => Pick::Empty,
+    match (best, limit) {
+        (Some((ts, i)), Some(l)) if (Some(ts), i) > l => Pick::Wait,
+        (Some((_, i)), _) => Pick::Input(i),
+        (None, Some(_)) => Pick::Wait,
+        (None, None) => Pick::Empty,
     }
 }
 
@@ -83,15 +93,26 @@ mod tests {
 
     #[test]
     fn an_input_that_may_deliver_older_records_holds_the_merge() {
-        assert_eq!(pick([Ready(Some(1)), Waiting], Some(1), FUTURE), Pick::Wait);
-        assert_eq!(pick([Waiting, Done], None, FUTURE), Pick::Wait);
+        assert_eq!(pick([Ready(Some(1)), Waiting(None)], Some(1), FUTURE), Pick::Wait);
+        assert_eq!(pick([Waiting(None), Done], None, FUTURE), Pick::Wait);
+        assert_eq!(pick([Ready(Some(5)), Waiting(Some(4))], Some(4), FUTURE), Pick::Wait);
+    }
+
+    #[test]
+    fn a_waiting_input_holds_back_only_what_is_newer_than_it_delivered() {
+        assert_eq!(pick([Ready(Some(3)), Waiting(Some(4))], Some(4), FUTURE), Pick::Input(0));
+        // A tie goes to the lower index: the waiting input's next record may have that time.
+        assert_eq!(pick([Ready(Some(4)), Waiting(Some(4))], Some(4), FUTURE), Pick::Input(0));
+        assert_eq!(pick([Waiting(Some(4)), Ready(Some(4))], Some(4), FUTURE), Pick::Wait);
+        // The most restrictive waiting input counts.
+        assert_eq!(pick([Ready(Some(3)), Waiting(Some(9)), Waiting(Some(2))], Some(9), FUTURE), Pick::Wait);
     }
 
     #[test]
     fn undecodable_and_far_future_records_go_at_once() {
-        assert_eq!(pick([Ready(Some(1)), Waiting, Ready(None)], Some(1), FUTURE), Pick::Input(2));
+        assert_eq!(pick([Ready(Some(1)), Waiting(None), Ready(None)], Some(1), FUTURE), Pick::Input(2));
         let far = 10 + FUTURE + 1;
-        assert_eq!(pick([Ready(Some(20)), Ready(Some(far)), Waiting], Some(10), FUTURE), Pick::Input(1));
+        assert_eq!(pick([Ready(Some(20)), Ready(Some(far)), Waiting(None)], Some(10), FUTURE), Pick::Input(1));
         // Before any event, nothing is too far ahead.
         assert_eq!(pick([Ready(Some(20)), Ready(Some(far))], None, FUTURE), Pick::Input(0));
     }
@@ -116,7 +137,7 @@ mod tests {
                 }
                 let heads = (0..3).map(|i| match (next[i] < fetched[i], next[i] < inputs[i].len()) {
                     (true, _) => Ready(Some(inputs[i][next[i]])),
-                    (false, true) => Waiting,
+                    (false, true) => Waiting(next[i].checked_sub(1).map(|k| inputs[i][k])),
                     (false, false) => Done,
                 });
                 match pick(heads, newest, FUTURE) {

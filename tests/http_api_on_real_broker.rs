@@ -22,16 +22,6 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "t0ken-for-tests";
 
-fn brokers() -> String {
-    match std::env::var("DRIFTWATCH_TEST_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => b,
-        _ => panic!(
-            "DRIFTWATCH_TEST_BROKERS is not set: this test needs a real Kafka broker. Run `scripts/test.sh`, or \
-             `bash scripts/kafka.sh up` then `DRIFTWATCH_TEST_BROKERS=127.0.0.1:9092 cargo test --release`"
-        ),
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }

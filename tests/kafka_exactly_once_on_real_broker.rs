@@ -18,16 +18,6 @@ use kafka_support::*;
 /// The tests stop the broker or kill the service; one at a time in this process.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn brokers() -> String {
-    match std::env::var("DRIFTWATCH_TEST_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => b,
-        _ => panic!(
-            "DRIFTWATCH_TEST_BROKERS is not set: these tests need a real Kafka broker. Start one with \
-             `bash scripts/kafka.sh up`, then run `DRIFTWATCH_TEST_BROKERS=127.0.0.1:9092 cargo test --release`"
-        ),
-    }
-}
-
 fn kafka_sh(cmd: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
     let st = Command::new("bash").args([script, cmd]).status().expect("run scripts/kafka.sh");

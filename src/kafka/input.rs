@@ -228,6 +228,9 @@ struct Part {
     queue: VecDeque<Queued>,
     /// Read to its end (for now), by the last word from the consumer.
     at_end: bool,
+    /// The newest event time taken from the queue since the partition was assigned (not counting
+    /// times the engine rejects as too far ahead).
+    newest: Option<Millis>,
     /// When a message last arrived (or the partition was assigned or resumed).
     last_seen: Instant,
     paused: bool,
@@ -286,6 +289,7 @@ impl Inputs {
                 partition: *partition,
                 queue: VecDeque::new(),
                 at_end: false,
+                newest: None,
                 last_seen: now,
                 paused: false,
                 fetched: *start,
@@ -309,6 +313,7 @@ impl Inputs {
                     partition,
                     queue: VecDeque::new(),
                     at_end: false,
+                    newest: None,
                     last_seen: Instant::now(),
                     paused: false,
                     fetched: None,
@@ -343,12 +348,8 @@ impl Inputs {
                     let i = self.part_of(&batch.topics[*topic], *partition, hint);
                     hint = i;
                     let p = &mut self.parts[i];
-                    p.queue.push_back(Queued {
-                        seq,
-                        item: idx as u32,
-                        event,
-                        ts: times.get(event as usize).copied().flatten(),
-                    });
+                    let ts = times.get(event as usize).copied().flatten();
+                    p.queue.push_back(Queued { seq, item: idx as u32, event, ts });
                     p.at_end = false;
                     p.last_seen = now;
                     p.fetched = Some(*offset + 1);
@@ -403,8 +404,10 @@ impl Inputs {
             let idle_after = self.idle_after;
             let heads = self.parts.iter().map(|p| match p.queue.front() {
                 Some(q) => Head::Ready(q.ts),
-                None if p.at_end || now.duration_since(p.last_seen) >= idle_after => Head::Done,
-                None => Head::Waiting,
+                // Read to its end is not enough: a moment later the partition may receive
+                // records older than the other partitions' (see `crate::merge`).
+                None if now.duration_since(p.last_seen) >= idle_after => Head::Done,
+                None => Head::Waiting(p.newest),
             });
             let i = match pick(heads, engine.max_event_time(), self.max_future) {
                 Pick::Input(i) => i,
@@ -414,7 +417,12 @@ impl Inputs {
                 }
                 Pick::Empty => break,
             };
-            let Some(q) = self.parts[i].queue.pop_front() else { break };
+            let part = &mut self.parts[i];
+            let Some(q) = part.queue.pop_front() else { break };
+            let too_far = engine.max_event_time().map_or(Millis::MAX, |n| n.saturating_add(self.max_future));
+            if q.ts.is_some_and(|ts| ts <= too_far) {
+                part.newest = part.newest.max(q.ts);
+            }
             let slot = (q.seq - self.first_seq) as usize;
             let Some(held) = self.held.get_mut(slot) else { break };
             let batch = &mut held.batch;

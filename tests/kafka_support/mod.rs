@@ -267,14 +267,31 @@ pub fn produce(brokers: &str, topic: &str, lines: &[Vec<u8>]) {
 
 /// Like [`produce`], in `chunks` equal parts with `pause` after each: a live stream. The
 /// producer rides out a broker outage (idempotent, retries until it is back).
-pub fn produce_paced(brokers: &str, topic: &str, lines: &[Vec<u8>], chunks: usize, pause: Duration) {
-    let producer: BaseProducer = ClientConfig::new()
+/// The broker list of the tests' Kafka broker, from `DRIFTWATCH_TEST_BROKERS`; panics (never
+/// skips) without it.
+pub fn brokers() -> String {
+    match std::env::var("DRIFTWATCH_TEST_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => b,
+        _ => panic!(
+            "DRIFTWATCH_TEST_BROKERS is not set: this test needs a real Kafka broker. Run `scripts/test.sh`, or \
+             `bash scripts/kafka.sh up` then `DRIFTWATCH_TEST_BROKERS=127.0.0.1:9092 cargo test --release`"
+        ),
+    }
+}
+
+/// An idempotent producer of test input (each partition keeps the order it is given).
+fn input_producer(brokers: &str) -> BaseProducer {
+    ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
         .set("enable.idempotence", "true")
         .set("queue.buffering.max.messages", "1000000")
         .create()
-        .expect("producer");
+        .expect("producer")
+}
+
+pub fn produce_paced(brokers: &str, topic: &str, lines: &[Vec<u8>], chunks: usize, pause: Duration) {
+    let producer = input_producer(brokers);
     for part in lines.chunks(lines.len().div_ceil(chunks.max(1)).max(1)) {
         for line in part {
             let mut record = BaseRecord::<(), [u8]>::to(topic).payload(line.as_slice()).partition(0);
@@ -497,13 +514,7 @@ pub type Keyed<'a> = (&'a str, i32, Option<String>, &'a [u8]);
 /// Produces records in order, each to its topic and partition, and waits until all are
 /// acknowledged (idempotent: each partition keeps the order it was given).
 pub fn produce_keyed(brokers: &str, records: &[Keyed<'_>]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("enable.idempotence", "true")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
+    let producer = input_producer(brokers);
     for (topic, partition, key, payload) in records {
         let mut record = BaseRecord::<str, [u8]>::to(topic).payload(payload).partition(*partition);
         if let Some(k) = key {
