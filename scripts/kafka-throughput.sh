@@ -3,7 +3,8 @@
 #
 #   bash scripts/kafka.sh up && cargo build --release && bash scripts/kafka-throughput.sh
 #
-# 1. Produces N (default 2,000,000) `mixed` events onto a fresh 1-partition topic.
+# 1. Produces N (default 2,000,000) `mixed` events onto a fresh topic of PARTITIONS partitions
+#    (default 1), keyed by service as `driftwatch simulate --brokers` keys them.
 # 2. Times two bare consumers reading the whole topic: kcat (librdkafka's C API, partitions
 #    assigned directly, no group) and `examples/bare_consumer.rs` (the service's client library and API:
 #    rdkafka, one message per poll, a consumer group, read_committed), which only counts.
@@ -16,13 +17,14 @@
 # 4. Decision latency: a canary-error stream fed live at RATE lines/s; time from writing the line
 #    that triggers the rollback (per `replay`) to the command being readable (read_committed).
 #
-# Environment: BROKERS (127.0.0.1:9092), N (2000000), COMMIT_INTERVAL (1s), RATE (2000),
-# BIN (target/release/driftwatch).
+# Environment: BROKERS (127.0.0.1:9092), N (2000000), PARTITIONS (1), COMMIT_INTERVAL (1s),
+# RATE (2000), BIN (target/release/driftwatch).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${BIN:-$ROOT/target/release/driftwatch}"
 B="${BROKERS:-127.0.0.1:9092}"
 N="${N:-2000000}"
+PARTITIONS="${PARTITIONS:-1}"
 CI="${COMMIT_INTERVAL:-1s}"
 RATE="${RATE:-2000}"
 ID="tp$$-$(date +%s)"
@@ -39,13 +41,15 @@ source "$ROOT/scripts/measure-lib.sh"
 
 # --- input -------------------------------------------------------------------------------
 T="dw.$ID.events"
-kcat -b "$B" -L -t "$T" >/dev/null 2>&1 || true # auto-creates with the broker's 1 partition
 SCALE=$(awk -v n="$N" 'BEGIN { printf "%.4f", n / 321165 }') # mixed at scale 1 has 321,165 lines
 t0=$(now)
-"$BIN" simulate --scenario mixed --rate-scale "$SCALE" --brokers "$B" --topic "$T" 2>"$WORK/sim.log"
+"$BIN" simulate --scenario mixed --rate-scale "$SCALE" --brokers "$B" --topic "$T" --partitions "$PARTITIONS" 2>"$WORK/sim.log"
 t1=$(now)
-TOTAL=$(kcat -b "$B" -Q -t "$T:0:-1" 2>/dev/null | awk '{print $NF}')
-printf 'input: %s events (mixed, rate-scale %s) on %s, produced in %.1f s\n' "$TOTAL" "$SCALE" "$T" "$(echo "$t1 - $t0" | bc)"
+TOTAL=0
+for ((p = 0; p < PARTITIONS; p++)); do
+  TOTAL=$((TOTAL + $(kcat -b "$B" -Q -t "$T:$p:-1" 2>/dev/null | awk '{print $NF}')))
+done
+printf 'input: %s events (mixed, rate-scale %s) on %s (%s partitions), produced in %.1f s\n' "$TOTAL" "$SCALE" "$T" "$PARTITIONS" "$(echo "$t1 - $t0" | bc)"
 
 # --- bare consumer -----------------------------------------------------------------------
 t0=$(now)

@@ -30,7 +30,7 @@ CONF
 }
 
 # Follows the changelog CHANGELOG (read_committed) and prints the time at which a positions record
-# says the input is read up to offset TOTAL. Lines are handled as they arrive (awk may wait
+# says the input is read up to TOTAL messages (summed over the topic's partitions). Lines are handled as they arrive (awk may wait
 # for a full input buffer), and the follower does not wait for kcat to exit.
 until_positions() { # until_positions BROKERS CHANGELOG TOPIC TOTAL
   python3 - "$@" <<'EOF'
@@ -42,7 +42,7 @@ kcat = subprocess.Popen(["kcat", "-C", "-b", brokers, "-t", changelog, "-o", "be
 for line in kcat.stdout:
     if line.startswith(b"positions\t"):
         try:
-            done = any(t == topic and o >= total for t, _, o in json.loads(line[10:]))
+            done = sum(o for t, _, o in json.loads(line[10:]) if t == topic) >= total
         except ValueError:
             continue
         if done:

@@ -128,9 +128,13 @@ enum Cmd {
         /// Produce onto Kafka instead of writing JSON Lines.
         #[arg(long, env = "DRIFTWATCH_BROKERS")]
         brokers: Option<String>,
-        /// Topic to produce to (with --brokers).
+        /// Topic to produce to (with --brokers). Records are keyed by service (the app, else the
+        /// model; a label by its `event_id`), as serving fleets key theirs.
         #[arg(long, default_value = "driftwatch.events")]
         topic: String,
+        /// Create the topic with this many partitions (replication 1) when it does not exist.
+        #[arg(long, requires = "brokers", value_parser = clap::value_parser!(i32).range(1..=10_000))]
+        partitions: Option<i32>,
         /// List scenarios and what they show.
         #[arg(long)]
         list: bool,
@@ -249,7 +253,7 @@ fn run() -> Result<()> {
             };
             driftwatch::demo::run(&opts, stop).map_err(|e| anyhow::anyhow!(e))?;
         }
-        Cmd::Simulate { scenario, seed, duration, rate_scale, out, list, brokers, topic } => {
+        Cmd::Simulate { scenario, seed, duration, rate_scale, out, list, brokers, topic, partitions } => {
             if list {
                 for name in sim::SCENARIOS {
                     if let Some(s) = sim::scenario(name) {
@@ -271,6 +275,9 @@ fn run() -> Result<()> {
                 let mut s = sim::scenario(&name).ok_or_else(|| anyhow::anyhow!("unknown scenario"))?;
                 if let Some(d) = duration {
                     s.duration = d;
+                }
+                if let Some(p) = partitions {
+                    create_input_topic(&brokers, &topic, p)?;
                 }
                 let n = produce_scenario(s, seed, rate_scale, &brokers, &topic)?;
                 eprintln!("produced {n} messages to {topic} on {brokers}");
@@ -321,7 +328,41 @@ fn shutdown_on_signal() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Produces a scenario's lines onto a topic; returns how many.
+/// Creates `topic` with `partitions` partitions unless it exists.
+fn create_input_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).create().context("creating the admin client")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("runtime")?;
+    let new = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let opts = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(20)));
+    let results = rt.block_on(admin.create_topics(&new, &opts)).with_context(|| format!("creating {topic}"))?;
+    for r in results {
+        match r {
+            Ok(name) => eprintln!("created {name} with {partitions} partitions"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("creating {name}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// The key a serving fleet would give an event line: its app, else its model, else (a label)
+/// its `event_id`.
+fn service_key(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        app: Option<String>,
+        model: Option<String>,
+        event_id: Option<String>,
+    }
+    let k: Keys = serde_json::from_slice(line).ok()?;
+    k.app.or(k.model).or(k.event_id)
+}
+
+/// Produces a scenario's lines onto a topic, keyed by service; returns how many.
 fn produce_scenario(s: sim::Scenario, seed: u64, rate_scale: f64, brokers: &str, topic: &str) -> Result<u64> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let producer: BaseProducer = rdkafka::ClientConfig::new()
@@ -334,7 +375,11 @@ fn produce_scenario(s: sim::Scenario, seed: u64, rate_scale: f64, brokers: &str,
     let mut g = sim::Generator::new(s, seed, rate_scale);
     let mut n = 0u64;
     while let Some(line) = g.next_line() {
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&line);
+        let key = service_key(&line);
+        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(&line);
+        if let Some(k) = &key {
+            record = record.key(k.as_str());
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,

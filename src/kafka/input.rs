@@ -228,6 +228,8 @@ struct Part {
     queue: VecDeque<Queued>,
     /// Read to its end (for now), by the last word from the consumer.
     at_end: bool,
+    /// Since when it has been read to its end with nothing queued.
+    at_end_since: Option<Instant>,
     /// The newest event time taken from the queue since the partition was assigned (not counting
     /// times the engine rejects as too far ahead).
     newest: Option<Millis>,
@@ -252,13 +254,23 @@ pub(super) struct Inputs {
     first_seq: u64,
     max_future: Millis,
     idle_after: StdDuration,
+    /// How long a partition read to its end holds the merge (`kafka.partition_wait`).
+    wait_at_end: StdDuration,
     /// Whether the last [`Inputs::drain`] stopped to wait for a partition.
     waiting: bool,
 }
 
 impl Inputs {
-    pub(super) fn new(max_future: Millis, idle_after: StdDuration) -> Inputs {
-        Inputs { parts: Vec::new(), held: VecDeque::new(), first_seq: 0, max_future, idle_after, waiting: false }
+    pub(super) fn new(max_future: Millis, idle_after: StdDuration, wait_at_end: StdDuration) -> Inputs {
+        Inputs {
+            parts: Vec::new(),
+            held: VecDeque::new(),
+            first_seq: 0,
+            max_future,
+            idle_after,
+            wait_at_end,
+            waiting: false,
+        }
     }
 
     /// Drops everything queued and takes a new assignment (partitions with the offset each
@@ -289,6 +301,7 @@ impl Inputs {
                 partition: *partition,
                 queue: VecDeque::new(),
                 at_end: false,
+                at_end_since: None,
                 newest: None,
                 last_seen: now,
                 paused: false,
@@ -313,6 +326,7 @@ impl Inputs {
                     partition,
                     queue: VecDeque::new(),
                     at_end: false,
+                    at_end_since: None,
                     newest: None,
                     last_seen: Instant::now(),
                     paused: false,
@@ -351,6 +365,7 @@ impl Inputs {
                     let ts = times.get(event as usize).copied().flatten();
                     p.queue.push_back(Queued { seq, item: idx as u32, event, ts });
                     p.at_end = false;
+                    p.at_end_since = None;
                     p.last_seen = now;
                     p.fetched = Some(*offset + 1);
                     event += 1;
@@ -401,12 +416,20 @@ impl Inputs {
         let mut n = 0;
         self.waiting = false;
         loop {
-            let idle_after = self.idle_after;
-            let heads = self.parts.iter().map(|p| match p.queue.front() {
+            let (idle_after, wait_at_end) = (self.idle_after, self.wait_at_end);
+            let heads = self.parts.iter_mut().map(|p| match p.queue.front() {
                 Some(q) => Head::Ready(q.ts),
-                // Read to its end is not enough: a moment later the partition may receive
-                // records older than the other partitions' (see `crate::merge`).
                 None if now.duration_since(p.last_seen) >= idle_after => Head::Done,
+                None if p.at_end => {
+                    // Read to its end is not enough at once: a moment later the partition may
+                    // receive records older than the other partitions' (see `crate::merge`).
+                    let since = *p.at_end_since.get_or_insert(now);
+                    if now.duration_since(since) >= wait_at_end {
+                        Head::Done
+                    } else {
+                        Head::Waiting(p.newest)
+                    }
+                }
                 None => Head::Waiting(p.newest),
             });
             let i = match pick(heads, engine.max_event_time(), self.max_future) {

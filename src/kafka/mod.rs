@@ -123,6 +123,12 @@ pub struct KafkaConfig {
     /// With no input for this long, event time is advanced by the wall-clock time that passes,
     /// so decisions are not held back when traffic stops.
     pub idle_timeout: Duration,
+    /// How long an input partition read to its end holds back the other partitions' records
+    /// newer than its own (Kafka Streams' `max.task.idle.ms`). Partitions merge by event time;
+    /// one that receives records again within this time gives the order `replay` gives, one
+    /// quiet for longer is passed by and its next records may arrive late. A partition with no
+    /// message for `idle_timeout` is passed by anyway.
+    pub partition_wait: Duration,
     /// Create missing topics at start-up.
     pub create_topics: bool,
     /// Partitions of created topics.
@@ -148,6 +154,7 @@ impl Default for KafkaConfig {
             transactional_id: "driftwatch-0".into(),
             commit_interval: Duration(1000),
             idle_timeout: Duration(10_000),
+            partition_wait: Duration(2_000),
             create_topics: true,
             partitions: 3,
             replication_factor: 1,
@@ -864,7 +871,8 @@ fn process(
     let mut pending_published: Vec<Command> = Vec::new();
     let commit_every = StdDuration::from_millis(k.commit_interval.0 as u64);
     let idle_after = StdDuration::from_millis(k.idle_timeout.0 as u64);
-    let mut inputs = Inputs::new(cfg.windows.max_future.0, idle_after);
+    let mut inputs =
+        Inputs::new(cfg.windows.max_future.0, idle_after, StdDuration::from_millis(k.partition_wait.0 as u64));
     let mut epoch = 0u64;
     let mut freed: Vec<Batch> = Vec::new();
     let mut last_commit = Instant::now();
