@@ -18,6 +18,17 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The status page's browser test: playwright-core (no browser download) drives Debian's chromium.
 npm ci --prefix tests/browser --no-audit --no-fund
+# The generated-clients test: schemathesis, pinned with its dependencies, in a venv of its own.
+for pkg in python3-venv python3-pip; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y "$pkg" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$pkg" >/dev/null; }; }
+done
+VENV="$ROOT/target/schemathesis-venv"
+if ! cmp -s tests/schemathesis/requirements.txt "$VENV/installed.txt" 2>/dev/null; then
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/schemathesis/requirements.txt
+  cp tests/schemathesis/requirements.txt "$VENV/installed.txt"
+fi
 
 bash scripts/kafka.sh reset >/dev/null 2>&1 || true
 bash scripts/kafka.sh up

@@ -71,8 +71,14 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
 }
 
 /// Parses an RFC 3339 date-time (`2025-11-24T16:27:41.120Z`, `…+01:00`, any number of
-/// fraction digits, `T`/`t`/space separator) into epoch milliseconds.
+/// fraction digits, `T`/`t`/space separator) into epoch milliseconds, inside the plausible
+/// range of event times.
 pub fn parse_rfc3339(s: &str) -> Result<Millis, TimestampError> {
+    check_range(parse_rfc3339_unbounded(s)?)
+}
+
+/// Parses an RFC 3339 timestamp of any year 0000–9999 to epoch milliseconds.
+pub fn parse_rfc3339_unbounded(s: &str) -> Result<Millis, TimestampError> {
     let b = s.as_bytes();
     let syntax = TimestampError::Syntax;
     let year = digits(b, 0, 4).ok_or(syntax)?;
@@ -137,8 +143,7 @@ pub fn parse_rfc3339(s: &str) -> Result<Millis, TimestampError> {
     };
     // A leap second is folded onto the following second.
     let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
-    let ms = secs * 1000 + millis;
-    check_range(ms)
+    Ok(secs * 1000 + millis)
 }
 
 /// Accepts epoch milliseconds only inside the plausible range.

@@ -421,3 +421,46 @@ fn event_schema_agrees_with_the_dead_letter_verdicts_on_bad_input() {
         problems.iter().take(10).cloned().collect::<Vec<_>>().join("\n  ")
     );
 }
+
+/// `schemas/openapi.yaml` bundles `command.schema.json` (its `$defs` as `Command…` components),
+/// so generated clients resolve it offline: the bundled copy is the schema, nothing more or less.
+#[test]
+fn openapi_bundles_the_command_schema_unchanged() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let api: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("openapi.yaml")).expect("read openapi.yaml"))
+            .expect("openapi.yaml is YAML");
+    let mut command: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("command.schema.json")).expect("read")).expect("JSON");
+    let obj = command.as_object_mut().expect("object");
+    let defs = obj.remove("$defs").unwrap_or_default();
+    obj.remove("$schema");
+    obj.remove("$id");
+    let component = |def: &str| -> String {
+        let camel: String = def.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+        format!("Command{camel}")
+    };
+    fn rename(v: &mut Value, component: &dyn Fn(&str) -> String) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    match (k.as_str(), x.as_str().and_then(|r| r.strip_prefix("#/$defs/"))) {
+                        ("$ref", Some(def)) => *x = json!(format!("#/components/schemas/{}", component(def))),
+                        _ => rename(x, component),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| rename(x, component)),
+            _ => {}
+        }
+    }
+    rename(&mut command, &component);
+    let schemas = &api["components"]["schemas"];
+    assert_eq!(schemas["Command"], command, "openapi.yaml's Command differs from command.schema.json");
+    for (def, mut schema) in defs.as_object().cloned().unwrap_or_default() {
+        rename(&mut schema, &component);
+        assert_eq!(schemas[component(&def)], schema, "openapi.yaml's {} differs from $defs/{def}", component(&def));
+    }
+    let text = serde_json::to_string(&api).expect("json");
+    assert!(!text.contains("\"$ref\":\"http"), "openapi.yaml references a schema outside itself");
+}

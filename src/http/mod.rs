@@ -36,7 +36,7 @@ use crate::event::BadReason;
 use crate::kafka::{Observer, ServiceStats};
 use crate::labels::JoinCounters;
 use crate::replay::wall_ms;
-use crate::time::{format_rfc3339, parse_rfc3339, Millis};
+use crate::time::{format_rfc3339, parse_rfc3339, parse_rfc3339_unbounded, Millis};
 
 use history::History;
 use query::{Params, QueryError};
@@ -663,19 +663,17 @@ async fn targets(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Result<
     let kind = p.get("kind").map(|k| parse_kind(k, "kind")).transpose()?;
     let state = p.one_of("state", &STATES)?;
     let limit = p.limit(100, 1000)?;
-    let after = p.get("cursor").map(|c| query::decode_cursor(c, "cursor")).transpose()?;
+    let after = p.text("cursor").map(|c| query::decode_cursor(c, "cursor")).transpose()?;
     let v = s.view();
     let selected = v.targets.iter().enumerate().filter(|(_, t)| {
         kind.is_none_or(|k| t.kind == k)
-            && p.get("name").is_none_or(|n| t.name == n)
+            && p.text("name").is_none_or(|n| t.name == n)
             && state.is_none_or(|st| t.state == st)
     });
     let total = selected.clone().count();
     let page: Vec<(usize, &TargetOverview)> = selected
         .filter(|(_, t)| {
-            after.as_ref().is_none_or(|(k, n, ver)| {
-                (t.kind.as_str(), t.name.as_str(), t.version.as_str()) > (k.as_str(), n.as_str(), ver.as_str())
-            })
+            after.as_ref().is_none_or(|after| query::cursor_key(t.kind.as_str(), &t.name, &t.version) > *after)
         })
         .take(limit + 1)
         .collect();
@@ -749,7 +747,8 @@ async fn decisions(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Resul
     let since = p
         .get("since")
         .map(|x| {
-            parse_rfc3339(x).map_err(|e| {
+            // Any RFC 3339 time filters, however far from the events.
+            parse_rfc3339_unbounded(x).map_err(|e| {
                 QueryError::new(
                     "since",
                     format!("must be an RFC 3339 time such as 2026-01-31T12:00:00Z, got `{x}` ({e:?})"),
@@ -763,9 +762,12 @@ async fn decisions(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Resul
     let target = p.get("target").map(|t| query::parse_target(t, "target")).transpose()?;
     let limit = p.limit(100, 1000)?;
     let before = p
-        .get("cursor")
+        .text("cursor")
         .map(|c| {
-            c.parse::<u64>().map_err(|_| QueryError::new("cursor", format!("`{c}` is not a cursor from next_cursor")))
+            c.parse::<u64>()
+                .ok()
+                .filter(|_| c.len() <= 19 && c.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| QueryError::new("cursor", format!("`{c}` is not a cursor from next_cursor")))
         })
         .transpose()?;
     let v = s.view();

@@ -61,6 +61,12 @@ impl Params {
         self.values.get(key).map(String::as_str)
     }
 
+    /// The value of a free-text parameter, if given and not empty: generated clients send
+    /// `name=` for a parameter left unset, and the description allows the empty string.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.get(key).filter(|v| !v.is_empty())
+    }
+
     /// The value of `key`, which must be one of `choices`.
     pub fn one_of(&self, key: &str, choices: &[&'static str]) -> Result<Option<&'static str>, QueryError> {
         match self.get(key) {
@@ -138,23 +144,24 @@ pub fn encode_segment(s: &str) -> String {
 
 /// An opaque cursor naming the last target of a page.
 pub fn encode_cursor(kind: &str, name: &str, version: &str) -> String {
-    format!("{kind}\u{0}{name}\u{0}{version}").bytes().map(|b| format!("{b:02x}")).collect()
+    cursor_key(kind, name, version).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The target named by a cursor from [`encode_cursor`].
-pub fn decode_cursor(c: &str, parameter: &str) -> Result<(String, String, String), QueryError> {
-    let bad = || QueryError::new(parameter, format!("`{c}` is not a cursor from next_cursor"));
+/// The position a cursor from [`encode_cursor`] names: the bytes of `kind\0name\0version`,
+/// which order as the (kind, name, version) triples do. Any even-length hex string is a
+/// position (the page starts after it), so only malformed hex is refused.
+pub fn decode_cursor(c: &str, parameter: &str) -> Result<Vec<u8>, QueryError> {
+    let bad = || QueryError::new(parameter, format!("`{c}` is not a cursor from next_cursor (hex digits in pairs)"));
     let b = c.as_bytes();
     if !b.len().is_multiple_of(2) {
         return Err(bad());
     }
-    let bytes: Option<Vec<u8>> = b.chunks(2).map(|p| Some(hex(p[0])? * 16 + hex(p[1])?)).collect();
-    let s = String::from_utf8(bytes.ok_or_else(bad)?).map_err(|_| bad())?;
-    let mut parts = s.split('\u{0}');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(k), Some(n), Some(v), None) if k == "app" || k == "model" => Ok((k.into(), n.into(), v.into())),
-        _ => Err(bad()),
-    }
+    b.chunks(2).map(|p| Some(hex(p[0])? * 16 + hex(p[1])?)).collect::<Option<Vec<u8>>>().ok_or_else(bad)
+}
+
+/// The bytes a target's cursor encodes, for comparing with [`decode_cursor`]'s.
+pub fn cursor_key(kind: &str, name: &str, version: &str) -> Vec<u8> {
+    format!("{kind}\u{0}{name}\u{0}{version}").into_bytes()
 }
 
 /// `kind/name` or `kind/name/version`.
@@ -191,16 +198,24 @@ mod tests {
         let p = Params::parse(Some("name=fraud%20v2&limit=7"), &["name", "limit"]).unwrap();
         assert_eq!(p.get("name"), Some("fraud v2"));
         assert_eq!(p.limit(100, 1000), Ok(7));
+        let p = Params::parse(Some("name=&cursor=x"), &["name", "cursor"]).unwrap();
+        assert_eq!((p.text("name"), p.text("cursor")), (None, Some("x")));
         let p = Params::parse(Some("limit=0"), &["limit"]).unwrap();
         assert_eq!(p.limit(100, 1000).unwrap_err().parameter, "limit");
     }
 
     #[test]
-    fn cursors_round_trip_and_reject_junk() {
+    fn cursors_round_trip_order_as_targets_and_reject_junk() {
         let c = encode_cursor("model", "fraud/eu", "7");
-        assert_eq!(decode_cursor(&c, "cursor").unwrap(), ("model".into(), "fraud/eu".into(), "7".into()));
+        assert_eq!(decode_cursor(&c, "cursor").unwrap(), cursor_key("model", "fraud/eu", "7"));
+        // Byte order of the keys is the order of the (kind, name, version) triples.
+        let triples = [("app", "a", "2"), ("app", "a.b", "1"), ("app", "ab", "0"), ("model", "a", "1")];
+        for w in triples.windows(2) {
+            assert!(w[0] < w[1] && cursor_key(w[0].0, w[0].1, w[0].2) < cursor_key(w[1].0, w[1].1, w[1].2));
+        }
         assert!(decode_cursor("zz", "cursor").is_err());
-        assert!(decode_cursor(&encode_cursor("thing", "a", "b"), "cursor").is_err());
+        assert!(decode_cursor("abc", "cursor").is_err());
+        assert_eq!(decode_cursor("", "cursor").unwrap(), Vec::<u8>::new());
     }
 
     #[test]

@@ -122,6 +122,16 @@ changelog = "{changelog}"
     path
 }
 
+/// An exactly-once config (as [`write_config`]) with an `[http]` section: `token`, views every
+/// 100 ms, chart points every 10 s.
+pub fn write_http_config(dir: &Path, n: &Names, token: &str) -> PathBuf {
+    let cfg = write_config(dir, n, "exactly_once", true, "");
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str(&format!("\n[http]\ntoken = \"{token}\"\npublish_interval = \"100ms\"\nhistory_step = \"10s\"\n"));
+    std::fs::write(&cfg, text).expect("config");
+    cfg
+}
+
 /// A `driftwatch run` child process; killed (SIGKILL) when dropped if still running.
 #[derive(Debug)]
 pub struct Service {
@@ -277,6 +287,11 @@ pub fn brokers() -> String {
              `bash scripts/kafka.sh up` then `DRIFTWATCH_TEST_BROKERS=127.0.0.1:9092 cargo test --release`"
         ),
     }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// An idempotent producer of test input (each partition keeps the order it is given).
