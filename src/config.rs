@@ -465,6 +465,8 @@ pub struct Config {
     pub targets: Vec<TargetOverride>,
     /// Reference profiles.
     pub profiles: Vec<ProfileRef>,
+    /// Inputs from serving fleets (KServe): decoding and request/response pairing.
+    pub fleet: crate::fleet::FleetConfig,
     /// The Kafka service (`driftwatch run`).
     pub kafka: crate::kafka::KafkaConfig,
     /// The HTTP API (`driftwatch run --http`, `driftwatch demo --http`).
@@ -487,6 +489,7 @@ impl Default for Config {
             baselines: Vec::new(),
             targets: Vec::new(),
             profiles: Vec::new(),
+            fleet: crate::fleet::FleetConfig::default(),
             kafka: crate::kafka::KafkaConfig::default(),
             http: crate::http::HttpConfig::default(),
         }
@@ -634,6 +637,7 @@ impl Config {
                 wc.or(w.base()).validate(&format!("targets[{i}].{name}"))?;
             }
         }
+        self.fleet.validate()?;
         self.kafka.validate()?;
         self.http.validate()?;
         for (i, b) in self.baselines.iter().enumerate() {

@@ -27,7 +27,10 @@ use crate::stats::{Accuracy, DriftSketch, Latency, Merge, Traffic};
 use crate::time::{format_rfc3339, Millis};
 use crate::window::Ring;
 
+mod pairing;
 pub mod snapshot;
+
+pub use pairing::PairCounters;
 
 /// What the engine knows of one target, for views (terminal, HTTP).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -335,6 +338,10 @@ pub struct Engine {
     next_sweep: Millis,
     /// Changelog keys of groups forgotten since the last snapshot.
     removed_groups: Vec<String>,
+    /// Logged request and response halves waiting for each other.
+    pairing: pairing::Pairing,
+    /// Records the stored copy of `pairing` spans.
+    pairing_chunks: usize,
 }
 
 impl Engine {
@@ -370,6 +377,8 @@ impl Engine {
             decisions: VecDeque::new(),
             next_sweep: Millis::MIN,
             removed_groups: Vec::new(),
+            pairing: pairing::Pairing::default(),
+            pairing_chunks: 0,
         }
     }
 
@@ -596,11 +605,78 @@ impl Engine {
         if let Some(o) = self.offsets.get_mut(pos.source as usize) {
             *o = (*o).max(pos.offset);
         }
+        self.expire_pairs(ev.ts);
+        if ev.kind == EventType::Inference {
+            if let Some(part) = &ev.part {
+                let mut done = Vec::new();
+                let fleet = &self.cfg.fleet;
+                let (timeout, max_pending) = (fleet.response_timeout.0, fleet.max_pending);
+                self.pairing.offer(ev.ts, (**part).clone(), timeout, max_pending, &mut done);
+                self.ingest_pairs(done);
+            }
+            self.note_time(ev.ts);
+            return Ok(());
+        }
+        self.ingest_valid(ev);
+        self.note_time(ev.ts);
+        Ok(())
+    }
+
+    /// Pairing counts (fleet inputs).
+    pub fn pair_counters(&self) -> PairCounters {
+        self.pairing.counters
+    }
+
+    /// Logged halves waiting for their other half.
+    pub fn pairs_waiting(&self) -> usize {
+        self.pairing.waiting()
+    }
+
+    /// Turns the halves whose response timeout has passed by `now` into events.
+    fn expire_pairs(&mut self, now: Millis) {
+        if self.pairing.next_deadline().is_some_and(|d| d <= now) {
+            let mut done = Vec::new();
+            self.pairing.expire(now, &mut done);
+            self.ingest_pairs(done);
+        }
+    }
+
+    /// Ingests what pairing produced, as predictions and errors.
+    fn ingest_pairs(&mut self, done: Vec<pairing::Outcome>) {
+        for o in done {
+            let features = o.row.as_ref().map(crate::fleet::features_of).unwrap_or_default();
+            let (kind, prediction, error_kind) = match &o.prediction {
+                Some(p) => (EventType::Prediction, p.as_ref().map(crate::fleet::Output::outcome), None),
+                None => (EventType::Error, None, Some(std::borrow::Cow::Borrowed("no_response"))),
+            };
+            let nv =
+                || Some((std::borrow::Cow::Borrowed(o.name.as_str()), std::borrow::Cow::Borrowed(o.version.as_str())));
+            let ev = Event {
+                kind,
+                ts: o.ts,
+                event_id: Some(std::borrow::Cow::Borrowed(o.event_id.as_str())),
+                app: nv(),
+                model: nv(),
+                latency_ms: o.latency_ms,
+                features,
+                prediction,
+                label: None,
+                error_kind,
+                part: None,
+            };
+            self.ingest_valid(&ev);
+            self.note_time(ev.ts);
+        }
+    }
+
+    /// Counts and files one valid driftwatch event.
+    fn ingest_valid(&mut self, ev: &Event<'_>) {
         let type_idx = match ev.kind {
             EventType::Request => 0,
             EventType::Prediction => 1,
             EventType::Error => 2,
             EventType::Label => 3,
+            EventType::Inference => return,
         };
         self.counters.events[type_idx] += 1;
         let late = ev.ts < self.watermark;
@@ -625,19 +701,23 @@ impl Engine {
                 }
             }
         }
-        if self.max_ts.is_none_or(|m| ev.ts > m) {
-            self.max_ts = Some(ev.ts);
-            let wm = ev.ts - self.lateness;
+    }
+
+    /// Event time `ts` was seen: the watermark follows the newest event time.
+    fn note_time(&mut self, ts: Millis) {
+        if self.max_ts.is_none_or(|m| ts > m) {
+            self.max_ts = Some(ts);
+            let wm = ts - self.lateness;
             if wm > self.watermark {
                 self.advance(wm);
             }
         }
-        Ok(())
     }
 
     /// Moves the watermark forward to `wm` (never backwards), as when input is idle and the
     /// driver knows no older events will come. Decisions that become due are made.
     pub fn advance_watermark(&mut self, wm: Millis) {
+        self.expire_pairs(wm);
         if wm > self.watermark {
             if self.max_ts.is_none_or(|m| m < wm) {
                 self.max_ts = Some(wm);
@@ -653,6 +733,9 @@ impl Engine {
     /// point a live service reaches when its input stays idle, so `replay` of a topic's dump
     /// and `run` on the topic make the same decisions.
     pub fn finish(&mut self) {
+        if let Some(last) = self.pairing.last_deadline() {
+            self.expire_pairs(last);
+        }
         let Some(max) = self.max_ts else { return };
         let mut wm = max + 1;
         for t in self.targets.iter().flatten() {

@@ -22,6 +22,9 @@ pub enum EventType {
     Error,
     /// Ground truth for an earlier prediction.
     Label,
+    /// One half of a request/response pair logged by a serving fleet (KServe, Seldon): never
+    /// read from driftwatch JSON; the engine pairs the halves into predictions and errors.
+    Inference,
 }
 
 impl EventType {
@@ -32,6 +35,7 @@ impl EventType {
             EventType::Prediction => "prediction",
             EventType::Error => "error",
             EventType::Label => "label",
+            EventType::Inference => "inference",
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct Event<'a> {
     pub label: Option<Outcome<'a>>,
     /// Error kind (error events only).
     pub error_kind: Option<Cow<'a, str>>,
+    /// The logged request or response ([`EventType::Inference`] only).
+    pub part: Option<Box<crate::fleet::Part>>,
 }
 
 /// Why an input was rejected. The names are stable: they appear in metrics, summaries and the
@@ -348,7 +354,7 @@ fn validate<'a>(raw: &mut RawEvent<'a>) -> Result<Event<'a>, BadInput> {
     let k = kind.as_str();
     let ts = timestamp(required(raw.timestamp.take(), "timestamp", k)?)?;
     let event_id = match kind {
-        EventType::Prediction | EventType::Label => {
+        EventType::Prediction | EventType::Label | EventType::Inference => {
             Some(string(required(raw.event_id.take(), "event_id", k)?, "event_id")?)
         }
         _ => opt_string(raw.event_id.take(), "event_id")?,
@@ -374,6 +380,7 @@ fn validate<'a>(raw: &mut RawEvent<'a>) -> Result<Event<'a>, BadInput> {
         prediction: None,
         label: None,
         error_kind: None,
+        part: None,
     };
     match kind {
         EventType::Request => {
@@ -418,6 +425,8 @@ fn validate<'a>(raw: &mut RawEvent<'a>) -> Result<Event<'a>, BadInput> {
                 return Err(BadInput::new(BadReason::MissingField, "field `label` is null"));
             }
         }
+        // Not a JSON event type: only the fleet decoders make these.
+        EventType::Inference => {}
     }
     Ok(ev)
 }

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod detect;
 pub mod engine;
 pub mod event;
+pub mod fleet;
 pub mod http;
 pub mod kafka;
 pub mod labels;

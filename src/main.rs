@@ -72,6 +72,11 @@ enum Cmd {
         /// Read the files one after the other instead of merging them by event time.
         #[arg(long)]
         concat: bool,
+        /// The files are topic dumps as `kcat -C -J` prints them (one envelope per line, with
+        /// headers), whose records are in this format: `driftwatch` or `kserve`. Partitions
+        /// are merged by event time as `run` merges them.
+        #[arg(long, value_parser = parse_format)]
+        format: Option<driftwatch::fleet::Format>,
         /// Input files; `-` reads stdin. Several files are merged by event time, as `run`
         /// merges the partitions of its input topics.
         #[arg(required = true)]
@@ -157,14 +162,18 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     }
 }
 
+fn parse_format(s: &str) -> std::result::Result<driftwatch::fleet::Format, String> {
+    driftwatch::fleet::Format::parse(s)
+}
+
 fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Replay { config, dead_letter, quiet, concat, files } => {
+        Cmd::Replay { config, dead_letter, quiet, concat, format, files } => {
             let cfg = load_config(config.as_ref())?;
             let mut engine = Engine::new(cfg);
             driftwatch::profile::load_profiles(&engine.config().clone(), &mut engine)?;
-            let opts = ReplayOptions { dead_letter, progress: !quiet && stderr_is_terminal(), quiet, concat };
+            let opts = ReplayOptions { dead_letter, progress: !quiet && stderr_is_terminal(), quiet, concat, format };
             let stdout = io::stdout();
             let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let summary = replay(&mut engine, &files, &mut out, &opts)?;

@@ -13,6 +13,8 @@ use memchr::memchr;
 
 use crate::engine::{Engine, Position};
 use crate::event::{is_blank, BadInput, BadReason, Decoder};
+use crate::fleet::envelope::Envelope;
+use crate::fleet::{Format, Formats, RawRecord};
 use crate::merge::{pick, Head, Pick};
 use crate::time::Millis;
 
@@ -31,6 +33,9 @@ pub struct ReplayOptions {
     pub quiet: bool,
     /// Read several inputs one after the other instead of merging them by event time.
     pub concat: bool,
+    /// The inputs are `kcat -J` envelopes whose payloads are in this format (instead of
+    /// driftwatch JSON Lines).
+    pub format: Option<Format>,
 }
 
 /// What a replay read and did.
@@ -163,9 +168,34 @@ impl Sink<'_> {
         (line_no, a, b): LineAt,
     ) -> io::Result<()> {
         let line = &input.buf[a..b];
-        let result = match decoder.decode(line) {
+        let decoded = decoder.decode(line);
+        self.record(
+            engine,
+            decoder,
+            decoded,
+            Position { source: input.source, offset: line_no },
+            &input.name,
+            line_no,
+            line,
+        )
+    }
+
+    /// Ingests one decoded record (or counts and reports a bad one); writes the commands it
+    /// led to.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        engine: &mut Engine,
+        decoder: &mut Decoder,
+        decoded: Result<crate::event::Event<'_>, BadInput>,
+        pos: Position,
+        name: &str,
+        line_no: u64,
+        line: &[u8],
+    ) -> io::Result<()> {
+        let result = match decoded {
             Ok(ev) => {
-                let r = engine.ingest(&ev, Position { source: input.source, offset: line_no });
+                let r = engine.ingest(&ev, pos);
                 decoder.recycle(ev);
                 r
             }
@@ -180,10 +210,10 @@ impl Sink<'_> {
                 self.summary.bad += 1;
                 if !self.quiet && self.shown < SHOWN_BAD_LINES {
                     self.shown += 1;
-                    eprintln!("{}:{line_no}: bad input: {bad}", input.name);
+                    eprintln!("{name}:{line_no}: bad input: {bad}");
                 }
                 if let Some(d) = self.dead.as_mut() {
-                    d.write(&input.name, line_no, line, &bad)?;
+                    d.write(name, line_no, line, &bad)?;
                 }
             }
         }
@@ -217,7 +247,9 @@ pub fn replay(
     let mut sink = Sink { out, dead, shown: 0, quiet: opts.quiet, summary: ReplaySummary::default() };
     let mut decoder = Decoder::default();
     let mut progress = Progress { on: opts.progress, start, last: Instant::now() };
-    if inputs.len() == 1 || opts.concat {
+    if let Some(format) = opts.format {
+        envelopes(engine, inputs, format, &mut sink, &mut decoder)?;
+    } else if inputs.len() == 1 || opts.concat {
         for input in inputs {
             let mut lines = Lines::open(input, engine)?;
             while let Some(line) = lines.next_event(&mut sink.summary)? {
@@ -278,6 +310,84 @@ fn merged(
         sink.line(engine, decoder, &all[i], line)?;
         progress.show(&all[i].name, &sink.summary);
         heads[i] = all[i].next_event(&mut sink.summary)?.map(|l| (l, time_of(decoder, &all[i], l)));
+    }
+}
+
+/// A record of a dump waiting for its turn: where it was read and what it holds.
+struct Dumped {
+    name: usize,
+    line_no: u64,
+    line: Vec<u8>,
+    envelope: Result<Envelope, BadInput>,
+    ts: Option<Millis>,
+}
+
+/// Decodes the record of an envelope in `format`; a line that is no envelope is bad input.
+fn decode_dumped<'a>(
+    formats: &Formats,
+    decoder: &mut Decoder,
+    d: &'a Dumped,
+) -> Result<crate::event::Event<'a>, BadInput> {
+    let env = d.envelope.as_ref().map_err(Clone::clone)?;
+    let headers = env.header_pairs();
+    let rec = RawRecord {
+        topic: &env.topic,
+        headers: &headers,
+        payload: env.payload.as_deref().unwrap_or("").as_bytes(),
+        timestamp: env.timestamp(),
+    };
+    formats.decode(decoder, rec)
+}
+
+/// Dumps of topics as `kcat -J` envelopes: the records of each topic partition, in their
+/// order, merged across partitions by event time as `run` merges them. Positions in evidence
+/// are `topic/partition` and offset, as `run` gives them.
+fn envelopes(
+    engine: &mut Engine,
+    inputs: &[PathBuf],
+    format: Format,
+    sink: &mut Sink<'_>,
+    decoder: &mut Decoder,
+) -> io::Result<()> {
+    // Topics the config names a format for keep it; the others are in `format`.
+    let cfg = engine.config();
+    let formats = Formats::new(cfg.kafka.topics.formats.clone(), format, &cfg.fleet);
+    let mut names: Vec<String> = Vec::new();
+    // Records per (topic, partition), in file order; lines that are no envelope in a queue of
+    // their own file, so they are reported where they stand.
+    let mut queues: Vec<(String, std::collections::VecDeque<Dumped>)> = Vec::new();
+    for input in inputs {
+        let mut lines = Lines::open(input, engine)?;
+        names.push(lines.name.clone());
+        let name = names.len() - 1;
+        while let Some((line_no, a, b)) = lines.next_event(&mut sink.summary)? {
+            let line = lines.buf[a..b].to_vec();
+            let envelope = Envelope::parse(&line);
+            let key = match &envelope {
+                Ok(e) => format!("{}/{}", e.topic, e.partition),
+                Err(_) => lines.name.clone(),
+            };
+            let mut d = Dumped { name, line_no, line, envelope, ts: None };
+            d.ts = decode_dumped(&formats, decoder, &d).ok().map(|e| e.ts);
+            match queues.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, q)) => q.push_back(d),
+                None => queues.push((key, std::collections::VecDeque::from([d]))),
+            }
+        }
+    }
+    let sources: Vec<u32> = queues.iter().map(|(k, _)| engine.register_source(k)).collect();
+    let max_future = engine.config().windows.max_future.0;
+    loop {
+        let offered = queues.iter().map(|(_, q)| q.front().map_or(Head::Done, |d| Head::Ready(d.ts)));
+        let i = match pick(offered, engine.max_event_time(), max_future) {
+            Pick::Input(i) => i,
+            Pick::Wait | Pick::Empty => return Ok(()),
+        };
+        let Some(d) = queues[i].1.pop_front() else { return Ok(()) };
+        let offset = d.envelope.as_ref().map_or(d.line_no, |e| e.offset.max(0) as u64);
+        let decoded = decode_dumped(&formats, decoder, &d);
+        let pos = Position { source: sources[i], offset };
+        sink.record(engine, decoder, decoded, pos, &names[d.name], d.line_no, &d.line)?;
     }
 }
 
@@ -352,6 +462,14 @@ pub fn describe(engine: &Engine, s: &ReplaySummary) -> String {
         "labels: {} matched, {} late, {} unmatched; {} predictions evicted unlabelled, {} not awaited (model gets no labels)",
         j.matched, c.late_labels, j.labels_unmatched, j.predictions_evicted, c.predictions_not_awaited
     );
+    let p = engine.pair_counters();
+    if p != Default::default() {
+        let _ = writeln!(
+            out,
+            "inference logs: {} paired, {} without response (errors), {} responses without request, {} duplicate ids, {} instance-count mismatches, {} over fleet.max_pending",
+            p.paired, p.no_response, p.unpaired_responses, p.duplicate_ids, p.row_mismatches, p.over_limit
+        );
+    }
     let (features, categories) = engine.cardinality_drops();
     if c.dropped_over_target_limit + features + categories + c.targets_evicted > 0 {
         let _ = writeln!(

@@ -38,6 +38,10 @@ pub const META_KEY: &str = "meta";
 pub const JOINS_PREFIX: &str = "joins/";
 /// Key prefix of the log of changes to the pending label joins since the base.
 pub const JOINLOG_PREFIX: &str = "joinlog/";
+/// Key prefix of the request/response halves waiting for each other (fleet inputs), one CBOR
+/// blob cut into records of at most [`PAIRING_CHUNK`] bytes.
+pub const PAIRING_PREFIX: &str = "pairing/";
+const PAIRING_CHUNK: usize = 512 * 1024;
 /// Decisions kept in the `meta` record (the in-memory log may hold more).
 const KEPT_DECISIONS: usize = 100;
 /// Changed ids per `joinlog` record: at most ~75 bytes each, so a record stays under 1 MB.
@@ -115,6 +119,7 @@ struct MetaOut<'a> {
     decisions: Vec<String>,
     join_log_next: u64,
     join_log_base: u64,
+    pairing_chunks: usize,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +138,8 @@ struct MetaIn {
     join_log_next: u64,
     #[serde(default)]
     join_log_base: u64,
+    #[serde(default)]
+    pairing_chunks: usize,
 }
 
 #[derive(Serialize)]
@@ -206,6 +213,7 @@ impl Engine {
             }
         }
         self.snapshot_joins(&mut out);
+        self.snapshot_pairing(&mut out);
         let meta = MetaOut {
             format: FORMAT,
             watermark: self.watermark,
@@ -219,9 +227,28 @@ impl Engine {
             decisions: self.decisions.iter().rev().take(KEPT_DECISIONS).rev().map(Command::to_json).collect(),
             join_log_next: self.join_log.next_seq,
             join_log_base: self.join_log.base_seq,
+            pairing_chunks: self.pairing_chunks,
         };
         out.push((META_KEY.to_owned(), Some(encode(&meta))));
         out
+    }
+
+    /// The waiting request/response halves, when they changed: the whole set, cut into
+    /// records, and tombstones for the records the previous copy had beyond them.
+    fn snapshot_pairing(&mut self, out: &mut Vec<(String, Option<Vec<u8>>)>) {
+        if !self.pairing.dirty {
+            return;
+        }
+        self.pairing.dirty = false;
+        let blob = encode(&self.pairing);
+        let chunks: Vec<&[u8]> = blob.chunks(PAIRING_CHUNK).collect();
+        for (i, c) in chunks.iter().enumerate() {
+            out.push((format!("{PAIRING_PREFIX}{i:04}"), Some(c.to_vec())));
+        }
+        for i in chunks.len()..self.pairing_chunks {
+            out.push((format!("{PAIRING_PREFIX}{i:04}"), None));
+        }
+        self.pairing_chunks = chunks.len();
     }
 
     /// The pending label joins changed since the last snapshot: log records, or a new base
@@ -273,6 +300,7 @@ impl Engine {
 
     /// Marks every group changed, so that the next [`Engine::snapshot_changes`] writes all state.
     pub fn mark_all_changed(&mut self) {
+        self.pairing.dirty = true;
         for g in self.groups.iter_mut().flatten() {
             g.dirty = true;
         }
@@ -283,6 +311,7 @@ impl Engine {
         let mut e = Engine::new(cfg);
         let mut groups: Vec<(String, GroupIn)> = Vec::new();
         let mut logged: Vec<(u64, usize, Vec<EntryRecord>)> = Vec::new();
+        let mut pairing: Vec<(usize, Vec<u8>)> = Vec::new();
         for (key, bytes) in records {
             if key == META_KEY {
                 let m: MetaIn = decode(&key, &bytes)?;
@@ -308,6 +337,12 @@ impl Engine {
                     .collect::<Result<_, _>>()?;
                 e.join_log.next_seq = m.join_log_next;
                 e.join_log.base_seq = m.join_log_base;
+                e.pairing_chunks = m.pairing_chunks;
+            } else if let Some(i) = key.strip_prefix(PAIRING_PREFIX) {
+                let Ok(i) = i.parse::<usize>() else {
+                    return Err(SnapshotError::Decode { key, reason: "no chunk number after `pairing/`".into() });
+                };
+                pairing.push((i, bytes));
             } else if key.starts_with(JOINS_PREFIX) {
                 let shard: JoinShard<(TargetId, u32)> = decode(&key, &bytes)?;
                 e.join_log.base_bytes += bytes.len() as u64;
@@ -322,6 +357,12 @@ impl Engine {
                 check_format(key.clone(), g.format)?;
                 groups.push((key, g));
             }
+        }
+        pairing.sort_unstable_by_key(|c| c.0);
+        let blob: Vec<u8> =
+            pairing.into_iter().take_while(|(i, _)| *i < e.pairing_chunks).flat_map(|(_, b)| b).collect();
+        if !blob.is_empty() {
+            e.pairing = decode(&format!("{PAIRING_PREFIX}*"), &blob)?;
         }
         logged.sort_unstable_by_key(|r| r.0);
         let log = &mut e.join_log;

@@ -183,6 +183,24 @@ pub fn render(v: &View) -> Rendered {
     for r in BadReason::ALL {
         o.sample("driftwatch_bad_input_total", &format!("reason=\"{}\"", r.as_str()), v.counters.bad[r.index()] as f64);
     }
+    let (pairs, waiting) = v.pairs;
+    o.family(
+        "driftwatch_inference_pairs_total",
+        "counter",
+        "Logged inference halves (KServe) by outcome: paired, no_response (counted as an error), unpaired_response, duplicate_id, row_mismatch, over_limit.",
+    );
+    for (outcome, n) in [
+        ("paired", pairs.paired),
+        ("no_response", pairs.no_response),
+        ("unpaired_response", pairs.unpaired_responses),
+        ("duplicate_id", pairs.duplicate_ids),
+        ("row_mismatch", pairs.row_mismatches),
+        ("over_limit", pairs.over_limit),
+    ] {
+        o.sample("driftwatch_inference_pairs_total", &format!("outcome=\"{outcome}\""), n as f64);
+    }
+    o.family("driftwatch_inference_waiting", "gauge", "Logged requests and responses waiting for their other half.");
+    o.sample("driftwatch_inference_waiting", "", waiting as f64);
     o.family(
         "driftwatch_decisions_total",
         "counter",

@@ -131,6 +131,8 @@ pub struct View {
     pub counters: Counters,
     /// Label-join counters.
     pub joins: JoinCounters,
+    /// Request/response pairing counters (fleet inputs), and halves waiting.
+    pub pairs: (crate::engine::PairCounters, usize),
     /// Every target, sorted by kind, name and version.
     pub targets: Vec<TargetOverview>,
     /// Published decisions, oldest first.
@@ -303,6 +305,7 @@ impl Observer for Publisher {
             events_per_second: self.rate,
             counters: engine.counters().clone(),
             joins: engine.join_counters(),
+            pairs: (engine.pair_counters(), engine.pairs_waiting()),
             targets: engine.overview(),
             decisions: self.published.clone(),
             decision_counts: self.published_counts.clone(),

@@ -23,6 +23,7 @@ use tracing::{debug, warn};
 use super::Ctx;
 use crate::engine::Engine;
 use crate::event::{BadInput, Decoder, Event, Features};
+use crate::fleet::{Formats, RawRecord};
 use crate::merge::{pick, Head, Pick};
 use crate::time::Millis;
 
@@ -52,6 +53,8 @@ pub(super) struct Batch {
     data: Vec<u8>,
     /// Topic names the items refer to by index.
     topics: Vec<String>,
+    /// Headers of the messages: name and value byte ranges in `data`.
+    headers: Vec<HeaderAt>,
     items: Vec<Polled>,
     /// `data` with one decoding result per message item, in order; each taken when ingested.
     decoded: Option<DecodedBatch>,
@@ -70,6 +73,9 @@ self_cell::self_cell!(
     }
 );
 
+/// A header's name and value as byte ranges of a batch's data.
+type HeaderAt = ((usize, usize), (usize, usize));
+
 enum Polled {
     Message {
         topic: usize,
@@ -77,6 +83,10 @@ enum Polled {
         offset: i64,
         key: Option<(usize, usize)>,
         payload: (usize, usize),
+        /// Range of the batch's `headers`.
+        headers: (u32, u32),
+        /// The record's timestamp, when it has one.
+        timestamp: Option<i64>,
     },
     /// The partition (of one of the input topics: librdkafka does not say which) is read to
     /// its end, for now.
@@ -102,20 +112,62 @@ impl Batch {
         let start = self.data.len();
         self.data.extend_from_slice(m.payload().unwrap_or(&[]));
         let payload = (start, self.data.len());
-        self.items.push(Polled::Message { topic, partition: m.partition(), offset: m.offset(), key, payload });
+        let first = self.headers.len() as u32;
+        if let Some(hs) = m.headers() {
+            use rdkafka::message::Headers as _;
+            for h in hs.iter() {
+                let n = self.data.len();
+                self.data.extend_from_slice(h.key.as_bytes());
+                let v = self.data.len();
+                self.data.extend_from_slice(h.value.unwrap_or(&[]));
+                self.headers.push(((n, v), (v, self.data.len())));
+            }
+        }
+        let headers = (first, self.headers.len() as u32);
+        let timestamp = m.timestamp().to_millis();
+        self.items.push(Polled::Message {
+            topic,
+            partition: m.partition(),
+            offset: m.offset(),
+            key,
+            payload,
+            headers,
+            timestamp,
+        });
     }
 
-    /// Decodes every message of the batch.
-    pub(super) fn decode(&mut self, decoder: &mut Decoder) {
+    /// The headers of a message, as text names and byte values (names that are not UTF-8 are
+    /// left out).
+    fn headers_of<'d>(all: &[HeaderAt], data: &'d [u8], (a, b): (u32, u32)) -> Vec<(&'d str, &'d [u8])> {
+        all.get(a as usize..b as usize)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|&((n0, n1), (v0, v1))| Some((std::str::from_utf8(&data[n0..n1]).ok()?, &data[v0..v1])))
+            .collect()
+    }
+
+    /// Decodes every message of the batch, each in its topic's format.
+    pub(super) fn decode(&mut self, decoder: &mut Decoder, formats: &Formats) {
         for f in self.spares.drain(..) {
             decoder.give(f);
         }
-        let items = &self.items;
+        let (items, topics, all_headers) = (&self.items, &self.topics, &self.headers);
+        let plain = !formats.needs_headers();
         self.decoded = Some(DecodedBatch::new(std::mem::take(&mut self.data), |data| {
             items
                 .iter()
                 .filter_map(|item| match item {
-                    Polled::Message { payload, .. } => Some(Some(decoder.decode(&data[payload.0..payload.1]))),
+                    Polled::Message { payload, .. } if plain => Some(Some(decoder.decode(&data[payload.0..payload.1]))),
+                    Polled::Message { topic, payload, headers, timestamp, .. } => {
+                        let headers = Batch::headers_of(all_headers, data, *headers);
+                        let rec = RawRecord {
+                            topic: &topics[*topic],
+                            headers: &headers,
+                            payload: &data[payload.0..payload.1],
+                            timestamp: *timestamp,
+                        };
+                        Some(Some(formats.decode(decoder, rec)))
+                    }
                     _ => None,
                 })
                 .collect()
@@ -135,6 +187,7 @@ impl Batch {
         // A batch that held a very large message does not keep its buffer.
         self.data.shrink_to(2 * BATCH_BYTES);
         self.topics.clear();
+        self.headers.clear();
         self.items.clear();
     }
 }
@@ -148,6 +201,7 @@ pub(super) fn poll_input(
     spare: Receiver<Batch>,
     queued: &AtomicUsize,
     stop: &AtomicBool,
+    formats: &Formats,
 ) {
     let epoch = &consumer.context().epoch;
     let mut batch = Batch { epoch: epoch.load(Ordering::SeqCst), ..Batch::default() };
@@ -156,7 +210,7 @@ pub(super) fn poll_input(
         // Decoding is shared: this thread decodes while the engine thread has batches waiting
         // (it is the slower one), else the engine thread decodes what it gets.
         if queued.load(Ordering::Relaxed) > 0 {
-            batch.decode(&mut decoder);
+            batch.decode(&mut decoder, formats);
         }
         let mut next = spare.try_recv().unwrap_or_default();
         next.epoch = batch.epoch;
@@ -209,6 +263,8 @@ pub(super) struct Record<'a> {
     pub(super) offset: i64,
     pub(super) key: Option<&'a [u8]>,
     pub(super) payload: &'a [u8],
+    /// The record's headers (forwarded with a dead letter).
+    pub(super) headers: Vec<(&'a str, &'a [u8])>,
     pub(super) decoded: Result<Event<'a>, BadInput>,
 }
 
@@ -449,10 +505,12 @@ impl Inputs {
             let slot = (q.seq - self.first_seq) as usize;
             let Some(held) = self.held.get_mut(slot) else { break };
             let batch = &mut held.batch;
-            let Polled::Message { topic, partition, offset, key, payload } = batch.items[q.item as usize] else {
+            let Polled::Message { topic, partition, offset, key, payload, headers, .. } = batch.items[q.item as usize]
+            else {
                 break;
             };
             let topic = batch.topics[topic].as_str();
+            let all_headers = &batch.headers;
             let Some(decoded) = batch.decoded.as_mut() else { break };
             let spare = decoded.with_dependent_mut(|data, events| {
                 let Some(decoded) = events.get_mut(q.event as usize).and_then(Option::take) else {
@@ -464,6 +522,7 @@ impl Inputs {
                     offset,
                     key: key.map(|(a, b)| &data[a..b]),
                     payload: &data[payload.0..payload.1],
+                    headers: Batch::headers_of(all_headers, data, headers),
                     decoded,
                 };
                 ingest(engine, record)

@@ -75,6 +75,9 @@ pub struct TopicsConfig {
     pub deadletter: String,
     /// Compacted topic holding the engine's state.
     pub changelog: String,
+    /// How each input topic's records are written, by topic: `driftwatch` (the default) or
+    /// `kserve` (KServe inference-logger CloudEvents), e.g. `formats = { "kserve.logs" = "kserve" }`.
+    pub formats: BTreeMap<String, crate::fleet::Format>,
 }
 
 impl Default for TopicsConfig {
@@ -88,6 +91,7 @@ impl Default for TopicsConfig {
             decisions: "driftwatch.decisions".into(),
             deadletter: "driftwatch.deadletter".into(),
             changelog: "driftwatch.changelog".into(),
+            formats: BTreeMap::new(),
         }
     }
 }
@@ -176,6 +180,12 @@ impl KafkaConfig {
         }
         if self.topics.events.is_empty() {
             return bad("kafka.topics.events", "must name at least one input topic");
+        }
+        if let Some(t) = self.topics.formats.keys().find(|t| !self.topics.events.contains(t)) {
+            return Err(crate::config::ConfigError::Invalid {
+                key: format!("kafka.topics.formats.\"{t}\""),
+                reason: format!("`{t}` is not one of kafka.topics.events ({})", self.topics.events.join(", ")),
+            });
         }
         if self.commit_interval.0 < 10 {
             return bad("kafka.commit_interval", "must be at least 10ms");
@@ -800,13 +810,14 @@ fn session(
 
     let stop = AtomicBool::new(false);
     let queued = AtomicUsize::new(0);
+    let formats = input_formats(cfg);
     let committer = Committer { k, eos, producer: &producer, consumer: &consumer, positions: &positions };
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(IN_FLIGHT_BATCHES);
         let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
         let poller = std::thread::Builder::new()
             .name("dw-poll".into())
-            .spawn_scoped(scope, || input::poll_input(&consumer, full_tx, spare_rx, &queued, &stop))
+            .spawn_scoped(scope, || input::poll_input(&consumer, full_tx, spare_rx, &queued, &stop, &formats))
             .map_err(|e| ServiceError::Thread(format!("starting the poll thread: {e}")))?;
         let ended = EngineEnded { stop: &stop, ctx: consumer.context() };
         let result = process(
@@ -854,6 +865,11 @@ struct Loop<'a> {
 /// scan so the hot path allocates nothing.
 type Source = (String, i32, u32, i64);
 
+/// The format of each input topic.
+fn input_formats(cfg: &Config) -> crate::fleet::Formats {
+    crate::fleet::Formats::new(cfg.kafka.topics.formats.clone(), crate::fleet::Format::Driftwatch, &cfg.fleet)
+}
+
 /// The engine thread: decode, merge the partitions by event time, ingest, publish, commit.
 fn process(
     cfg: &Config,
@@ -865,6 +881,7 @@ fn process(
 ) -> Result<(), ServiceError> {
     let Loop { committer, input, spare, queued, assigned } = l;
     let mut decoder = Decoder::default();
+    let formats = input_formats(cfg);
     let (k, producer, consumer, positions) = (committer.k, committer.producer, committer.consumer, committer.positions);
     let ctx = consumer.context();
     let mut sources: Vec<Source> = Vec::new();
@@ -940,7 +957,7 @@ fn process(
                 freed.push(batch);
             } else {
                 if !batch.is_decoded() {
-                    batch.decode(&mut decoder);
+                    batch.decode(&mut decoder, &formats);
                 }
                 let (errors, empty) = inputs.push(batch, consumer, now);
                 freed.extend(empty);
@@ -1049,7 +1066,7 @@ fn ingest_record(
     producer: &BaseProducer,
     k: &KafkaConfig,
 ) -> Result<Option<Features<'static>>, ServiceError> {
-    let Record { topic, partition, offset, key, payload, decoded } = record;
+    let Record { topic, partition, offset, key, payload, headers: original, decoded } = record;
     stats.messages += 1;
     let slot = match sources.iter().position(|(t, p, _, _)| *p == partition && t == topic) {
         Some(i) => i,
@@ -1075,7 +1092,11 @@ fn ingest_record(
     if let Err(bad) = result {
         stats.dead_letters += 1;
         let origin = format!("{topic}/{partition}/{offset}");
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new_with_capacity(original.len() + 3);
+        for (name, value) in original {
+            headers = headers.insert(Header { key: name, value: Some(value) });
+        }
+        let headers = headers
             .insert(Header { key: "driftwatch.reason", value: Some(bad.reason.as_str()) })
             .insert(Header { key: "driftwatch.detail", value: Some(bad.detail.as_str()) })
             .insert(Header { key: "driftwatch.source", value: Some(origin.as_str()) });

@@ -535,19 +535,24 @@ pub fn produce_keyed(brokers: &str, records: &[Keyed<'_>]) {
         if let Some(k) = key {
             record = record.key(k.as_str());
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => panic!("producing to {topic}/{partition}: {e}"),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting(&producer, record);
     }
     producer.flush(Duration::from_secs(120)).expect("flush input");
+}
+
+/// Sends one record, waiting while the producer's queue is full; any other error fails the test.
+fn send_waiting<K: rdkafka::message::ToBytes + ?Sized>(producer: &BaseProducer, mut record: BaseRecord<'_, K, [u8]>) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, r)) => panic!("producing to {}/{:?}: {e}", r.topic, r.partition),
+        }
+    }
+    producer.poll(Duration::ZERO);
 }
 
 /// The group's committed offsets summed over the first `partitions` partitions of `topic`
@@ -569,4 +574,25 @@ pub fn committed_sum(brokers: &str, group: &str, topic: &str, partitions: i32) -
         Ok(t) => t.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0)).sum(),
         Err(_) => -1,
     }
+}
+
+/// One input record with headers: topic, partition, headers, value.
+pub type WithHeaders = (String, i32, Vec<(String, String)>, Vec<u8>);
+
+/// Produces records with their headers, in order, each to its topic and partition, and waits
+/// until all are acknowledged.
+pub fn produce_with_headers(brokers: &str, records: &[WithHeaders]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let producer = input_producer(brokers);
+    for (topic, partition, headers, payload) in records {
+        let mut hs = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            hs = hs.insert(Header { key: k, value: Some(v.as_bytes()) });
+        }
+        send_waiting(
+            &producer,
+            BaseRecord::<(), [u8]>::to(topic).payload(payload.as_slice()).partition(*partition).headers(hs),
+        );
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush input");
 }

@@ -1,0 +1,378 @@
+//! KServe's inference logger, as it writes to Kafka, gives the decisions the equivalent
+//! driftwatch events give.
+//!
+//! The records are built as KServe's logger (`pkg/logger`) sends them: a CloudEvent per
+//! request and, for HTTP 200 only, one per response, both with the request's id; binary mode
+//! (`ce_specversion`, `ce_id`, `ce_type`, `ce_source`, `ce_time`, `ce_inferenceservicename`,
+//! `ce_namespace`, `ce_component`, `ce_endpoint`, `ce_metadata` headers, `content-type` of the
+//! request) and structured mode (`application/cloudevents+json`); Open Inference Protocol V2
+//! tensors and V1 `instances` / `predictions`. Requests and responses go to different
+//! partitions. Labels arrive as driftwatch `label` events whose `event_id` is the `ce_id`.
+//!
+//! The equivalent driftwatch events: per instance a prediction at the response's time (app and
+//! model `namespace/inferenceservice`, version = `model_version`, else the metadata header,
+//! else the endpoint; latency = response time − request time), and per instance of a request
+//! with no response an error `no_response` at request time + `fleet.response_timeout`.
+
+mod kafka_support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use driftwatch::time::format_rfc3339;
+use kafka_support::*;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+const T0: i64 = 1_764_000_000_000;
+const TIMEOUT_MS: i64 = 10_000;
+
+/// A KServe record: its time, partition, headers and value.
+struct Record {
+    ts: i64,
+    partition: i32,
+    headers: Vec<(String, String)>,
+    payload: Vec<u8>,
+}
+
+/// The generated traffic, both ways.
+struct Fleet {
+    kserve: Vec<Record>,
+    /// Equivalent driftwatch events (predictions and errors), with their times.
+    events: Vec<(i64, Value)>,
+    /// Label events (driftwatch JSON on their own topic).
+    labels: Vec<(i64, Value)>,
+}
+
+fn binary_headers(
+    ty: &str,
+    id: &str,
+    ts: i64,
+    ns: &str,
+    isvc: &str,
+    endpoint: &str,
+    meta: &str,
+) -> Vec<(String, String)> {
+    [
+        ("ce_specversion", "1.0".to_owned()),
+        ("ce_id", id.to_owned()),
+        ("ce_source", format!("http://localhost:9081/")),
+        ("ce_type", ty.to_owned()),
+        ("ce_time", format_rfc3339(ts)),
+        ("ce_inferenceservicename", isvc.to_owned()),
+        ("ce_namespace", ns.to_owned()),
+        ("ce_component", "predictor".to_owned()),
+        ("ce_endpoint", endpoint.to_owned()),
+        ("ce_metadata", meta.to_owned()),
+        ("content-type", "application/json".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn structured(ty: &str, id: &str, ts: i64, ns: &str, isvc: &str, endpoint: &str, meta: &str, data: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "http://localhost:9081/",
+        "type": ty,
+        "time": format_rfc3339(ts),
+        "datacontenttype": "application/json",
+        "inferenceservicename": isvc,
+        "namespace": ns,
+        "component": "predictor",
+        "endpoint": endpoint,
+        "metadata": meta,
+        "data": data,
+    }))
+    .expect("json")
+}
+
+const REQ: &str = "org.kubeflow.serving.inference.request";
+const RESP: &str = "org.kubeflow.serving.inference.response";
+
+/// Two InferenceServices for 60 minutes of event time:
+/// - `fraud/scorer` (Open Inference Protocol V2, binary mode): `default` serves model_version
+///   `v1`; from minute 10 a `canary` serving `v2` takes 20% and fails 4% of requests (no
+///   response logged) against 0.3%; 30% of its predictions get labels 5 minutes later.
+/// - `shop/ranker` (V1, structured mode, 1–3 instances per request, the version in the
+///   `X-Model-Version` header kept as metadata, instances as `[clicks, price]` lists): `r7`,
+///   whose `price` input shifts at minute 30.
+fn fleet(seed: u64) -> Fleet {
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    let mut f = Fleet { kserve: Vec::new(), events: Vec::new(), labels: Vec::new() };
+    let end = T0 + 60 * 60_000;
+    // fraud/scorer: 12 requests/s.
+    let mut t = T0;
+    let mut n = 0u64;
+    while t < end {
+        t += rng.gen_range(40..120);
+        n += 1;
+        let canary = t >= T0 + 10 * 60_000 && rng.gen_bool(0.2);
+        let (endpoint, version, fail) = if canary { ("canary", "v2", 0.04) } else { ("default", "v1", 0.003) };
+        let id = format!("fr-{n:07}");
+        let amount: f64 = (rng.gen_range(1.0f64..500.0) * 100.0).round() / 100.0;
+        let country = ["DE", "FR", "US", "GB"][rng.gen_range(0..4)];
+        let request = json!({
+            "id": id,
+            "inputs": [
+                {"name": "amount", "shape": [1], "datatype": "FP32", "data": [amount]},
+                {"name": "country", "shape": [1], "datatype": "BYTES", "data": [country]},
+            ]
+        });
+        f.kserve.push(Record {
+            ts: t,
+            partition: 0,
+            headers: binary_headers(REQ, &id, t, "fraud", "scorer", endpoint, "{}"),
+            payload: serde_json::to_vec(&request).expect("json"),
+        });
+        if rng.gen_bool(fail) {
+            f.events.push((
+                t + TIMEOUT_MS,
+                json!({"type": "error", "timestamp": t + TIMEOUT_MS, "event_id": id,
+                       "app": "fraud/scorer", "app_version": version, "model": "fraud/scorer",
+                       "model_version": version, "error": "no_response"}),
+            ));
+            continue;
+        }
+        let latency = rng.gen_range(5..80);
+        let r = t + latency;
+        let score = ((amount / 500.0) * 0.8 + rng.gen_range(0.0..0.2) * 100.0).round() / 100.0;
+        let response = json!({
+            "model_name": "scorer", "model_version": version, "id": id,
+            "outputs": [{"name": "score", "shape": [1, 1], "datatype": "FP32", "data": [[score]]}]
+        });
+        f.kserve.push(Record {
+            ts: r,
+            partition: 1,
+            headers: binary_headers(RESP, &id, r, "fraud", "scorer", endpoint, "{}"),
+            payload: serde_json::to_vec(&response).expect("json"),
+        });
+        f.events.push((
+            r,
+            json!({"type": "prediction", "timestamp": r, "event_id": id, "app": "fraud/scorer",
+                   "app_version": version, "model": "fraud/scorer", "model_version": version,
+                   "latency_ms": latency, "features": {"amount": amount, "country": country},
+                   "prediction": score}),
+        ));
+        if rng.gen_bool(0.3) {
+            let label = if rng.gen_bool(0.9) { score } else { 1.0 - score };
+            let lt = r + 5 * 60_000;
+            f.labels.push((lt, json!({"type": "label", "timestamp": lt, "event_id": id, "label": label})));
+        }
+    }
+    // shop/ranker: 4 requests/s, structured mode, V1.
+    let meta = r#"{"X-Model-Version":["r7"]}"#;
+    let mut t = T0 + 7;
+    let mut n = 0u64;
+    while t < end {
+        t += rng.gen_range(150..350);
+        n += 1;
+        let id = format!("rk-{n:07}");
+        let k = rng.gen_range(1..=3usize);
+        let shifted = t >= T0 + 30 * 60_000;
+        let rows: Vec<(f64, i64)> = (0..k)
+            .map(|_| {
+                let price = if shifted { rng.gen_range(60.0..160.0) } else { rng.gen_range(10.0..110.0) };
+                ((price * 100.0f64).round() / 100.0, rng.gen_range(0..20))
+            })
+            .collect();
+        // Columns `clicks`, `price`: the order in which the equivalent JSON objects list them.
+        let instances: Vec<Value> = rows.iter().map(|(p, c)| json!([c, p])).collect();
+        f.kserve.push(Record {
+            ts: t,
+            partition: 0,
+            headers: vec![("content-type".into(), "application/cloudevents+json".into())],
+            payload: structured(REQ, &id, t, "shop", "ranker", "default", meta, json!({"instances": instances})),
+        });
+        let latency = rng.gen_range(3..30);
+        let r = t + latency;
+        let preds: Vec<f64> =
+            rows.iter().map(|(p, c)| ((p / 200.0 + *c as f64 / 40.0) * 1000.0).round() / 1000.0).collect();
+        f.kserve.push(Record {
+            ts: r,
+            partition: 1,
+            headers: vec![("content-type".into(), "application/cloudevents+json".into())],
+            payload: structured(RESP, &id, r, "shop", "ranker", "default", meta, json!({"predictions": preds})),
+        });
+        for (i, ((price, clicks), pred)) in rows.iter().zip(&preds).enumerate() {
+            let event_id = if k > 1 { format!("{id}/{i}") } else { id.clone() };
+            f.events.push((
+                r,
+                json!({"type": "prediction", "timestamp": r, "event_id": event_id, "app": "shop/ranker",
+                       "app_version": "r7", "model": "shop/ranker", "model_version": "r7",
+                       "latency_ms": latency, "features": {"price": price, "clicks": clicks},
+                       "prediction": pred}),
+            ));
+        }
+    }
+    // Each partition in event-time order, as the logger writes it.
+    f.kserve.sort_by_key(|r| (r.partition, r.ts));
+    f.events.sort_by_key(|e| e.0);
+    f.labels.sort_by_key(|e| e.0);
+    f
+}
+
+/// Records KServe never writes, or writes only when something is wrong: each must be a dead
+/// letter naming what is wrong, and change nothing.
+fn broken(ts: i64) -> Vec<(Record, &'static str)> {
+    let ok = br#"{"inputs":[{"name":"amount","shape":[1],"datatype":"FP32","data":[1.0]}]}"#.to_vec();
+    let mut no_id = binary_headers(REQ, "x", ts, "fraud", "scorer", "default", "{}");
+    no_id.retain(|(k, _)| k != "ce_id");
+    let other_type = binary_headers("com.example.other", "b-2", ts, "fraud", "scorer", "default", "{}");
+    let good = binary_headers(REQ, "b-3", ts, "fraud", "scorer", "default", "{}");
+    let shape = br#"{"inputs":[{"name":"amount","shape":[2],"datatype":"FP32","data":[1.0]}]}"#.to_vec();
+    vec![
+        (Record { ts, partition: 0, headers: no_id, payload: ok.clone() }, "missing_field"),
+        (Record { ts, partition: 0, headers: other_type, payload: ok }, "unknown_type"),
+        (Record { ts, partition: 0, headers: good.clone(), payload: b"{not json".to_vec() }, "invalid_json"),
+        (Record { ts, partition: 0, headers: good, payload: shape }, "invalid_value"),
+    ]
+}
+
+fn write_jsonl(path: &Path, events: &[(i64, Value)]) {
+    let text: String = events.iter().map(|(_, e)| format!("{e}\n")).collect();
+    std::fs::write(path, text).expect("write events");
+}
+
+fn replay_args(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(BIN).args(args).env_remove("DRIFTWATCH_CONFIG").output().expect("replay");
+    assert!(out.status.success(), "replay {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("command JSON")).collect()
+}
+
+fn comparable_all(cmds: &[Value]) -> Vec<Value> {
+    let mut v: Vec<Value> = cmds.iter().map(comparable).collect();
+    v.sort_by_key(|c| c["command_id"].as_str().unwrap_or("").to_owned());
+    v
+}
+
+#[test]
+fn kserve_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
+    let brokers = brokers();
+    let dir = temp_dir("kserve");
+    let n = Names::new("kserve");
+    let logs = n.events.replace(".events", ".kserve");
+    let cfg = write_config(&dir, &n, "exactly_once", true, "");
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text = text.replace(&format!("events = [\"{}\"]", n.events), &format!("events = [\"{}\", \"{logs}\"]", n.events));
+    text.push_str(&format!(
+        "formats = {{ \"{logs}\" = \"kserve\", \"{events}\" = \"driftwatch\" }}\n\n[fleet]\nresponse_timeout = \"10s\"\n\n[fleet.kserve]\nversion_header = \"X-Model-Version\"\ncolumns = [\"clicks\", \"price\"]\n",
+        events = n.events
+    ));
+    std::fs::write(&cfg, &text).expect("config");
+    let cfg_s = cfg.to_str().expect("utf-8 path");
+
+    let f = fleet(7);
+    let requests = f.kserve.iter().filter(|r| r.partition == 0).count();
+    assert!(requests > 40_000, "{requests} requests");
+
+    // The equivalent driftwatch events, replayed.
+    let events_file = dir.join("equivalent.jsonl");
+    let mut all = f.events.clone();
+    all.extend(f.labels.iter().cloned());
+    all.sort_by_key(|e| e.0);
+    write_jsonl(&events_file, &all);
+    let expected = replay_args(&["replay", "-q", "--config", cfg_s, events_file.to_str().expect("path")]);
+    let summary: Vec<String> = expected
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}/{} {} {}",
+                c["command"], c["target"]["kind"], c["target"]["name"], c["target"]["version"], c["reason"]
+            )
+        })
+        .collect();
+    // What the traffic is built to give: the canary v2 rolled back for its errors, ranker r7
+    // retrained for the shifted price.
+    for want in [
+        r#""rollback" "app"/"fraud/scorer" "v2" "error_rate""#,
+        r#""rollback" "model"/"fraud/scorer" "v2" "error_rate""#,
+        r#""retrain" "model"/"shop/ranker" "r7" "feature_drift""#,
+    ] {
+        assert!(summary.iter().any(|s| s == want), "expected {want} among {summary:#?}");
+    }
+
+    // The KServe records (requests on partition 0, responses on partition 1) and the labels,
+    // on the broker, with four broken records among them.
+    create_topic(&brokers, &logs, 2);
+    create_topic(&brokers, &n.events, 1);
+    let mut records: Vec<WithHeaders> = Vec::new();
+    let middle = T0 + 20 * 60_000;
+    let bad = broken(middle);
+    let mut bad_added = false;
+    for r in &f.kserve {
+        if !bad_added && r.partition == 0 && r.ts >= middle {
+            for (b, _) in &bad {
+                records.push((logs.clone(), b.partition, b.headers.clone(), b.payload.clone()));
+            }
+            bad_added = true;
+        }
+        records.push((logs.clone(), r.partition, r.headers.clone(), r.payload.clone()));
+    }
+    for (_, l) in &f.labels {
+        records.push((n.events.clone(), 0, Vec::new(), l.to_string().into_bytes()));
+    }
+    produce_with_headers(&brokers, &records);
+
+    // `replay --format kserve` of the topics as kcat dumps them.
+    let dump = |topic: &str, file: &str| {
+        let path = dir.join(file);
+        let out = Command::new("kcat")
+            .args(["-C", "-J", "-e", "-q", "-b", &brokers, "-t", topic])
+            .output()
+            .expect("kcat (scripts/test.sh installs it)");
+        assert!(out.status.success(), "kcat: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(&path, &out.stdout).expect("write dump");
+        path
+    };
+    let kserve_dump = dump(&logs, "kserve.kcat.jsonl");
+    let labels_dump = dump(&n.events, "labels.kcat.jsonl");
+    let dead_file = dir.join("dead.jsonl");
+    let replayed = replay_args(&[
+        "replay",
+        "-q",
+        "--config",
+        cfg_s,
+        "--format",
+        "kserve",
+        "--dead-letter",
+        dead_file.to_str().expect("path"),
+        kserve_dump.to_str().expect("path"),
+        labels_dump.to_str().expect("path"),
+    ]);
+    assert_eq!(comparable_all(&replayed), comparable_all(&expected), "replay --format kserve of kcat dumps");
+    let dead: Vec<Value> = std::fs::read_to_string(&dead_file)
+        .expect("dead letters")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("dead letter JSON"))
+        .collect();
+    let reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap_or("")).collect();
+    assert_eq!(reasons, bad.iter().map(|b| b.1).collect::<Vec<_>>(), "dead letters: {dead:#?}");
+    assert!(dead[0]["detail"].as_str().unwrap_or("").contains("ce_id"), "{}", dead[0]);
+    assert!(dead[3]["detail"].as_str().unwrap_or("").contains("shape"), "{}", dead[3]);
+
+    // `driftwatch run` on the broker.
+    let mut svc = Service::start(&cfg, &brokers, &[], dir.join("run.log"));
+    let complete = wait_until(Duration::from_secs(180), || {
+        read_all(&brokers, &[&n.decisions], true).len() >= expected.len()
+            && committed_sum(&brokers, &n.group, &logs, 2) >= f.kserve.len() as i64 + bad.len() as i64
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    svc.terminate(Duration::from_secs(30));
+    assert!(complete, "run did not publish {} decisions in time\n{}", expected.len(), svc.log_tail());
+    let mut topics = n.command_topics();
+    topics.push(&n.decisions);
+    let msgs = read_all(&brokers, &topics, true);
+    compare_with_replay(&n, &msgs, &expected, false).unwrap_or_else(|e| panic!("run vs equivalent events: {e}"));
+
+    let dead_msgs = read_all(&brokers, &[&n.deadletter], true);
+    let dead_reasons: Vec<&str> =
+        dead_msgs.iter().map(|m| m.headers.get("driftwatch.reason").map_or("", String::as_str)).collect();
+    assert_eq!(dead_reasons, bad.iter().map(|b| b.1).collect::<Vec<_>>());
+    // Forwarded unchanged, with the original CloudEvent headers.
+    assert_eq!(dead_msgs[1].headers.get("ce_type").map(String::as_str), Some("com.example.other"));
+    assert_eq!(dead_msgs[2].payload, b"{not json");
+}
