@@ -361,10 +361,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
         "\ndemo finished: {} events consumed, {} commands published, {} deployer actions, {} commits\n",
         stats.messages, stats.commands, view.actions, stats.commits
     );
-    println!(
-        "{:<26} {:<24} {:<24} {:>9} {:>8}  {}",
-        "TARGET", "FIRST EVENT", "LAST EVENT", "EVENTS", "MAX PSI", "STATE"
-    );
+    println!("{:<26} {:<24} {:<24} {:>9} {:>8}  STATE", "TARGET", "FIRST EVENT", "LAST EVENT", "EVENTS", "MAX PSI");
     for t in &view.targets {
         let psi = t.drift.iter().map(|(_, v)| *v).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         println!(
