@@ -1,10 +1,22 @@
 //! `driftwatch demo`: the whole loop with no set-up. An embedded Kafka (librdkafka's mock
 //! cluster), a simulated fleet produced in accelerated real time (a canary that regresses, a
 //! model whose inputs drift, a healthy canary that gets promoted), the service consuming it,
-//! and a live terminal view of traffic and decisions.
+//! a simulated deployer acting on the commands it publishes, and a live terminal view of
+//! traffic, decisions and deployer actions.
+//!
+//! The loop closes through Kafka: the deployer ([`deployer`]) is a consumer of the command
+//! topics, and sends what it decides to do over a channel to the fleet's thread, which applies
+//! it to the generator before the next event it produces, at the event time the deployer read
+//! the command (or at the newest event already produced, if that is later). For a seed the
+//! fleet is the same up to the first action; after it, it depends on when the commands were
+//! read, which the wall clock decides. Replaying what the fleet produced gives the same
+//! decisions.
+
+mod deployer;
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +29,8 @@ use crate::config::{Config, Duration as CfgDuration};
 use crate::engine::{Engine, TargetOverview};
 use crate::kafka::{Delivery, Observer, ServiceStats};
 use crate::sim::{self, Generator};
-use crate::time::format_rfc3339;
+use crate::time::{format_rfc3339, Millis};
+use deployer::{DemoClock, DeployerLine, DeployerSetup, Order};
 
 /// What the demo shows.
 #[derive(Debug, Clone)]
@@ -30,20 +43,52 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Serve the HTTP API and status page on this address.
     pub http: Option<String>,
+    /// Event time from a retrain command to the retrained model version serving.
+    pub retrain_delay: Millis,
 }
+
+/// Width of the time that starts every log line: two spaces and an RFC 3339 time in ms.
+const LOG_TIME_WIDTH: usize = 26;
 
 /// Prints the live view.
 struct TerminalView {
     start: Instant,
     last_draw: Instant,
     tty: bool,
+    /// Decisions and deployer actions, in the order they happened.
     decisions: Vec<String>,
+    deployer: Receiver<DeployerLine>,
+    /// Deployer actions seen.
+    actions: usize,
+    /// Every target, as of the latest engine call.
+    targets: Vec<TargetOverview>,
     speed: f64,
     /// The status page, when serving HTTP.
     url: Option<String>,
 }
 
 impl TerminalView {
+    /// Adds the deployer's new lines.
+    fn take_deployer_lines(&mut self) {
+        while let Ok(line) = self.deployer.try_recv() {
+            let line = line.render();
+            if !self.tty {
+                println!("{line}");
+            }
+            self.log(line);
+            self.actions += 1;
+        }
+    }
+
+    /// Adds a decision or an action to the log, kept in event-time order (a command may be
+    /// acted on before its publication is reported): each line starts with its time.
+    fn log(&mut self, line: String) {
+        let time = |l: &str| l.get(..LOG_TIME_WIDTH).map(str::to_owned);
+        let at = time(&line);
+        let pos = self.decisions.partition_point(|d| time(d) <= at);
+        self.decisions.insert(pos, line);
+    }
+
     fn draw(&mut self, engine: &Engine, stats: &ServiceStats) {
         let mut out = String::new();
         let now = engine.watermark().map(format_rfc3339).unwrap_or_else(|| "-".into());
@@ -64,14 +109,14 @@ impl TerminalView {
             "{:<26} {:<10} {:>9} {:>7} {:>8} {:>9}  {}\n",
             "TARGET", "BASELINE", "EVENTS", "ERR %", "P99 ms", "E-VALUE", "STATE"
         ));
-        for t in engine.overview() {
-            out.push_str(&row(&t));
+        for t in &self.targets {
+            out.push_str(&row(t));
         }
-        out.push_str("\nDECISIONS (published)\n");
+        out.push_str("\nDECISIONS (published) AND DEPLOYER ACTIONS\n");
         if self.decisions.is_empty() {
             out.push_str("  none yet\n");
         }
-        for d in self.decisions.iter().rev().take(8).rev() {
+        for d in self.decisions.iter().rev().take(12).rev() {
             out.push_str(d);
             out.push('\n');
         }
@@ -107,6 +152,8 @@ fn row(t: &TargetOverview) -> String {
 
 impl Observer for TerminalView {
     fn engine(&mut self, engine: &Engine, stats: &ServiceStats) {
+        self.take_deployer_lines();
+        self.targets = engine.overview();
         let every = if self.tty { Duration::from_millis(500) } else { Duration::from_secs(5) };
         if self.last_draw.elapsed() >= every {
             self.last_draw = Instant::now();
@@ -153,7 +200,7 @@ impl Observer for TerminalView {
         if !self.tty {
             println!("{line}");
         }
-        self.decisions.push(line);
+        self.log(line);
     }
 }
 
@@ -168,6 +215,11 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
     cfg.kafka.idle_timeout = CfgDuration(2000);
     cfg.kafka.partitions = 1;
     cfg.policy = "demo".into();
+    // Half an hour is compressed into the demo: drift is watched over 5-minute windows against a
+    // 5-minute warm-up, so a retrained model version is checked against its own reference
+    // before the end.
+    cfg.drift.warmup = CfgDuration(5 * 60_000);
+    cfg.drift.window.length = Some(CfgDuration(5 * 60_000));
     // The mock cluster has no admin API: create every topic up front.
     cfg.kafka.create_topics = false;
     let t = &cfg.kafka.topics;
@@ -183,27 +235,56 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
         cluster.create_topic(name, 1, 1).map_err(|e| format!("cannot create {name}: {e}"))?;
     }
     let topic = cfg.kafka.topics.events[0].clone();
+    let command_topics = vec![t.rollback.clone(), t.promote.clone(), t.retrain.clone(), t.review.clone()];
 
     // The fleet: the demo scenario, starting now, paced at `speed` × real time.
     let scenario = sim::scenario("demo").ok_or("demo scenario missing")?;
-    let start_ms = crate::replay::wall_ms();
+    let clock = DemoClock { start: crate::replay::wall_ms(), t0: Instant::now(), speed: opts.speed };
+    let (order_tx, orders) = mpsc::channel::<Order>();
+    let (log, deployer_log) = mpsc::channel::<DeployerLine>();
+    let fleet_log = log.clone();
+    let deployer_stop = Arc::new(AtomicBool::new(false));
+    let deployer = deployer::spawn(DeployerSetup {
+        brokers: brokers.clone(),
+        topics: command_topics,
+        clock,
+        retrain_delay: opts.retrain_delay,
+        orders: order_tx,
+        log,
+        stop: deployer_stop.clone(),
+    })?;
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("linger.ms", "5")
         .create()
         .map_err(|e| format!("producer: {e}"))?;
     let fleet_stop = stop.clone();
-    let speed = opts.speed;
     let seed = opts.seed;
     let fleet = std::thread::spawn(move || {
-        let mut g = Generator::new(scenario, seed, 1.0).starting_at(start_ms);
-        let t0 = Instant::now();
-        while let Some(at) = g.next_time() {
+        let mut g = Generator::new(scenario, seed, 1.0).starting_at(clock.start);
+        // Changes the deployer scheduled (a retrained version serving), shown once reached.
+        let mut scheduled: Vec<DeployerLine> = Vec::new();
+        loop {
             if fleet_stop.load(Ordering::SeqCst) {
                 break;
             }
-            let due = Duration::from_secs_f64(((at - start_ms) as f64 / 1000.0 / speed).max(0.0));
-            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            // The deployer's actions apply before the next event, so never to the past.
+            while let Ok(order) = orders.try_recv() {
+                let change = g.apply(order.at, &order.action);
+                let (now, later) = deployer::describe(&order, &change);
+                let _ = fleet_log.send(now);
+                scheduled.extend(later);
+            }
+            let next = g.next_time();
+            scheduled.retain(|line| {
+                let reached = next.is_none_or(|n| n >= line.at);
+                if reached {
+                    let _ = fleet_log.send(line.clone());
+                }
+                !reached
+            });
+            let Some(at) = next else { break };
+            if let Some(wait) = clock.due(at).checked_sub(clock.t0.elapsed()) {
                 std::thread::sleep(wait.min(Duration::from_millis(50)));
                 continue;
             }
@@ -243,6 +324,9 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
         last_draw: Instant::now() - Duration::from_secs(10),
         tty: std::io::stdout().is_terminal(),
         decisions: Vec::new(),
+        deployer: deployer_log,
+        actions: 0,
+        targets: Vec::new(),
         speed: opts.speed,
         url: None,
     };
@@ -255,7 +339,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
         }
         None => None,
     };
-    let (result, view) = match &server {
+    let (result, mut view) = match &server {
         Some((_, shared)) => {
             let mut both = crate::http::Both(view, crate::http::Publisher::new(shared.clone()));
             let result = crate::kafka::run(cfg, &brokers, service_stop, &mut both);
@@ -269,11 +353,28 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
     }
     let _ = timer.join();
     let _ = fleet.join();
+    deployer_stop.store(true, Ordering::SeqCst);
+    let _ = deployer.join();
+    view.take_deployer_lines();
     let stats = result.map_err(|e| e.to_string())?;
     println!(
-        "\ndemo finished: {} events consumed, {} commands published, {} commits",
-        stats.messages, stats.commands, stats.commits
+        "\ndemo finished: {} events consumed, {} commands published, {} deployer actions, {} commits\n",
+        stats.messages, stats.commands, view.actions, stats.commits
     );
+    println!("{:<26} {:<24} {:<24} {:>9} {:>8}  STATE", "TARGET", "FIRST EVENT", "LAST EVENT", "EVENTS", "MAX PSI");
+    for t in &view.targets {
+        let psi = t.drift.iter().map(|(_, v)| *v).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        println!(
+            "{:<26} {:<24} {:<24} {:>9} {:>8}  {}",
+            format!("{}/{} {}", t.kind.as_str(), t.name, t.version),
+            format_rfc3339(t.first_seen),
+            format_rfc3339(t.last_seen),
+            t.events,
+            psi.map_or("-".into(), |p| format!("{p:.3}")),
+            t.state
+        );
+    }
+    println!("\nDECISIONS (published) AND DEPLOYER ACTIONS");
     for d in &view.decisions {
         println!("{d}");
     }

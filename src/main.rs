@@ -57,6 +57,9 @@ enum Cmd {
         /// Also serve the HTTP API and status page here, e.g. 127.0.0.1:9464.
         #[arg(long)]
         http: Option<String>,
+        /// Event time from a retrain command to the retrained model version taking the traffic.
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        retrain_delay: i64,
     },
     /// Replay JSON Lines files (or - for stdin): commands as JSON Lines on stdout, a summary on stderr.
     Replay {
@@ -248,7 +251,7 @@ fn run() -> Result<()> {
                 stats.messages, stats.dead_letters, stats.commands, stats.commits, stats.sessions
             );
         }
-        Cmd::Demo { duration, seed, http } => {
+        Cmd::Demo { duration, seed, http, retrain_delay } => {
             init_logging("error");
             if duration == 0 {
                 anyhow::bail!("--duration must be at least 1 second");
@@ -259,6 +262,7 @@ fn run() -> Result<()> {
                 speed: 1800.0 / duration as f64,
                 seed,
                 http,
+                retrain_delay,
             };
             driftwatch::demo::run(&opts, stop).map_err(|e| anyhow::anyhow!(e))?;
         }

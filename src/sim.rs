@@ -554,7 +554,97 @@ enum Pending {
     Label(String, String, Option<(String, String)>),
 }
 
+/// What deploy tooling or a retraining pipeline does to the fleet: the demo's deployer turns
+/// driftwatch's commands into these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetAction {
+    /// The version stops serving; its traffic goes to `baseline` (serving again if it had
+    /// stopped), or without one to the name's other serving versions.
+    RollBack {
+        /// App or model.
+        kind: Kind,
+        /// App or model name.
+        name: String,
+        /// The version rolled back.
+        version: String,
+        /// The version its traffic goes back to.
+        baseline: Option<String>,
+    },
+    /// The version takes all of its name's traffic; the others stop serving.
+    Promote {
+        /// App or model.
+        kind: Kind,
+        /// App or model name.
+        name: String,
+        /// The version promoted.
+        version: String,
+    },
+    /// `delay` later, a new version of the model, trained on the data of that time, takes all
+    /// of the version's traffic.
+    Retrain {
+        /// Model name.
+        name: String,
+        /// The version retrained.
+        version: String,
+        /// Event time from the command to the new version serving.
+        delay: Millis,
+    },
+}
+
+/// What a [`FleetAction`] changed; times are epoch ms of event time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FleetChange {
+    /// From `at`, the traffic of `from` (`rate` events/s) goes to `to` (nowhere when empty).
+    Moved {
+        /// When.
+        at: Millis,
+        /// Versions that stopped serving.
+        from: Vec<String>,
+        /// Versions that took their traffic.
+        to: Vec<String>,
+        /// Events per second moved.
+        rate: f64,
+    },
+    /// From `at`, version `new` (trained at `trained_at`) serves all of `old`'s traffic.
+    Retrained {
+        /// When the command arrived: the data the new version is trained on ends here.
+        trained_at: Millis,
+        /// When the new version takes the traffic.
+        at: Millis,
+        /// The version replaced.
+        old: String,
+        /// The new version.
+        new: String,
+        /// Events per second it serves.
+        rate: f64,
+    },
+    /// Nothing changed, for the reason given.
+    Unchanged {
+        /// When the action was applied.
+        at: Millis,
+        /// Why nothing changed.
+        why: String,
+    },
+}
+
+/// The next version after `v`: its last number plus one (`7` → `8`, `1.3.0` → `1.3.1`), or
+/// `v-retrained` when it has no number.
+fn bump_version(v: &str) -> String {
+    if let Some(end) = v.char_indices().rev().find(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i + 1) {
+        let start =
+            v[..end].char_indices().rev().find(|(_, c)| !c.is_ascii_digit()).map_or(0, |(i, c)| i + c.len_utf8());
+        if let Some(n) = v[start..end].parse::<u64>().ok().and_then(|n| n.checked_add(1)) {
+            return format!("{}{n}{}", &v[..start], &v[end..]);
+        }
+    }
+    format!("{v}-retrained")
+}
+
 /// Generates a scenario's JSON Lines, in output order.
+///
+/// [`Generator::apply`] changes the fleet while it runs (traffic moved, versions stopped or
+/// added) at a given event time; a seed and the same actions at the same event times always
+/// give the same bytes.
 #[derive(Debug)]
 pub struct Generator {
     scenario: Scenario,
@@ -569,6 +659,8 @@ pub struct Generator {
     held: BinaryHeap<Reverse<(Millis, u64, Vec<u8>)>>,
     emitted_valid: bool,
     line: String,
+    /// Event time of the newest event generated, from the scenario start.
+    now: Millis,
 }
 
 impl Generator {
@@ -588,6 +680,7 @@ impl Generator {
             held: BinaryHeap::new(),
             emitted_valid: false,
             line: String::with_capacity(512),
+            now: 0,
             scenario,
         };
         for i in 0..g.scenario.streams.len() {
@@ -608,6 +701,169 @@ impl Generator {
     /// Event time of the next event, if any.
     pub fn next_time(&self) -> Option<Millis> {
         self.queue.peek().map(|Reverse((t, _, _))| self.start + *t)
+    }
+
+    /// Event time (epoch ms) of the newest event generated: actions cannot apply before it.
+    pub fn position(&self) -> Millis {
+        self.start + self.now
+    }
+
+    /// Applies a deployer's action at event time `at` (epoch ms), or at [`Self::position`]
+    /// when that is later: streams stop, start or change rate from then on. Arrivals are
+    /// Poisson, so a stream whose rate changes draws its next arrival afresh from `at`.
+    pub fn apply(&mut self, at: Millis, action: &FleetAction) -> FleetChange {
+        let t = (at - self.start).max(self.now);
+        let abs = self.start + t;
+        let unchanged = |why: String| FleetChange::Unchanged { at: abs, why };
+        match action {
+            FleetAction::RollBack { kind, name, version, baseline } => {
+                let from = self.serving(*kind, name, Some(version.as_str()), t);
+                if from.is_empty() {
+                    return unchanged(format!("{name} {version} serves no traffic"));
+                }
+                let rate = self.stop(&from, t);
+                let mut to = match baseline {
+                    Some(b) => self.serving(*kind, name, Some(b.as_str()), t),
+                    None => self.serving(*kind, name, None, t),
+                };
+                if to.is_empty() {
+                    // The baseline stopped (a full rollout): it serves again.
+                    if let Some(i) = baseline.as_ref().and_then(|b| self.last_stream(*kind, name, b, t)) {
+                        self.scenario.streams[i].end = None;
+                        self.scenario.streams[i].rate = 0.0;
+                        to.push(i);
+                    }
+                }
+                self.add_rate(&to, rate, t);
+                FleetChange::Moved { at: abs, from: self.versions(*kind, &from), to: self.versions(*kind, &to), rate }
+            }
+            FleetAction::Promote { kind, name, version } => {
+                let to = self.serving(*kind, name, Some(version.as_str()), t);
+                if to.is_empty() {
+                    return unchanged(format!("{name} {version} serves no traffic"));
+                }
+                let from: Vec<usize> =
+                    self.serving(*kind, name, None, t).into_iter().filter(|i| !to.contains(i)).collect();
+                if from.is_empty() {
+                    return unchanged(format!("{name} {version} already serves all traffic"));
+                }
+                let rate = self.stop(&from, t);
+                self.add_rate(&to, rate, t);
+                FleetChange::Moved { at: abs, from: self.versions(*kind, &from), to: self.versions(*kind, &to), rate }
+            }
+            FleetAction::Retrain { name, version, delay } => {
+                let from_t = t + (*delay).max(0);
+                let old: Vec<usize> = self
+                    .serving(Kind::Model, name, Some(version.as_str()), t)
+                    .into_iter()
+                    .filter(|&i| self.scenario.streams[i].end.is_none_or(|e| e > from_t))
+                    .collect();
+                if old.is_empty() {
+                    return unchanged(format!("{name} {version} serves no traffic then"));
+                }
+                let new = self.next_version(name, version);
+                let mut rate = 0.0;
+                for i in old {
+                    // The inputs of the version it replaces (the world's, drifted or not), so
+                    // its warm-up reference is the data of now; its error rate and accuracy.
+                    let mut spec = self.scenario.streams[i].clone();
+                    spec.model = Some((name.clone(), new.clone()));
+                    spec.start = from_t;
+                    rate += spec.rate;
+                    self.scenario.streams[i].end = Some(from_t);
+                    self.reschedule(i, t);
+                    self.scenario.streams.push(spec);
+                    self.counters.push(0);
+                    let j = self.scenario.streams.len() - 1;
+                    if let Some(first) = self.next_arrival(j, from_t) {
+                        self.push(first, Pending::Arrival(j));
+                    }
+                }
+                FleetChange::Retrained { trained_at: abs, at: self.start + from_t, old: version.clone(), new, rate }
+            }
+        }
+    }
+
+    /// Streams of `kind`/`name` (of `version`, when given) serving at `t`.
+    fn serving(&self, kind: Kind, name: &str, version: Option<&str>, t: Millis) -> Vec<usize> {
+        (0..self.scenario.streams.len())
+            .filter(|&i| {
+                let s = &self.scenario.streams[i];
+                let id = match kind {
+                    Kind::App => &s.app,
+                    Kind::Model => &s.model,
+                };
+                id.as_ref().is_some_and(|(n, v)| n == name && version.is_none_or(|w| w == v))
+                    && s.rate > 0.0
+                    && s.start <= t
+                    && s.end.is_none_or(|e| e > t)
+            })
+            .collect()
+    }
+
+    /// The last stream of `kind`/`name`/`version` that started by `t`, serving or not.
+    fn last_stream(&self, kind: Kind, name: &str, version: &str, t: Millis) -> Option<usize> {
+        self.scenario.streams.iter().rposition(|s| {
+            let id = match kind {
+                Kind::App => &s.app,
+                Kind::Model => &s.model,
+            };
+            id.as_ref().is_some_and(|(n, v)| n == name && v == version) && s.start <= t
+        })
+    }
+
+    fn versions(&self, kind: Kind, streams: &[usize]) -> Vec<String> {
+        let mut out: Vec<String> = streams
+            .iter()
+            .filter_map(|&i| {
+                let s = &self.scenario.streams[i];
+                match kind {
+                    Kind::App => s.app.as_ref(),
+                    Kind::Model => s.model.as_ref(),
+                }
+                .map(|(_, v)| v.clone())
+            })
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// Stops `streams` at `t`; returns the rate they served.
+    fn stop(&mut self, streams: &[usize], t: Millis) -> f64 {
+        let mut rate = 0.0;
+        for &i in streams {
+            rate += self.scenario.streams[i].rate;
+            self.scenario.streams[i].end = Some(t);
+            self.reschedule(i, t);
+        }
+        rate
+    }
+
+    /// Shares `rate` among `streams` in proportion to their rates (equally when all are 0).
+    fn add_rate(&mut self, streams: &[usize], rate: f64, t: Millis) {
+        let total: f64 = streams.iter().map(|&i| self.scenario.streams[i].rate).sum();
+        for &i in streams {
+            let s = &mut self.scenario.streams[i];
+            s.rate += if total > 0.0 { rate * s.rate / total } else { rate / streams.len() as f64 };
+            self.reschedule(i, t);
+        }
+    }
+
+    /// Replaces stream `i`'s pending arrival with one drawn from `from` under its current spec.
+    fn reschedule(&mut self, i: usize, from: Millis) {
+        self.queue.retain(|Reverse((_, _, p))| *p != Pending::Arrival(i));
+        if let Some(next) = self.next_arrival(i, from) {
+            self.push(next, Pending::Arrival(i));
+        }
+    }
+
+    /// A version of model `name` after `version` that no stream uses yet.
+    fn next_version(&self, name: &str, version: &str) -> String {
+        let mut v = bump_version(version);
+        while self.scenario.streams.iter().any(|s| s.model.as_ref().is_some_and(|(n, w)| n == name && *w == v)) {
+            v = bump_version(&v);
+        }
+        v
     }
 
     fn push(&mut self, at: Millis, p: Pending) {
@@ -641,6 +897,7 @@ impl Generator {
     /// Writes the next event into `self.line`; returns its event time, or `None` at the end.
     fn next_event(&mut self) -> Option<Millis> {
         let Reverse((t, _, p)) = self.queue.pop()?;
+        self.now = self.now.max(t);
         self.line.clear();
         match p {
             Pending::Label(event_id, label, model) => {
