@@ -57,7 +57,7 @@ fn binary_headers(
     [
         ("ce_specversion", "1.0".to_owned()),
         ("ce_id", id.to_owned()),
-        ("ce_source", format!("http://localhost:9081/")),
+        ("ce_source", "http://localhost:9081/".to_owned()),
         ("ce_type", ty.to_owned()),
         ("ce_time", format_rfc3339(ts)),
         ("ce_inferenceservicename", isvc.to_owned()),
@@ -72,7 +72,8 @@ fn binary_headers(
     .collect()
 }
 
-fn structured(ty: &str, id: &str, ts: i64, ns: &str, isvc: &str, endpoint: &str, meta: &str, data: Value) -> Vec<u8> {
+/// A structured-mode CloudEvent of `shop/ranker` (endpoint `default`) with `metadata`.
+fn structured(ty: &str, id: &str, ts: i64, meta: &str, data: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "specversion": "1.0",
         "id": id,
@@ -80,10 +81,10 @@ fn structured(ty: &str, id: &str, ts: i64, ns: &str, isvc: &str, endpoint: &str,
         "type": ty,
         "time": format_rfc3339(ts),
         "datacontenttype": "application/json",
-        "inferenceservicename": isvc,
-        "namespace": ns,
+        "inferenceservicename": "ranker",
+        "namespace": "shop",
         "component": "predictor",
-        "endpoint": endpoint,
+        "endpoint": "default",
         "metadata": meta,
         "data": data,
     }))
@@ -185,7 +186,7 @@ fn fleet(seed: u64) -> Fleet {
             ts: t,
             partition: 0,
             headers: vec![("content-type".into(), "application/cloudevents+json".into())],
-            payload: structured(REQ, &id, t, "shop", "ranker", "default", meta, json!({"instances": instances})),
+            payload: structured(REQ, &id, t, meta, json!({"instances": instances})),
         });
         let latency = rng.gen_range(3..30);
         let r = t + latency;
@@ -195,7 +196,7 @@ fn fleet(seed: u64) -> Fleet {
             ts: r,
             partition: 1,
             headers: vec![("content-type".into(), "application/cloudevents+json".into())],
-            payload: structured(RESP, &id, r, "shop", "ranker", "default", meta, json!({"predictions": preds})),
+            payload: structured(RESP, &id, r, meta, json!({"predictions": preds})),
         });
         for (i, ((price, clicks), pred)) in rows.iter().zip(&preds).enumerate() {
             let event_id = if k > 1 { format!("{id}/{i}") } else { id.clone() };
