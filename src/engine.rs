@@ -76,6 +76,10 @@ pub struct TargetOverview {
     pub detectors: Vec<DetectorStatus>,
     /// healthy, suspect, rolled_back, retrain, review or promoted.
     pub state: &'static str,
+    /// A rollback is decided (latched).
+    pub rolled_back: bool,
+    /// A promotion is decided (latched), whatever was decided after it.
+    pub promoted: bool,
 }
 
 /// A detector's latest statistic against its threshold.
@@ -569,6 +573,8 @@ impl Engine {
             labels,
             detectors,
             state,
+            rolled_back: t.latch.rolled_back,
+            promoted: t.latch.promoted,
         }
     }
 

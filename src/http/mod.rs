@@ -8,6 +8,7 @@
 //! current; Prometheus text is rendered once per view, on the first scrape, by a request
 //! thread. The history behind the charts is sampled from the views by a task of the server.
 
+mod gates;
 mod history;
 pub mod metrics;
 mod query;
@@ -24,7 +25,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -50,6 +51,9 @@ pub struct HttpConfig {
     /// Bearer token required on everything but `/healthz`, `/readyz` and the page's static
     /// shell; `DRIFTWATCH_HTTP_TOKEN` overrides. Unset means no authentication.
     pub token: Option<String>,
+    /// Token Flagger's webhooks may send as `metadata.token` (Flagger cannot send headers);
+    /// it opens the `/v1/flagger/*` hooks only. Unset: the hooks need the bearer token, if any.
+    pub hook_token: Option<String>,
     /// Published decisions kept for `/v1/decisions` (newest win).
     pub decision_retention: usize,
     /// Points kept per time series of the charts.
@@ -65,6 +69,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: None,
             token: None,
+            hook_token: None,
             decision_retention: 10_000,
             history_points: 360,
             history_step: Duration(10_000),
@@ -84,6 +89,15 @@ impl HttpConfig {
         }
         if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return bad("http.token", "must not be empty (leave it out to disable authentication)".into());
+        }
+        if self.hook_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return bad("http.hook_token", "must not be empty (leave it out to disable it)".into());
+        }
+        if self.hook_token.is_some() && self.hook_token == self.token {
+            return bad(
+                "http.hook_token",
+                "must differ from http.token: it sits in Canary specs for anyone who can read them".into(),
+            );
         }
         if !(1..=10_000_000).contains(&self.decision_retention) {
             return bad("http.decision_retention", format!("must be 1 to 10000000 (got {})", self.decision_retention));
@@ -167,6 +181,16 @@ impl View {
             .binary_search_by(|t| (t.kind, t.name.as_str(), t.version.as_str()).cmp(&(kind, name, version)))
             .ok()
             .map(|i| &self.targets[i])
+    }
+
+    /// The newest published `kind` command about target `t`, if still retained.
+    fn last_decision(&self, kind: CommandKind, t: &TargetOverview) -> Option<&Arc<Decided>> {
+        self.decisions.iter().rev().find(|d| {
+            d.command.command == kind
+                && d.command.target.kind == t.kind
+                && d.command.target.name == t.name
+                && d.command.target.version == t.version
+        })
     }
 
     /// The Prometheus exposition of this view, rendered on first use.
@@ -457,12 +481,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/history/{kind}/{name}", get(history_handler))
         .route("/v1/decisions", get(decisions))
         .route("/v1/alerts", get(alerts))
+        .route("/v1/verdict/{kind}/{name}/{version}", get(gates::verdict_handler))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authorize));
+    // Flagger's hooks check the token themselves: it may come in the payload.
+    let hooks = Router::new().route("/v1/flagger/{hook}", post(gates::hook_handler));
     Router::new()
         .route("/", get(page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api)
+        .merge(hooks)
         .fallback(not_found)
         .with_state(shared)
 }
@@ -495,31 +523,34 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; see /v1/status, /v1/targets, /v1/decisions, /v1/alerts, /metrics".into(),
+        "no such endpoint; see /v1/status, /v1/targets, /v1/decisions, /v1/alerts, /v1/verdict/{kind}/{name}/{version}, /v1/flagger/{rollback,confirm-promotion,pre-rollout}, /metrics".into(),
         None,
     )
 }
 
 async fn authorize(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     if let Some(token) = &s.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this endpoint needs `Authorization: Bearer <token>` (http.token)".into(),
-                None,
-            );
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"driftwatch\""));
-            return r;
+        if !bearer_matches(req.headers(), token) {
+            return unauthorized("this endpoint needs `Authorization: Bearer <token>` (http.token)".into());
         }
     }
     next.run(req).await
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`.
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+}
+
+fn unauthorized(message: String) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", message, None);
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"driftwatch\""));
+    r
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -815,35 +846,10 @@ pub fn active_alerts(v: &View) -> Vec<Value> {
         let target =
             json!({"kind": t.kind.as_str(), "name": t.name, "version": t.version, "baseline_version": t.baseline});
         let id = format!("{}/{}/{}", t.kind.as_str(), t.name, t.version);
-        let last = |kind: CommandKind| {
-            v.decisions.iter().rev().find(|d| {
-                d.command.command == kind
-                    && d.command.target.kind == t.kind
-                    && d.command.target.name == t.name
-                    && d.command.target.version == t.version
-            })
-        };
-        let command = command_kind.and_then(last);
-        let summary = match (finding, command) {
-            (_, Some(d)) => {
-                let e = &d.command.evidence;
-                format!(
-                    "{} {id}: {} {} = {} (threshold {})",
-                    finding,
-                    d.command.reason.as_str(),
-                    e["statistic"].as_str().unwrap_or("statistic"),
-                    fmt_num(&e["value"]),
-                    fmt_num(&e["threshold"])
-                )
-            }
-            _ => {
-                let e = t.detectors.iter().find(|d| d.detector == "error_rate");
-                format!(
-                    "{id} is suspect: error-rate e-value {} of threshold {}",
-                    e.and_then(|d| d.value).map_or("?".into(), |x| format!("{x:.3}")),
-                    e.map_or("?".into(), |d| format!("{:.1}", d.threshold))
-                )
-            }
+        let command = command_kind.and_then(|kind| v.last_decision(kind, t));
+        let summary = match command {
+            Some(d) => format!("{finding} {id}: {}", evidence_summary(&d.command)),
+            None => format!("{id} is suspect: {}", detector_summary(t, "error_rate")),
         };
         out.push(json!({
             "id": format!("{id}/{finding}"),
@@ -858,6 +864,29 @@ pub fn active_alerts(v: &View) -> Vec<Value> {
         }));
     }
     out
+}
+
+/// What decided a command: `error_rate e_value = 1.234e3 (threshold 111.1111)`.
+fn evidence_summary(c: &Command) -> String {
+    let e = &c.evidence;
+    format!(
+        "{} {} = {} (threshold {})",
+        c.reason.as_str(),
+        e["statistic"].as_str().unwrap_or("statistic"),
+        fmt_num(&e["value"]),
+        fmt_num(&e["threshold"])
+    )
+}
+
+/// A detector's latest statistic against its threshold: `error-rate e-value 3.210 of threshold 111.1`.
+fn detector_summary(t: &TargetOverview, detector: &str) -> String {
+    let d = t.detectors.iter().find(|d| d.detector == detector);
+    format!(
+        "{} e-value {} of threshold {}",
+        detector.replace('_', "-"),
+        d.and_then(|d| d.value).map_or("?".into(), |x| format!("{x:.3}")),
+        d.map_or("?".into(), |d| format!("{:.1}", d.threshold))
+    )
 }
 
 fn fmt_num(v: &Value) -> String {

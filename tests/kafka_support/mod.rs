@@ -2,6 +2,8 @@
 //! producing input, reading output topics, comparing with `driftwatch replay`.
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
