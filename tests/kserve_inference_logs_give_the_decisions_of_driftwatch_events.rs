@@ -250,11 +250,21 @@ fn comparable_all(cmds: &[Value]) -> Vec<Value> {
     v
 }
 
-#[test]
-fn kserve_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
+/// A test's topics, config, traffic, and the commands of the equivalent driftwatch events.
+struct Setup {
+    brokers: String,
+    dir: std::path::PathBuf,
+    n: Names,
+    logs: String,
+    cfg: std::path::PathBuf,
+    f: Fleet,
+    expected: Vec<Value>,
+}
+
+fn setup(name: &str) -> Setup {
     let brokers = brokers();
-    let dir = temp_dir("kserve");
-    let n = Names::new("kserve");
+    let dir = temp_dir(name);
+    let n = Names::new(name);
     let logs = n.events.replace(".events", ".kserve");
     let cfg = write_config(&dir, &n, "exactly_once", true, "");
     let mut text = std::fs::read_to_string(&cfg).expect("config");
@@ -295,11 +305,18 @@ fn kserve_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
     ] {
         assert!(summary.iter().any(|s| s == want), "expected {want} among {summary:#?}");
     }
+    create_topic(&brokers, &logs, 2);
+    create_topic(&brokers, &n.events, 1);
+    Setup { brokers, dir, n, logs, cfg, f, expected }
+}
+
+#[test]
+fn kserve_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
+    let Setup { brokers, dir, n, logs, cfg, f, expected } = setup("kserve");
+    let cfg_s = cfg.to_str().expect("utf-8 path");
 
     // The KServe records (requests on partition 0, responses on partition 1) and the labels,
     // on the broker, with four broken records among them.
-    create_topic(&brokers, &logs, 2);
-    create_topic(&brokers, &n.events, 1);
     let mut records: Vec<WithHeaders> = Vec::new();
     let middle = T0 + 20 * 60_000;
     let bad = broken(middle);
@@ -356,18 +373,9 @@ fn kserve_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
     assert!(dead[3]["detail"].as_str().unwrap_or("").contains("shape"), "{}", dead[3]);
 
     // `driftwatch run` on the broker.
-    let mut svc = Service::start(&cfg, &brokers, &[], dir.join("run.log"));
-    let complete = wait_until(Duration::from_secs(180), || {
-        read_all(&brokers, &[&n.decisions], true).len() >= expected.len()
-            && committed_sum(&brokers, &n.group, &logs, 2) >= f.kserve.len() as i64 + bad.len() as i64
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    svc.terminate(Duration::from_secs(30));
-    assert!(complete, "run did not publish {} decisions in time\n{}", expected.len(), svc.log_tail());
-    let mut topics = n.command_topics();
-    topics.push(&n.decisions);
-    let msgs = read_all(&brokers, &topics, true);
-    compare_with_replay(&n, &msgs, &expected, false).unwrap_or_else(|e| panic!("run vs equivalent events: {e}"));
+    let svc = Service::start(&cfg, &brokers, &[], dir.join("run.log"));
+    let all = f.kserve.len() as i64 + bad.len() as i64;
+    finish_and_compare(svc, &brokers, &n, &logs, all, &expected);
 
     let dead_msgs = read_all(&brokers, &[&n.deadletter], true);
     let dead_reasons: Vec<&str> =
@@ -376,4 +384,46 @@ fn kserve_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
     // Forwarded unchanged, with the original CloudEvent headers.
     assert_eq!(dead_msgs[1].headers.get("ce_type").map(String::as_str), Some("com.example.other"));
     assert_eq!(dead_msgs[2].payload, b"{not json");
+}
+
+#[test]
+fn a_kill_between_requests_and_their_responses_loses_and_repeats_nothing() {
+    let Setup { brokers, dir, n, logs, cfg, f, expected } = setup("kserve-kill");
+    // Everything in time order across both partitions (each partition keeps its order), cut
+    // at 40%: requests whose response is after the cut wait in the changelog at the kill.
+    let mut timed: Vec<(i64, WithHeaders)> =
+        f.kserve.iter().map(|r| (r.ts, (logs.clone(), r.partition, r.headers.clone(), r.payload.clone()))).collect();
+    timed.extend(f.labels.iter().map(|(t, l)| (*t, (n.events.clone(), 0, Vec::new(), l.to_string().into_bytes()))));
+    timed.sort_by_key(|r| r.0);
+    let records: Vec<WithHeaders> = timed.into_iter().map(|r| r.1).collect();
+    let cut = records.len() * 2 / 5;
+    let in_logs = |rs: &[WithHeaders]| rs.iter().filter(|r| r.0 == logs).count() as i64;
+
+    let mut svc = Service::start(&cfg, &brokers, &[], dir.join("run1.log"));
+    produce_with_headers(&brokers, &records[..cut]);
+    let first = in_logs(&records[..cut]);
+    let committed = wait_until(Duration::from_secs(120), || committed_sum(&brokers, &n.group, &logs, 2) >= first);
+    assert!(committed, "the first part was not committed\n{}", svc.log_tail());
+    svc.kill9();
+
+    produce_with_headers(&brokers, &records[cut..]);
+    let svc = Service::start(&cfg, &brokers, &[], dir.join("run2.log"));
+    finish_and_compare(svc, &brokers, &n, &logs, in_logs(&records), &expected);
+}
+
+/// Waits until `svc` has published the expected number of decisions and committed `all`
+/// records of the KServe topic, stops it, and checks its commands against `expected`: each
+/// exactly once, equal apart from issued_at and offsets.
+fn finish_and_compare(mut svc: Service, brokers: &str, n: &Names, logs: &str, all: i64, expected: &[Value]) {
+    let complete = wait_until(Duration::from_secs(180), || {
+        read_all(brokers, &[&n.decisions], true).len() >= expected.len()
+            && committed_sum(brokers, &n.group, logs, 2) >= all
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    svc.terminate(Duration::from_secs(30));
+    assert!(complete, "run did not publish {} decisions in time\n{}", expected.len(), svc.log_tail());
+    let mut topics = n.command_topics();
+    topics.push(&n.decisions);
+    let msgs = read_all(brokers, &topics, true);
+    compare_with_replay(n, &msgs, expected, false).unwrap_or_else(|e| panic!("run vs equivalent events: {e}"));
 }

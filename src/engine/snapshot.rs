@@ -415,6 +415,105 @@ mod tests {
     use super::*;
     use crate::event::Decoder;
 
+    /// Logged request/response halves of a canary (`canary`, model_version `v2`) failing 5% of
+    /// requests against 0.2% on `default` (`v1`): (time, part), in time order.
+    fn inference_parts(seed: u64) -> Vec<(Millis, crate::fleet::Part)> {
+        use crate::fleet::{Output, Part, Role, Value as V};
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+        let mut parts = Vec::new();
+        let mut t = 1_764_000_000_000i64;
+        for n in 0..30_000 {
+            t += rng.gen_range(20..80);
+            let canary = n > 6_000 && rng.gen_bool(0.2);
+            let (route, version, fail) = if canary { ("canary", "v2", 0.05) } else { ("default", "v1", 0.002) };
+            let id = format!("r{n}");
+            let part = |role, rows, outputs, mv: Option<&str>| Part {
+                role,
+                id: id.clone(),
+                name: "ns/isvc".into(),
+                route: route.into(),
+                model_version: mv.map(str::to_owned),
+                rows,
+                outputs,
+            };
+            parts.push((
+                t,
+                part(Role::Request, vec![vec![("x".into(), V::Num(rng.gen_range(0.0..1.0)))]], vec![], None),
+            ));
+            if !rng.gen_bool(fail) {
+                let r = t + rng.gen_range(1..60);
+                parts.push((r, part(Role::Response, vec![], vec![Some(Output::Num(0.5))], Some(version))));
+            }
+        }
+        parts.sort_by_key(|p| p.0);
+        parts
+    }
+
+    fn feed_parts(e: &mut Engine, parts: &[(Millis, crate::fleet::Part)]) -> Vec<Command> {
+        let mut out = Vec::new();
+        for (i, (ts, part)) in parts.iter().enumerate() {
+            let ev = crate::event::Event {
+                kind: crate::event::EventType::Inference,
+                ts: *ts,
+                event_id: None,
+                app: None,
+                model: None,
+                latency_ms: None,
+                features: Vec::new(),
+                prediction: None,
+                label: None,
+                error_kind: None,
+                part: Some(Box::new(part.clone())),
+            };
+            let _ = e.ingest(&ev, Position { source: 0, offset: i as u64 });
+            out.extend(e.drain_commands());
+        }
+        out
+    }
+
+    #[test]
+    fn requests_waiting_for_their_response_survive_a_restore() {
+        let parts = inference_parts(3);
+        let mut whole = Engine::new(Config::default());
+        whole.register_source("in");
+        let mut expected = feed_parts(&mut whole, &parts);
+        whole.finish();
+        expected.extend(whole.drain_commands());
+        assert!(
+            expected.iter().any(|c| c.command == CommandKind::Rollback && c.target.version == "v2"),
+            "the failing canary is rolled back: {expected:?}"
+        );
+        let mut store: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+        let mut engine = Engine::new(Config::default());
+        engine.register_source("in");
+        let mut got = Vec::new();
+        let cuts: Vec<usize> = (0..=23).map(|i| i * parts.len() / 23).collect();
+        let mut waiting_at_cuts = 0;
+        for w in cuts.windows(2) {
+            got.extend(feed_parts(&mut engine, &parts[w[0]..w[1]]));
+            for (k, v) in engine.snapshot_changes() {
+                match v {
+                    Some(v) => store.insert(k, v),
+                    None => store.remove(&k),
+                };
+            }
+            let restored = Engine::restore(Config::default(), store.clone()).expect("restore");
+            assert_eq!(restored.pairs_waiting(), engine.pairs_waiting(), "after part {}", w[1]);
+            assert_eq!(restored.pair_counters(), engine.pair_counters());
+            waiting_at_cuts += engine.pairs_waiting();
+            engine = restored;
+        }
+        assert!(waiting_at_cuts > 0, "no cut fell between a request and its response");
+        engine.finish();
+        got.extend(engine.drain_commands());
+        let strip = |v: &[Command]| v.iter().map(|c| (c.command_id.clone(), c.decided_at.clone())).collect::<Vec<_>>();
+        assert_eq!(strip(&got), strip(&expected));
+        assert_eq!(engine.pair_counters(), whole.pair_counters());
+        assert_eq!(engine.counters().events, whole.counters().events);
+        assert!(whole.pair_counters().no_response > 100);
+    }
+
     fn feed(e: &mut Engine, lines: &[Vec<u8>]) -> Vec<Command> {
         let mut d = Decoder::default();
         let mut out = Vec::new();
