@@ -639,6 +639,11 @@ impl Config {
         }
         self.fleet.validate()?;
         self.kafka.validate()?;
+        for (topic, format) in &self.kafka.topics.formats {
+            if *format == crate::fleet::Format::Seldon {
+                self.fleet.seldon.topic(topic).map_err(|e| invalid(format!("kafka.topics.formats.\"{topic}\""), e))?;
+            }
+        }
         self.http.validate()?;
         for (i, b) in self.baselines.iter().enumerate() {
             if b.name.is_empty() || b.version.is_empty() {
@@ -703,6 +708,21 @@ mod tests {
         assert!(e.contains("drift.window.length"), "{e}");
         let e = Config::from_toml("[windows]\nstep = \"soon\"\n").unwrap_err().to_string();
         assert!(e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn a_seldon_topic_must_be_named_as_seldon_names_it() {
+        let cfg = |topic: &str, prefix: &str| {
+            format!(
+                "[kafka.topics]\nevents = [\"{topic}\"]\nformats = {{ \"{topic}\" = \"seldon\" }}\n[fleet.seldon]\ntopic_prefix = \"{prefix}\"\n"
+            )
+        };
+        let e = Config::from_toml(&cfg("inference.logs", "seldon")).unwrap_err().to_string();
+        assert!(e.contains("kafka.topics.formats.\"inference.logs\"") && e.contains("not a Seldon topic"), "{e}");
+        Config::from_toml(&cfg("seldon.prod.model.iris.outputs", "seldon")).expect("a model topic");
+        Config::from_toml(&cfg("acme.prod.errors.errors", "acme")).expect("a prefixed errors topic");
+        let e = Config::from_toml(&cfg("seldon.prod.model.iris.outputs", "acme")).unwrap_err().to_string();
+        assert!(e.contains("acme.<namespace>"), "{e}");
     }
 
     #[test]

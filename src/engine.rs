@@ -653,7 +653,7 @@ impl Engine {
             let features = o.row.as_ref().map(crate::fleet::features_of).unwrap_or_default();
             let (kind, prediction, error_kind) = match &o.prediction {
                 Some(p) => (EventType::Prediction, p.as_ref().map(crate::fleet::Output::outcome), None),
-                None => (EventType::Error, None, Some(std::borrow::Cow::Borrowed("no_response"))),
+                None => (EventType::Error, None, Some(std::borrow::Cow::Borrowed(o.error_kind))),
             };
             let nv =
                 || Some((std::borrow::Cow::Borrowed(o.name.as_str()), std::borrow::Cow::Borrowed(o.version.as_str())));

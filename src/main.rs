@@ -76,7 +76,7 @@ enum Cmd {
         #[arg(long)]
         concat: bool,
         /// The files are topic dumps as `kcat -C -J` prints them (one envelope per line, with
-        /// headers), whose records are in this format: `driftwatch` or `kserve`. Partitions
+        /// headers), whose records are in this format: `driftwatch`, `kserve` or `seldon`. Partitions
         /// are merged by event time as `run` merges them.
         #[arg(long, value_parser = parse_format)]
         format: Option<driftwatch::fleet::Format>,

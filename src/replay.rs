@@ -333,7 +333,7 @@ fn decode_dumped<'a>(
     let rec = RawRecord {
         topic: &env.topic,
         headers: &headers,
-        payload: env.payload.as_deref().unwrap_or("").as_bytes(),
+        payload: env.payload.as_deref().unwrap_or(&[]),
         timestamp: env.timestamp(),
     };
     formats.decode(decoder, rec)
@@ -466,8 +466,8 @@ pub fn describe(engine: &Engine, s: &ReplaySummary) -> String {
     if p != Default::default() {
         let _ = writeln!(
             out,
-            "inference logs: {} paired, {} without response (errors), {} responses without request, {} duplicate ids, {} instance-count mismatches, {} over fleet.max_pending",
-            p.paired, p.no_response, p.unpaired_responses, p.duplicate_ids, p.row_mismatches, p.over_limit
+            "inference logs: {} paired, {} without response and {} failed (errors), {} responses without request, {} failures without request, {} duplicate ids, {} instance-count mismatches, {} over fleet.max_pending",
+            p.paired, p.no_response, p.failed, p.unpaired_responses, p.unpaired_failures, p.duplicate_ids, p.row_mismatches, p.over_limit
         );
     }
     let (features, categories) = engine.cardinality_drops();

@@ -21,6 +21,7 @@ use crate::time::Millis;
 
 /// Pairing counts, reported in metrics and summaries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PairCounters {
     /// Requests paired with their response.
     pub paired: u64,
@@ -34,6 +35,11 @@ pub struct PairCounters {
     pub row_mismatches: u64,
     /// Requests not tracked because `fleet.max_pending` requests were waiting.
     pub over_limit: u64,
+    /// Requests the fleet logged as failed (Seldon's errors topic), counted as errors.
+    pub failed: u64,
+    /// Failures logged for no waiting request of the same model (e.g. a pipeline step's,
+    /// named by its pipeline): ignored; such a request becomes `no_response` at its deadline.
+    pub unpaired_failures: u64,
 }
 
 /// A half waiting for the other one.
@@ -61,6 +67,19 @@ pub(crate) struct Outcome {
     pub row: Option<Row>,
     /// `Some(output)` for a prediction, `None` for an error.
     pub prediction: Option<Option<Output>>,
+    /// The error kind, for an error.
+    pub error_kind: &'static str,
+}
+
+/// Error kind of a request whose response never came.
+pub(crate) const NO_RESPONSE: &str = "no_response";
+/// Error kind of a request the fleet logged as failed.
+pub(crate) const MODEL_ERROR: &str = "model_error";
+
+/// What the halves wait under: the id within its app and model, so that the steps of one
+/// request through a pipeline, which share its id, pair model by model.
+fn key_of(part: &Part) -> String {
+    format!("{}\n{}", part.name, part.id)
 }
 
 /// The pairing state (part of the engine's state, and of its snapshots).
@@ -101,18 +120,33 @@ impl Pairing {
         out: &mut Vec<Outcome>,
     ) {
         self.dirty = true;
-        if let Some(w) = self.waiting.remove(&part.id) {
-            self.deadlines.remove(&(w.deadline, part.id.clone()));
+        let key = key_of(&part);
+        if let Some(w) = self.waiting.remove(&key) {
+            self.deadlines.remove(&(w.deadline, key.clone()));
             match (w.part.role, part.role) {
                 (Role::Request, Role::Response) => self.pair(w.ts, w.part, ts, part, out),
                 (Role::Response, Role::Request) => self.pair(ts, part, w.ts, w.part, out),
+                (Role::Request, Role::Failure) => {
+                    self.counters.failed += 1;
+                    self.fail(ts, w.part, MODEL_ERROR, out);
+                }
+                (Role::Response, Role::Failure) => {
+                    // A failure logged for a request that was answered: the answer stands.
+                    self.counters.unpaired_failures += 1;
+                    self.deadlines.insert((w.deadline, key.clone()));
+                    self.waiting.insert(key, w);
+                }
                 _ => {
                     // The same half twice: keep the first.
                     self.counters.duplicate_ids += 1;
-                    self.deadlines.insert((w.deadline, w.part.id.clone()));
-                    self.waiting.insert(w.part.id.clone(), w);
+                    self.deadlines.insert((w.deadline, key.clone()));
+                    self.waiting.insert(key, w);
                 }
             }
+            return;
+        }
+        if part.role == Role::Failure {
+            self.counters.unpaired_failures += 1;
             return;
         }
         if self.waiting.len() >= max_pending {
@@ -120,8 +154,31 @@ impl Pairing {
             return;
         }
         let deadline = ts.saturating_add(timeout);
-        self.deadlines.insert((deadline, part.id.clone()));
-        self.waiting.insert(part.id.clone(), Waiting { ts, deadline, part });
+        self.deadlines.insert((deadline, key.clone()));
+        self.waiting.insert(key, Waiting { ts, deadline, part });
+    }
+
+    /// A request that failed at `ts`: an error per instance, on the version its model reported,
+    /// else the version last reported on its route.
+    fn fail(&mut self, ts: Millis, part: Part, error_kind: &'static str, out: &mut Vec<Outcome>) {
+        let version = part
+            .model_version
+            .clone()
+            .or_else(|| self.versions.get(&(part.name.clone(), part.route.clone())).cloned())
+            .unwrap_or_else(|| part.route.clone());
+        let batched = part.rows.len() > 1;
+        for i in 0..part.rows.len().max(1) {
+            out.push(Outcome {
+                ts,
+                event_id: if batched { format!("{}/{i}", part.id) } else { part.id.clone() },
+                name: part.name.clone(),
+                version: version.clone(),
+                latency_ms: None,
+                row: None,
+                prediction: None,
+                error_kind,
+            });
+        }
     }
 
     fn pair(&mut self, req_ts: Millis, req: Part, resp_ts: Millis, resp: Part, out: &mut Vec<Outcome>) {
@@ -148,6 +205,7 @@ impl Pairing {
                 latency_ms: Some(latency),
                 row: Some(row),
                 prediction: Some(output),
+                error_kind: "",
             });
         }
     }
@@ -159,31 +217,16 @@ impl Pairing {
             if *deadline > now {
                 break;
             }
-            let Some((deadline, id)) = self.deadlines.pop_first() else { break };
-            let Some(w) = self.waiting.remove(&id) else { continue };
+            let Some((deadline, key)) = self.deadlines.pop_first() else { break };
+            let Some(w) = self.waiting.remove(&key) else { continue };
             self.dirty = true;
             let part = w.part;
             match part.role {
                 Role::Request => {
                     self.counters.no_response += 1;
-                    let version = part
-                        .model_version
-                        .clone()
-                        .or_else(|| self.versions.get(&(part.name.clone(), part.route.clone())).cloned())
-                        .unwrap_or_else(|| part.route.clone());
-                    let batched = part.rows.len() > 1;
-                    for i in 0..part.rows.len().max(1) {
-                        out.push(Outcome {
-                            ts: deadline,
-                            event_id: if batched { format!("{id}/{i}") } else { id.clone() },
-                            name: part.name.clone(),
-                            version: version.clone(),
-                            latency_ms: None,
-                            row: None,
-                            prediction: None,
-                        });
-                    }
+                    self.fail(deadline, part, NO_RESPONSE, out);
                 }
+                Role::Failure => {}
                 Role::Response => {
                     self.counters.unpaired_responses += 1;
                     let version = part.model_version.clone().unwrap_or_else(|| part.route.clone());
@@ -191,12 +234,13 @@ impl Pairing {
                     for (i, output) in part.outputs.into_iter().enumerate() {
                         out.push(Outcome {
                             ts: w.ts,
-                            event_id: if batched { format!("{id}/{i}") } else { id.clone() },
+                            event_id: if batched { format!("{}/{i}", part.id) } else { part.id.clone() },
                             name: part.name.clone(),
                             version: version.clone(),
                             latency_ms: None,
                             row: None,
                             prediction: Some(output),
+                            error_kind: "",
                         });
                     }
                 }
@@ -270,5 +314,29 @@ mod tests {
         p.offer(4, part(Role::Response, "a", "default", 3, None), 1_000, 2, &mut out);
         assert_eq!((out.len(), p.counters.row_mismatches), (1, 1));
         assert_eq!(out[0].version, "default");
+    }
+
+    #[test]
+    fn a_logged_failure_makes_its_request_an_error_and_pipeline_steps_pair_per_model() {
+        let mut p = Pairing::default();
+        let mut out = Vec::new();
+        p.offer(1_000, part(Role::Request, "a", "v2", 1, None), 10_000, 10, &mut out);
+        // Another model's step of the same request waits apart.
+        let mut step = part(Role::Request, "a", "v1", 1, None);
+        step.name = "ns/other".into();
+        p.offer(1_001, step, 10_000, 10, &mut out);
+        assert_eq!(p.waiting(), 2);
+        p.offer(1_040, part(Role::Failure, "a", "v2", 0, None), 10_000, 10, &mut out);
+        assert_eq!(out.len(), 1);
+        let o = &out[0];
+        assert_eq!((o.ts, o.name.as_str(), o.version.as_str()), (1_040, "ns/isvc", "v2"));
+        assert_eq!((o.prediction.is_none(), o.error_kind), (true, MODEL_ERROR));
+        // A failure with no request waiting is counted, not turned into anything.
+        p.offer(1_050, part(Role::Failure, "zz", "v2", 0, None), 10_000, 10, &mut out);
+        assert_eq!((out.len(), p.counters.failed, p.counters.unpaired_failures), (1, 1, 1));
+        p.expire(11_001, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[1].name.as_str(), out[1].error_kind, out[1].ts), ("ns/other", NO_RESPONSE, 11_001));
+        assert_eq!(p.waiting(), 0);
     }
 }

@@ -19,7 +19,7 @@ use serde_json::{Map, Value as Json};
 
 use super::{header, Output, Part, RawRecord, Role, Row, Value};
 use crate::config::ConfigError;
-use crate::event::{BadInput, BadReason, Event, EventType, Features};
+use crate::event::{BadInput, BadReason, Event};
 use crate::time::{parse_rfc3339, Millis};
 
 /// CloudEvent `type` of a logged request.
@@ -44,6 +44,10 @@ pub struct KserveConfig {
 }
 
 impl KserveConfig {
+    fn tensors(&self) -> Tensors<'_> {
+        Tensors { columns: &self.columns, output: self.output.as_deref(), section: "fleet.kserve" }
+    }
+
     /// Checks values, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.version_header.as_deref().is_some_and(|h| h.trim().is_empty()) {
@@ -52,17 +56,40 @@ impl KserveConfig {
                 reason: "is empty; leave it out to use model_version or the endpoint".into(),
             });
         }
+        self.tensors().validate()
+    }
+}
+
+/// How Open Inference Protocol tensors map to features and the prediction: the `columns` and
+/// `output` keys of a fleet section.
+pub(super) struct Tensors<'c> {
+    /// Feature names for the columns of an unnamed 2-D input.
+    pub columns: &'c [String],
+    /// The output tensor (or V1 object key) holding the prediction.
+    pub output: Option<&'c str>,
+    /// The config section, for messages.
+    pub section: &'static str,
+}
+
+impl Tensors<'_> {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if let Some(dup) = self.columns.iter().enumerate().find(|(i, c)| self.columns[..*i].contains(c)) {
             return Err(ConfigError::Invalid {
-                key: "fleet.kserve.columns".into(),
+                key: format!("{}.columns", self.section),
                 reason: format!("names `{}` twice", dup.1),
+            });
+        }
+        if self.output.is_some_and(|o| o.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: format!("{}.output", self.section),
+                reason: "is empty; leave it out to take the first output tensor".into(),
             });
         }
         Ok(())
     }
 }
 
-fn bad(reason: BadReason, detail: impl Into<String>) -> BadInput {
+pub(super) fn bad(reason: BadReason, detail: impl Into<String>) -> BadInput {
     BadInput { reason, detail: detail.into() }
 }
 
@@ -153,28 +180,17 @@ pub fn decode<'a>(cfg: &KserveConfig, rec: RawRecord<'_, '_>) -> Result<Event<'a
     };
     let mut part = Part { role, id, name, route, model_version: None, rows: Vec::new(), outputs: Vec::new() };
     match role {
-        Role::Request => part.rows = request_rows(cfg, &body)?,
+        Role::Request => part.rows = request_rows(&cfg.tensors(), &body)?,
         Role::Response => {
             part.model_version = match body.get("model_version") {
                 Some(Json::String(v)) if !v.is_empty() => Some(v.clone()),
                 _ => None,
             };
-            part.outputs = response_outputs(cfg, &body)?;
+            part.outputs = response_outputs(&cfg.tensors(), &body)?;
         }
+        Role::Failure => {}
     }
-    Ok(Event {
-        kind: EventType::Inference,
-        ts,
-        event_id: None,
-        app: None,
-        model: None,
-        latency_ms: None,
-        features: Features::new(),
-        prediction: None,
-        label: None,
-        error_kind: None,
-        part: Some(Box::new(part)),
-    })
+    Ok(part.into_event(ts))
 }
 
 fn shorten(s: &str) -> String {
@@ -253,7 +269,7 @@ fn scalar_value(v: &Json, at: &str) -> Result<Value, BadInput> {
     }
 }
 
-fn column_name(cfg: &KserveConfig, tensor: Option<&str>, j: usize, columns: usize) -> String {
+fn column_name(cfg: &Tensors<'_>, tensor: Option<&str>, j: usize, columns: usize) -> String {
     match (cfg.columns.get(j), tensor) {
         (Some(c), _) if cfg.columns.len() == columns => c.clone(),
         (_, Some(t)) => format!("{t}_{j}"),
@@ -262,7 +278,7 @@ fn column_name(cfg: &KserveConfig, tensor: Option<&str>, j: usize, columns: usiz
 }
 
 /// Feature rows of a V1 or V2 request.
-fn request_rows(cfg: &KserveConfig, body: &Map<String, Json>) -> Result<Vec<Row>, BadInput> {
+pub(super) fn request_rows(cfg: &Tensors<'_>, body: &Map<String, Json>) -> Result<Vec<Row>, BadInput> {
     if let Some(instances) = body.get("instances") {
         let Json::Array(instances) = instances else {
             return Err(bad(BadReason::WrongType, "payload field `instances` must be a list"));
@@ -315,7 +331,7 @@ fn request_rows(cfg: &KserveConfig, body: &Map<String, Json>) -> Result<Vec<Row>
 }
 
 /// Outputs of a V1 or V2 response, one per instance.
-fn response_outputs(cfg: &KserveConfig, body: &Map<String, Json>) -> Result<Vec<Option<Output>>, BadInput> {
+pub(super) fn response_outputs(cfg: &Tensors<'_>, body: &Map<String, Json>) -> Result<Vec<Option<Output>>, BadInput> {
     if let Some(preds) = body.get("predictions") {
         let Json::Array(preds) = preds else {
             return Err(bad(BadReason::WrongType, "payload field `predictions` must be a list"));
@@ -325,14 +341,14 @@ fn response_outputs(cfg: &KserveConfig, body: &Map<String, Json>) -> Result<Vec<
             .enumerate()
             .map(|(i, p)| {
                 let at = format!("predictions[{i}]");
-                match (p, &cfg.output) {
+                match (p, cfg.output) {
                     (Json::Object(o), Some(key)) => match o.get(key) {
                         Some(v) => output_of(&scalar_value(v, &format!("{at}.{key}"))?),
                         None => Err(bad(BadReason::MissingField, format!("{at} has no key `{key}`"))),
                     },
                     (Json::Object(_), None) => Err(bad(
                         BadReason::WrongType,
-                        format!("{at} is an object: set fleet.kserve.output to the key holding the prediction"),
+                        format!("{at} is an object: set {}.output to the key holding the prediction", cfg.section),
                     )),
                     (Json::Array(scores), _) => argmax(scores, &at),
                     (v, _) => output_of(&scalar_value(v, &at)?),
@@ -346,11 +362,11 @@ fn response_outputs(cfg: &KserveConfig, body: &Map<String, Json>) -> Result<Vec<
     let Json::Array(outputs) = outputs else {
         return Err(bad(BadReason::WrongType, "payload field `outputs` must be a list of tensors"));
     };
-    let chosen = match &cfg.output {
+    let chosen = match cfg.output {
         Some(name) => outputs
             .iter()
             .enumerate()
-            .find(|(_, o)| o.get("name").and_then(Json::as_str) == Some(name.as_str()))
+            .find(|(_, o)| o.get("name").and_then(Json::as_str) == Some(name))
             .ok_or_else(|| bad(BadReason::MissingField, format!("response has no output tensor named `{name}`")))?,
         None => outputs
             .iter()

@@ -9,11 +9,15 @@
 //! time, so the halves may arrive on different partitions and the decisions still do not
 //! depend on how the topic is split.
 //!
+//! `seldon` records are the same halves as Seldon Core v2 writes them onto its model topics
+//! ([`seldon`]); its errors topic marks requests that failed.
+//!
 //! `replay --format F` reads the same records from a file of `kcat -J` envelopes
 //! ([`envelope`]).
 
 pub mod envelope;
 pub mod kserve;
+pub mod seldon;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -33,11 +37,13 @@ pub enum Format {
     Driftwatch,
     /// KServe inference-logger CloudEvents.
     Kserve,
+    /// Seldon Core v2 inference topics.
+    Seldon,
 }
 
 impl Format {
     /// Every format.
-    pub const ALL: [Format; 2] = [Format::Driftwatch, Format::Kserve];
+    pub const ALL: [Format; 3] = [Format::Driftwatch, Format::Kserve, Format::Seldon];
 
     /// The format named `s`.
     pub fn parse(s: &str) -> Result<Format, String> {
@@ -52,6 +58,7 @@ impl Format {
         match self {
             Format::Driftwatch => "driftwatch",
             Format::Kserve => "kserve",
+            Format::Seldon => "seldon",
         }
     }
 }
@@ -70,6 +77,8 @@ pub struct FleetConfig {
     pub max_pending: usize,
     /// KServe records.
     pub kserve: kserve::KserveConfig,
+    /// Seldon records.
+    pub seldon: seldon::SeldonConfig,
 }
 
 impl Default for FleetConfig {
@@ -78,6 +87,7 @@ impl Default for FleetConfig {
             response_timeout: crate::config::Duration(10_000),
             max_pending: 100_000,
             kserve: kserve::KserveConfig::default(),
+            seldon: seldon::SeldonConfig::default(),
         }
     }
 }
@@ -92,7 +102,8 @@ impl FleetConfig {
         if self.max_pending == 0 {
             return bad("fleet.max_pending", "must be at least 1");
         }
-        self.kserve.validate()
+        self.kserve.validate()?;
+        self.seldon.validate()
     }
 }
 
@@ -154,6 +165,8 @@ pub enum Role {
     Request,
     /// The response: its outputs.
     Response,
+    /// The fleet's record that the request failed (Seldon's errors topic).
+    Failure,
 }
 
 /// One logged half of an inference, decoded.
@@ -176,6 +189,25 @@ pub struct Part {
     pub outputs: Vec<Option<Output>>,
 }
 
+impl Part {
+    /// The event carrying this half, at `ts`.
+    pub fn into_event<'a>(self, ts: Millis) -> Event<'a> {
+        Event {
+            kind: crate::event::EventType::Inference,
+            ts,
+            event_id: None,
+            app: None,
+            model: None,
+            latency_ms: None,
+            features: Features::new(),
+            prediction: None,
+            label: None,
+            error_kind: None,
+            part: Some(Box::new(self)),
+        }
+    }
+}
+
 /// One Kafka record as read: where from, its headers and payload.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRecord<'a, 'h> {
@@ -195,12 +227,13 @@ pub struct Formats {
     by_topic: BTreeMap<String, Format>,
     default: Format,
     kserve: kserve::KserveConfig,
+    seldon: seldon::SeldonConfig,
 }
 
 impl Formats {
     /// Formats per topic (others are `default`).
     pub fn new(by_topic: BTreeMap<String, Format>, default: Format, fleet: &FleetConfig) -> Formats {
-        Formats { by_topic, default, kserve: fleet.kserve.clone() }
+        Formats { by_topic, default, kserve: fleet.kserve.clone(), seldon: fleet.seldon.clone() }
     }
 
     /// The format of `topic`.
@@ -218,6 +251,7 @@ impl Formats {
         match self.of(rec.topic) {
             Format::Driftwatch => decoder.decode(rec.payload),
             Format::Kserve => kserve::decode(&self.kserve, rec),
+            Format::Seldon => seldon::decode(&self.seldon, rec),
         }
     }
 }

@@ -187,12 +187,14 @@ pub fn render(v: &View) -> Rendered {
     o.family(
         "driftwatch_inference_pairs_total",
         "counter",
-        "Logged inference halves (KServe) by outcome: paired, no_response (counted as an error), unpaired_response, duplicate_id, row_mismatch, over_limit.",
+        "Logged inference halves (KServe, Seldon) by outcome: paired, no_response and failed (counted as errors), unpaired_response, unpaired_failure, duplicate_id, row_mismatch, over_limit.",
     );
     for (outcome, n) in [
         ("paired", pairs.paired),
         ("no_response", pairs.no_response),
         ("unpaired_response", pairs.unpaired_responses),
+        ("failed", pairs.failed),
+        ("unpaired_failure", pairs.unpaired_failures),
         ("duplicate_id", pairs.duplicate_ids),
         ("row_mismatch", pairs.row_mismatches),
         ("over_limit", pairs.over_limit),

@@ -584,17 +584,101 @@ pub type WithHeaders = (String, i32, Vec<(String, String)>, Vec<u8>);
 /// Produces records with their headers, in order, each to its topic and partition, and waits
 /// until all are acknowledged.
 pub fn produce_with_headers(brokers: &str, records: &[WithHeaders]) {
+    let timed: Vec<(&WithHeaders, Option<i64>)> = records.iter().map(|r| (r, None)).collect();
+    produce_timed(brokers, &timed);
+}
+
+/// As [`produce_with_headers`], each record with its own timestamp when given (else the
+/// producer's clock).
+pub fn produce_timed(brokers: &str, records: &[(&WithHeaders, Option<i64>)]) {
     use rdkafka::message::{Header, OwnedHeaders};
     let producer = input_producer(brokers);
-    for (topic, partition, headers, payload) in records {
+    for ((topic, partition, headers, payload), ts) in records {
         let mut hs = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
             hs = hs.insert(Header { key: k, value: Some(v.as_bytes()) });
         }
-        send_waiting(
-            &producer,
-            BaseRecord::<(), [u8]>::to(topic).payload(payload.as_slice()).partition(*partition).headers(hs),
-        );
+        let mut record =
+            BaseRecord::<(), [u8]>::to(topic).payload(payload.as_slice()).partition(*partition).headers(hs);
+        if let Some(ts) = ts {
+            record = record.timestamp(*ts);
+        }
+        send_waiting(&producer, record);
     }
     producer.flush(Duration::from_secs(120)).expect("flush input");
+}
+
+/// Writes driftwatch events, one JSON object per line.
+pub fn write_jsonl(path: &Path, events: &[(i64, Value)]) {
+    let text: String = events.iter().map(|(_, e)| format!("{e}\n")).collect();
+    std::fs::write(path, text).expect("write events");
+}
+
+/// Runs `driftwatch` with `args` (no config from the environment) and returns the commands it
+/// prints.
+pub fn replay_args(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(BIN).args(args).env_remove("DRIFTWATCH_CONFIG").output().expect("replay");
+    assert!(out.status.success(), "replay {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("command JSON")).collect()
+}
+
+/// Commands without what differs between runs, ordered by id.
+pub fn comparable_all(cmds: &[Value]) -> Vec<Value> {
+    let mut v: Vec<Value> = cmds.iter().map(comparable).collect();
+    v.sort_by_key(|c| c["command_id"].as_str().unwrap_or("").to_owned());
+    v
+}
+
+/// `kcat -C -J` of `topic` into `dir/file`, as a user dumps a topic.
+pub fn kcat_dump(brokers: &str, topic: &str, dir: &Path, file: &str) -> PathBuf {
+    let path = dir.join(file);
+    let out = Command::new("kcat")
+        .args(["-C", "-J", "-e", "-q", "-b", brokers, "-t", topic])
+        .output()
+        .expect("kcat (scripts/test.sh installs it)");
+    assert!(out.status.success(), "kcat: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&path, &out.stdout).expect("write dump");
+    path
+}
+
+/// `(command, kind/name, version, reason)` of each command, for messages and checks.
+pub fn summary_of(cmds: &[Value]) -> Vec<String> {
+    cmds.iter()
+        .map(|c| {
+            format!(
+                "{} {}/{} {} {}",
+                c["command"], c["target"]["kind"], c["target"]["name"], c["target"]["version"], c["reason"]
+            )
+        })
+        .collect()
+}
+
+/// Waits until `svc` has published the expected number of decisions and committed `all`
+/// records of the `inputs` (topic, partitions), stops it, and checks its commands against
+/// `expected`: each exactly once, equal apart from issued_at and offsets.
+pub fn finish_and_compare(
+    mut svc: Service,
+    brokers: &str,
+    n: &Names,
+    inputs: &[(&str, i32)],
+    all: i64,
+    expected: &[Value],
+) {
+    let committed = || inputs.iter().map(|(t, p)| committed_sum(brokers, &n.group, t, *p).max(0)).sum::<i64>();
+    let complete = wait_until(Duration::from_secs(180), || {
+        read_all(brokers, &[&n.decisions], true).len() >= expected.len() && committed() >= all
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    svc.terminate(Duration::from_secs(30));
+    assert!(
+        complete,
+        "run did not publish {} decisions and commit {all} records in time (committed {})\n{}",
+        expected.len(),
+        committed(),
+        svc.log_tail()
+    );
+    let mut topics = n.command_topics();
+    topics.push(&n.decisions);
+    let msgs = read_all(brokers, &topics, true);
+    compare_with_replay(n, &msgs, expected, false).unwrap_or_else(|e| panic!("run vs equivalent events: {e}"));
 }
