@@ -312,11 +312,15 @@ impl Default for DriftConfig {
 pub struct RetrainConfig {
     /// At most one retrain per model version per this much event time.
     pub cooldown: Duration,
+    /// One retrain per episode: once a version's drift (or accuracy loss) has asked for a
+    /// retrain, it asks again only after the episode clears (a full window without it) or,
+    /// while it lasts, once per this much event time.
+    pub reminder: Duration,
 }
 
 impl Default for RetrainConfig {
     fn default() -> Self {
-        RetrainConfig { cooldown: Duration(6 * 3_600_000) }
+        RetrainConfig { cooldown: Duration(6 * 3_600_000), reminder: Duration(7 * 86_400_000) }
     }
 }
 

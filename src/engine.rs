@@ -214,6 +214,40 @@ struct Latch {
     reviewed: bool,
     last_retrain: Option<Millis>,
     adverse: bool,
+    /// The drift episode a retrain was issued for, while it lasts.
+    #[serde(default)]
+    drift_episode: Option<Episode>,
+    /// The accuracy-loss episode a retrain was issued for, while it lasts.
+    #[serde(default)]
+    accuracy_episode: Option<Episode>,
+}
+
+/// A condition that asked for a retrain and has not cleared since: further retrains for it
+/// wait for `retrain.reminder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Episode {
+    started_at: Millis,
+    last_retrain: Millis,
+    retrains: u32,
+}
+
+impl Episode {
+    /// Whether a retrain at `at` is due for the episode `e` (none: a new one), and the
+    /// evidence saying why.
+    fn due(e: Option<Episode>, at: Millis, reminder: Millis) -> Option<(Episode, serde_json::Value)> {
+        match e {
+            None => {
+                let e = Episode { started_at: at, last_retrain: at, retrains: 1 };
+                Some((e, json!({"started_at": crate::time::format_rfc3339(at), "retrains": 1, "why": "new_episode"})))
+            }
+            Some(e) if at - e.last_retrain >= reminder => {
+                let e = Episode { last_retrain: at, retrains: e.retrains + 1, ..e };
+                let why = json!({"started_at": crate::time::format_rfc3339(e.started_at), "retrains": e.retrains, "why": "reminder", "reminder_ms": reminder});
+                Some((e, why))
+            }
+            Some(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -1500,6 +1534,11 @@ impl Engine {
         if latency.as_ref().is_some_and(|l| l.ratio >= self.cfg.latency.max_ratio * 0.8) {
             return;
         }
+        let accuracy = match self.promote_accuracy(t, c) {
+            PromoteAccuracy::NotLabelled => None,
+            PromoteAccuracy::Waiting => return,
+            PromoteAccuracy::Shown(evidence) => Some(evidence),
+        };
         let (base, mode_name) = match c.mode {
             Mode::Canary => (c.base.traffic, "canary"),
             Mode::Rollout => (c.pre.traffic, "full_rollout"),
@@ -1517,12 +1556,60 @@ impl Engine {
             "candidate": {"events": c.cand.traffic.events, "errors": c.cand.traffic.errors, "error_rate": c.cand.traffic.error_rate()},
             "baseline": {"events": base.events, "errors": base.errors, "error_rate": base.error_rate()},
             "latency": latency.map(|l| l.to_json()),
+            "accuracy": accuracy,
             "min_events": p.min_events,
             "min_duration_ms": p.min_duration.0,
             "window": window_json(c.start_sec * TICK_MS, decided_at),
         });
         let baseline = Some(c.baseline_version.clone());
         self.decide(id, CommandKind::Promote, Reason::Healthy, decided_at, evidence, baseline);
+    }
+
+    /// Whether a candidate model version that receives labels has shown its accuracy is not
+    /// worse than its baseline's (or, while the baseline has too few labels, its profile's):
+    /// the upper confidence bound of the drop below `accuracy.rollback_drop`, the observed drop
+    /// below `accuracy.review_drop`, and nothing for the accuracy rules to review.
+    fn promote_accuracy(&self, t: &Target, c: &Candidate) -> PromoteAccuracy {
+        let acfg = self.cfg.accuracy;
+        let Some(m) = t.model.as_ref() else { return PromoteAccuracy::NotLabelled };
+        let baseline_labelled = self
+            .target(c.baseline)
+            .filter(|b| b.gen == c.baseline_gen)
+            .and_then(|b| b.model.as_ref())
+            .is_some_and(|bm| bm.labels.matched > 0);
+        if !acfg.enabled || (m.labels.matched == 0 && !baseline_labelled) {
+            return PromoteAccuracy::NotLabelled;
+        }
+        let (base, source) = match c.mode {
+            Mode::Canary => (c.base.accuracy, "baseline"),
+            Mode::Rollout => (c.pre.accuracy, "baseline_before_rollout"),
+        };
+        let (base, source) = match m.reference.as_ref().and_then(|r| r.accuracy) {
+            Some((labelled, correct)) if base.labelled < acfg.min_labels => {
+                (Accuracy { labelled, correct, ..Accuracy::default() }, "profile")
+            }
+            _ => (base, source),
+        };
+        let cand = c.cand.accuracy;
+        if cand.labelled < acfg.min_labels || base.labelled < acfg.min_labels {
+            return PromoteAccuracy::Waiting;
+        }
+        let (cl, cu) = beta_binomial_cs(cand.correct, cand.labelled, acfg.alpha / 2.0);
+        let (bl, bu) = beta_binomial_cs(base.correct, base.labelled, acfg.alpha / 2.0);
+        let drop = base.accuracy().unwrap_or(0.0) - cand.accuracy().unwrap_or(0.0);
+        let (drop_lower, drop_upper) = (bl - cu, bu - cl);
+        if drop_upper >= acfg.rollback_drop || drop >= acfg.review_drop || drop_lower >= acfg.review_drop {
+            return PromoteAccuracy::Waiting;
+        }
+        PromoteAccuracy::Shown(json!({
+            "test": "accuracy_non_inferiority",
+            "method": "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm: upper bound of the drop below rollback_drop, observed drop below review_drop",
+            "drop_upper_bound": drop_upper,
+            "accuracy_drop": drop,
+            "review_band": [acfg.review_drop, acfg.rollback_drop],
+            "candidate": {"labelled": cand.labelled, "correct": cand.correct, "accuracy": cand.accuracy(), "confidence_interval": [cl, cu]},
+            "baseline": {"labelled": base.labelled, "correct": base.correct, "accuracy": base.accuracy(), "confidence_interval": [bl, bu], "source": source},
+        }))
     }
 
     // ------------------------------------------------------------------ windowed rules
@@ -1698,12 +1785,20 @@ impl Engine {
             reference.unreferenced(&m.table, &window).into_iter().map(str::to_owned).collect();
         m.last_drift = drift;
         if drifted.is_empty() {
+            // A full window without drift ends the episode.
+            t.latch.drift_episode = None;
             return;
         }
         let decided_at = spec.bucket_start(idx + 1);
         if t.latch.last_retrain.is_some_and(|l| decided_at - l < self.cfg.retrain.cooldown.0) {
             return;
         }
+        let Some((episode, episode_json)) =
+            Episode::due(t.latch.drift_episode, decided_at, self.cfg.retrain.reminder.0)
+        else {
+            return;
+        };
+        t.latch.drift_episode = Some(episode);
         let reason =
             if drifted.iter().any(|d| d.name != "prediction") { Reason::FeatureDrift } else { Reason::PredictionDrift };
         let all: Vec<serde_json::Value> =
@@ -1724,6 +1819,7 @@ impl Engine {
             },
             "min_events": dcfg.min_events,
             "window": window_json(spec.bucket_start(first), decided_at),
+            "episode": episode_json,
         });
         self.decide(id, CommandKind::Retrain, reason, decided_at, evidence, None);
     }
@@ -1746,6 +1842,7 @@ impl Engine {
     fn check_accuracy_vs_reference(&mut self, id: TargetId, idx: i64) {
         let acfg = self.cfg.accuracy;
         let cooldown = self.cfg.retrain.cooldown.0;
+        let reminder = self.cfg.retrain.reminder.0;
         let Some(t) = self.targets.get_mut(id as usize).and_then(Option::as_mut) else {
             return;
         };
@@ -1777,12 +1874,22 @@ impl Engine {
         m.last_accuracy_drop = Some(drop_lower);
         let drop = reference.accuracy().unwrap_or(0.0) - window.accuracy().unwrap_or(0.0);
         let below_floor = acfg.min_accuracy.is_some_and(|mn| cu < mn);
+        if drop_lower < acfg.rollback_drop {
+            // A full window without the loss ends the episode.
+            t.latch.accuracy_episode = None;
+        }
+        let mut episode_json = serde_json::Value::Null;
         let command = if below_floor {
             CommandKind::Rollback
         } else if drop_lower >= acfg.rollback_drop {
             if t.latch.last_retrain.is_some_and(|l| decided_at - l < cooldown) {
                 return;
             }
+            let Some((episode, why)) = Episode::due(t.latch.accuracy_episode, decided_at, reminder) else {
+                return;
+            };
+            t.latch.accuracy_episode = Some(episode);
+            episode_json = why;
             CommandKind::Retrain
         } else if drop_lower >= acfg.review_drop && drop < acfg.rollback_drop && !t.latch.reviewed {
             CommandKind::Review
@@ -1804,6 +1911,10 @@ impl Engine {
             "reference": {"labelled": reference.labelled, "correct": reference.correct, "accuracy": reference.accuracy(), "confidence_interval": [rl, ru], "window": (rs != i64::MIN).then(|| window_json(spec.bucket_start(rs), spec.bucket_start(re + 1))), "source": if rs == i64::MIN { "profile" } else { "first_window" }},
             "window": window_json(spec.bucket_start(first), decided_at),
         });
+        let mut evidence = evidence;
+        if let (Some(obj), false) = (evidence.as_object_mut(), episode_json.is_null()) {
+            obj.insert("episode".into(), episode_json);
+        }
         self.decide(id, command, Reason::Accuracy, decided_at, evidence, None);
     }
 
@@ -1867,6 +1978,16 @@ impl Engine {
         self.decisions.push_back(cmd.clone());
         self.out.push(cmd);
     }
+}
+
+/// What a candidate's accuracy says about promoting it.
+enum PromoteAccuracy {
+    /// Neither it nor its baseline receives labels: error rate and latency decide.
+    NotLabelled,
+    /// Labels flow but do not yet show it is not worse.
+    Waiting,
+    /// Shown not worse; the evidence.
+    Shown(serde_json::Value),
 }
 
 #[derive(Debug, Clone)]

@@ -24,18 +24,82 @@ fn pinned_baseline_reverses_the_comparison() {
 }
 
 #[test]
-fn retrain_repeats_only_after_the_cooldown() {
+fn a_lasting_drift_is_one_retrain_until_the_reminder() {
     let dir = temp_dir("cooldown");
     let input = simulate(&dir, "numeric-drift", 1, &["--duration", "90m"]);
     let (default, _) = replay(&[&input], &[]);
-    assert_eq!(default.iter().filter(|c| c["command"] == "retrain").count(), 1, "6 h cooldown: one retrain");
+    assert_eq!(default.iter().filter(|c| c["command"] == "retrain").count(), 1, "one drift, one retrain");
+    // A short cooldown alone does not repeat it: the drift lasts, so it is one episode.
     let cfg = config(&dir, "cool.toml", "[retrain]\ncooldown = \"10m\"\n");
     let (short, _) = replay(&[&input], &["--config", &cfg]);
-    let times: Vec<i64> =
-        short.iter().filter(|c| c["command"] == "retrain").map(|c| millis(&c["decided_at"])).collect();
-    assert!(times.len() >= 2, "the drift persists, so a 10 min cooldown retrains again: {times:?}");
+    let retrains: Vec<&serde_json::Value> = short.iter().filter(|c| c["command"] == "retrain").collect();
+    assert_eq!(retrains.len(), 1, "{retrains:#?}");
+    assert_eq!(retrains[0]["evidence"]["episode"]["why"], "new_episode");
+    // A reminder interval asks again while the episode lasts, no closer than it.
+    let cfg = config(&dir, "remind.toml", "[retrain]\ncooldown = \"10m\"\nreminder = \"20m\"\n");
+    let (reminded, _) = replay(&[&input], &["--config", &cfg]);
+    let retrains: Vec<&serde_json::Value> = reminded.iter().filter(|c| c["command"] == "retrain").collect();
+    assert!(retrains.len() >= 2, "the drift persists, so a 20 min reminder retrains again: {retrains:#?}");
+    let times: Vec<i64> = retrains.iter().map(|c| millis(&c["decided_at"])).collect();
     for w in times.windows(2) {
-        assert!(w[1] - w[0] >= 600_000, "retrains closer than the cooldown: {times:?}");
+        assert!(w[1] - w[0] >= 1_200_000, "retrains closer than the reminder: {times:?}");
+    }
+    let started = &retrains[0]["evidence"]["episode"]["started_at"];
+    for (i, c) in retrains.iter().enumerate().skip(1) {
+        let e = &c["evidence"]["episode"];
+        assert_eq!(
+            (&e["why"], &e["started_at"], e["retrains"].as_u64()),
+            (&"reminder".into(), started, Some(i as u64 + 1))
+        );
+    }
+}
+
+/// Predictions of model `m` v1, 3 per second from `from` to `to` (ms), with feature `x`
+/// around `mean`.
+fn drift_stream(out: &mut String, from: i64, to: i64, mean: f64, seed: u64) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    let mut t = from;
+    while t < to {
+        let x: f64 = mean + rng.gen_range(-1.0..1.0) + rng.gen_range(-1.0..1.0);
+        let y = rng.gen_range(0.0..1.0);
+        out.push_str(&format!(
+            "{{\"type\":\"prediction\",\"timestamp\":{t},\"event_id\":\"e{t}\",\"app\":\"a\",\"app_version\":\"1\",\"model\":\"m\",\"model_version\":\"v1\",\"features\":{{\"x\":{x:.3}}},\"prediction\":{y:.3}}}\n"
+        ));
+        t += rng.gen_range(200..467);
+    }
+}
+
+#[test]
+fn a_drift_that_clears_and_returns_is_a_new_episode() {
+    let dir = temp_dir("episodes");
+    let (t0, h) = (1_764_000_000_000i64, 3_600_000i64);
+    let mut text = String::new();
+    drift_stream(&mut text, t0, t0 + 12 * h, 0.0, 1);
+    drift_stream(&mut text, t0 + 12 * h, t0 + 36 * h, 1.5, 2);
+    drift_stream(&mut text, t0 + 36 * h, t0 + 48 * h, 0.0, 3);
+    drift_stream(&mut text, t0 + 48 * h, t0 + 60 * h, 1.5, 4);
+    let input = dir.join("episodes.jsonl");
+    std::fs::write(&input, text).expect("write events");
+    let (cmds, _) = replay(&[&input], &[]);
+    let retrains: Vec<&serde_json::Value> = cmds.iter().filter(|c| c["command"] == "retrain").collect();
+    let summary: Vec<(i64, String)> = retrains
+        .iter()
+        .map(|c| ((millis(&c["decided_at"]) - t0) / 60_000, c["evidence"]["episode"]["why"].to_string()))
+        .collect();
+    // 24 h of drift, then 12 h of the reference, then drift again: two episodes, one retrain
+    // each, soon after each shift (the 6 h cooldown alone would give four, then two).
+    assert_eq!(retrains.len(), 2, "{summary:?}");
+    for (c, shift) in retrains.iter().zip([12 * h, 48 * h]) {
+        let at = millis(&c["decided_at"]) - t0;
+        assert!(
+            (shift..shift + h).contains(&at),
+            "retrain {} min after start, shift at {} min: {summary:?}",
+            at / 60_000,
+            shift / 60_000
+        );
+        assert_eq!(c["evidence"]["episode"]["why"], "new_episode", "{summary:?}");
+        assert_eq!(c["evidence"]["drifted_features"][0]["name"], "x");
     }
 }
 

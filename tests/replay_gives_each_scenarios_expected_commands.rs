@@ -20,6 +20,20 @@ fn check(name: &str) {
     got.sort();
     want.sort();
     assert_eq!(got, want, "scenario {name}: commands differ\nstderr:\n{stderr}");
+    // A promote never precedes a review or rollback of the same version.
+    for p in commands.iter().filter(|c| c["command"] == "promote") {
+        let adverse_after = commands.iter().find(|c| {
+            (c["command"] == "review" || c["command"] == "rollback")
+                && ["kind", "name", "version"].iter().all(|k| c["target"][k] == p["target"][k])
+                && millis(&c["decided_at"]) >= millis(&p["decided_at"])
+        });
+        assert!(
+            adverse_after.is_none(),
+            "scenario {name}: {} before {}",
+            summary(p),
+            adverse_after.map(summary).unwrap_or_default()
+        );
+    }
     for e in &scenario.expected {
         let c = commands
             .iter()

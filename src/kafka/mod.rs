@@ -75,8 +75,9 @@ pub struct TopicsConfig {
     pub deadletter: String,
     /// Compacted topic holding the engine's state.
     pub changelog: String,
-    /// How each input topic's records are written, by topic: `driftwatch` (the default) or
-    /// `kserve` (KServe inference-logger CloudEvents), e.g. `formats = { "kserve.logs" = "kserve" }`.
+    /// How each input topic's records are written, by topic: `driftwatch` (the default),
+    /// `kserve` (KServe inference-logger CloudEvents) or `seldon` (Seldon Core v2 model topics),
+    /// e.g. `formats = { "kserve.logs" = "kserve" }`.
     pub formats: BTreeMap<String, crate::fleet::Format>,
 }
 
