@@ -2,7 +2,8 @@
 //!
 //! Every struct denies unknown keys, so a typo is an error that names the key instead of a
 //! silently ignored setting. [`Config::validate`] checks values and names the rule and key.
-//! The doc comments on fields are the user documentation of each setting.
+//! The doc comments on fields document each setting for developers; [`reference`] describes
+//! them for users (`driftwatch config`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::time::{format_duration, parse_duration, Millis};
 use crate::window::WindowSpec;
+
+pub mod reference;
 
 /// A duration written as `"30s"`, `"10m"`, `"6h"`, `"7d"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -116,6 +116,8 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<BaselineAction>,
     },
+    /// The default configuration as commented TOML on stdout: every key, its default and what it means.
+    Config,
     /// Synthetic fleet traffic with injected faults, as JSON Lines on stdout.
     Simulate {
         /// Scenario name (see --list).
@@ -265,6 +267,10 @@ fn run() -> Result<()> {
                 retrain_delay,
             };
             driftwatch::demo::run(&opts, stop).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Cmd::Config => {
+            let text = driftwatch::config::reference::commented_defaults()?;
+            io::stdout().lock().write_all(text.as_bytes())?;
         }
         Cmd::Simulate { scenario, seed, duration, rate_scale, out, list, brokers, topic, partitions } => {
             if list {

@@ -1,5 +1,6 @@
 //! Command-line behaviour a user sees: config errors name the key, input errors name the
-//! file, replay reads stdin, exits 0 on any content, and writes only commands to stdout.
+//! file, replay reads stdin, exits 0 on any content, and writes only commands to stdout;
+//! `config` prints the defaults as a config file.
 
 mod common;
 
@@ -107,4 +108,32 @@ fn readme_config_example_is_valid() {
     let cfg = driftwatch::config::Config::from_toml(&readme[start..end]).expect("the README's config example is valid");
     assert_eq!(cfg.policy, "checkout-canary");
     assert_eq!(cfg.windows_for(driftwatch::config::Kind::Model, "churn").drift.min_count, Some(1000));
+}
+
+#[test]
+fn config_prints_the_defaults_as_commented_toml_that_replay_accepts() {
+    let out = run(&["config"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let cfg = driftwatch::config::Config::from_toml(&text).expect("the printed defaults load");
+    assert_eq!(cfg, driftwatch::config::Config::default());
+    for section in
+        ["[windows]", "[accuracy]", "[drift.window]", "[fleet.kserve]", "[kafka.topics]", "[http]", "# [[targets]]"]
+    {
+        let at = text.find(&format!("\n{section}\n")).unwrap_or_else(|| panic!("no {section}:\n{text}"));
+        let above = text[..at].lines().last().unwrap_or_default();
+        assert!(above.starts_with("# "), "no comment above {section}: `{above}`");
+    }
+    assert!(text.contains("\n# Labels needed on each side.\nmin_labels = 300\n"), "{text}");
+    assert!(text.contains("\n# count = "), "count windows are shown: {text}");
+    // Saved and edited, it is a config file.
+    let dir = temp_dir("config-reference");
+    let file = dir.join("driftwatch.toml");
+    std::fs::write(&file, text.replace("policy = \"default\"", "policy = \"edited\"")).expect("write");
+    let input = simulate(&dir, "canary-error", 1, &[]);
+    let out = run(&["replay", "--quiet", "--config", file.to_str().expect("path"), input.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let commands = parse_commands(&out.stdout);
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0]["policy"], "edited");
 }
