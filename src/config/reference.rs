@@ -226,10 +226,16 @@ fn docs() -> Docs {
         )
         .table("retrain", "Retrain commands.")
         .key("retrain.cooldown", "At most one retrain per model version per this much event time.")
+        .key(
+            "retrain.reminder",
+            "One retrain per episode: once drift (or an accuracy loss) has asked for a retrain, it asks again \
+             only after a full window without it, or, while it lasts, once per this much event time.",
+        )
         .table(
             "promote",
             "Promote command for a healthy candidate: its error rate shown not worse than the baseline's by the \
-             minimum effect, latency not regressing, no adverse finding, accuracy not lower.",
+             minimum effect, latency not regressing, no adverse finding; a model version whose labels flow also \
+             needs its accuracy drop shown below accuracy.rollback_drop and observed below accuracy.review_drop.",
         )
         .key("promote.enabled", "Rule on/off.")
         .key("promote.min_events", "Events the candidate must have served.")
