@@ -112,6 +112,8 @@ pub struct Position {
 /// Share of α spent on the confidence bound of a baseline's pre-switch error rate; the
 /// sequential test gets the rest.
 const REFERENCE_ALPHA_SHARE: f64 = 0.1;
+/// Type mismatches with a reference listed in summaries, at most.
+const MAX_MISMATCHES_LISTED: usize = 20;
 /// Ticks of the sequential tests, in milliseconds.
 const TICK_MS: Millis = 1000;
 
@@ -134,6 +136,10 @@ pub struct Counters {
     pub commands: [u64; 4],
     /// Predictions not kept for label joins because their model version gets no labels.
     pub predictions_not_awaited: u64,
+    /// Drift checks that left a feature out because its values are of another type than its
+    /// reference's (numbers against categories), per feature.
+    #[serde(default)]
+    pub drift_type_mismatches: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
@@ -268,6 +274,9 @@ struct ModelState {
     #[serde(skip)]
     last_accuracy_drop: Option<f64>,
     labels: LabelWait,
+    /// A type mismatch with the reference has been logged.
+    #[serde(skip)]
+    type_mismatch_reported: bool,
 }
 
 /// Whether a model version's predictions are kept for label joins.
@@ -378,6 +387,8 @@ pub struct Engine {
     removed_groups: Vec<String>,
     /// Logged request and response halves waiting for each other.
     pairing: pairing::Pairing,
+    /// `model version: feature` of the first type mismatches with a reference (for summaries).
+    type_mismatched: std::collections::BTreeSet<String>,
     /// Records the stored copy of `pairing` spans.
     pairing_chunks: usize,
 }
@@ -416,6 +427,7 @@ impl Engine {
             next_sweep: Millis::MIN,
             removed_groups: Vec::new(),
             pairing: pairing::Pairing::default(),
+            type_mismatched: std::collections::BTreeSet::new(),
             pairing_chunks: 0,
         }
     }
@@ -662,6 +674,12 @@ impl Engine {
         Ok(())
     }
 
+    /// `model version: feature` of type mismatches with a reference seen so far (the first
+    /// few).
+    pub fn type_mismatched(&self) -> &std::collections::BTreeSet<String> {
+        &self.type_mismatched
+    }
+
     /// Pairing counts (fleet inputs).
     pub fn pair_counters(&self) -> PairCounters {
         self.pairing.counters
@@ -821,6 +839,7 @@ impl Engine {
                 last_drift: Vec::new(),
                 last_accuracy_drop: None,
                 labels: LabelWait::default(),
+                type_mismatch_reported: false,
             })
         });
         let t = Target {
@@ -1783,6 +1802,22 @@ impl Engine {
         let drifted: Vec<_> = drift.iter().filter(|d| d.value >= dcfg.psi_threshold).cloned().collect();
         let unreferenced: Vec<String> =
             reference.unreferenced(&m.table, &window).into_iter().map(str::to_owned).collect();
+        let mismatched = reference.type_mismatches(&window, &m.table);
+        if !mismatched.is_empty() {
+            self.counters.drift_type_mismatches += mismatched.len() as u64;
+            if !m.type_mismatch_reported {
+                m.type_mismatch_reported = true;
+                for f in mismatched.iter().take(MAX_MISMATCHES_LISTED.saturating_sub(self.type_mismatched.len())) {
+                    self.type_mismatched.insert(format!("{} {}: {f}", t.name, t.version));
+                }
+                tracing::warn!(
+                    model = %t.name,
+                    version = %t.version,
+                    features = ?mismatched,
+                    "values of another type than the reference (numbers against categories): not compared for drift"
+                );
+            }
+        }
         m.last_drift = drift;
         if drifted.is_empty() {
             // A full window without drift ends the episode.
@@ -1811,6 +1846,7 @@ impl Engine {
             "drifted_features": drifted,
             "all_features": all,
             "unreferenced_features": unreferenced,
+            "type_mismatched_features": mismatched,
             "absent_features": reference.absent(&m.table),
             "current": {"events": window.events, "window": window_json(spec.bucket_start(first), decided_at)},
             "reference": {

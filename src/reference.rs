@@ -210,6 +210,15 @@ impl FeatureReference {
         Some(FeatureReference { name: name.to_owned(), binning, probs, count: events })
     }
 
+    /// Whether most values of `sketch` are of the other type than this reference's bins.
+    pub fn mismatched(&self, sketch: &FeatureSketch) -> bool {
+        let (numeric, categorical) = (sketch.numeric_count(), sketch.category_count());
+        match self.binning {
+            Binning::Numeric { .. } => categorical > numeric,
+            Binning::Categorical { .. } => numeric > categorical,
+        }
+    }
+
     /// Counts of the current window in this reference's bins.
     pub fn bin_counts(&self, sketch: Option<&FeatureSketch>, events: u64, dict: Option<&CategoryDict>) -> Vec<u64> {
         let mut counts = vec![0u64; self.probs.len()];
@@ -359,10 +368,40 @@ impl ModelReference {
             let Some(idx) = table.names.iter().position(|n| **n == *r.name) else {
                 continue;
             };
-            one(r, current.features.get(idx), table.dict(Some(idx)));
+            let sketch = current.features.get(idx);
+            // Values of the other type (numbers against categories) are a schema difference
+            // too: reported by [`ModelReference::type_mismatches`].
+            if sketch.is_some_and(|s| r.mismatched(s)) {
+                continue;
+            }
+            one(r, sketch, table.dict(Some(idx)));
         }
-        if let Some(r) = &self.prediction {
+        if let Some(r) = self.prediction.as_ref().filter(|r| !r.mismatched(&current.prediction)) {
             one(r, Some(&current.prediction), table.dict(None));
+        }
+        out
+    }
+
+    /// Features (and `prediction`) whose values in `current` are mostly of the other type than
+    /// the reference's — numbers where it has categories, or categories where it has numbers
+    /// (e.g. classes written `0`/`1` in a training file and `"0"`/`"1"` by the service). They
+    /// are not compared: every value would be unseen, a drift alarm at every window.
+    pub fn type_mismatches(&self, current: &DriftSketch, table: &FeatureTable) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .features
+            .iter()
+            .filter(|r| {
+                table
+                    .names
+                    .iter()
+                    .position(|n| **n == *r.name)
+                    .and_then(|idx| current.features.get(idx))
+                    .is_some_and(|s| r.mismatched(s))
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        if self.prediction.as_ref().is_some_and(|r| r.mismatched(&current.prediction)) {
+            out.push(crate::profile::PREDICTION.to_owned());
         }
         out
     }

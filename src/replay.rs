@@ -462,6 +462,14 @@ pub fn describe(engine: &Engine, s: &ReplaySummary) -> String {
         "labels: {} matched, {} late, {} unmatched; {} predictions evicted unlabelled, {} not awaited (model gets no labels)",
         j.matched, c.late_labels, j.labels_unmatched, j.predictions_evicted, c.predictions_not_awaited
     );
+    if c.drift_type_mismatches > 0 {
+        let _ = writeln!(
+            out,
+            "drift: {} feature windows not compared: values of another type than the reference (numbers against categories): {}",
+            c.drift_type_mismatches,
+            engine.type_mismatched().iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     let p = engine.pair_counters();
     if p != Default::default() {
         let _ = writeln!(

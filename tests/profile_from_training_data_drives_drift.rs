@@ -520,3 +520,28 @@ fn unreadable_corrupt_empty_and_mistyped_inputs_fail_naming_file_and_column() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_profile_whose_prediction_type_differs_from_the_stream_is_reported_not_a_drift_alarm() {
+    let dir = temp_dir("mistyped");
+    // The stream's fraud model answers numbers; the training file has classes.
+    let events = simulate(&dir, "stationary", "30m");
+    let input = dir.join("train.csv");
+    write_training(&input, &Training::new(Output_::Classes).batch());
+    let profile = dir.join("fraud-classes.arrow");
+    baseline(&input, &profile, "fraud");
+    let cfg = dir.join("mistyped.toml");
+    std::fs::write(&cfg, format!("[[profiles]]\nmodel = \"fraud\"\npath = \"{}\"\n", profile.display()))
+        .expect("write config");
+    let out = run_ok(&["replay", "--config", cfg.to_str().unwrap_or_default(), events.to_str().unwrap_or_default()]);
+    let commands: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("command is JSON"))
+        .collect();
+    assert!(of_model(&commands, "fraud").is_empty(), "a type mismatch is no drift: {commands:#?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line =
+        stderr.lines().find(|l| l.starts_with("drift: ")).unwrap_or_else(|| panic!("no mismatch line:\n{stderr}"));
+    assert!(line.contains("another type than the reference") && line.ends_with("fraud 7: prediction"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
