@@ -1500,11 +1500,9 @@ impl Engine {
         if cand.labelled < acfg.min_labels || base.labelled < acfg.min_labels {
             return;
         }
-        let (cl, cu) = beta_binomial_cs(cand.correct, cand.labelled, acfg.alpha / 2.0);
-        let (bl, bu) = beta_binomial_cs(base.correct, base.labelled, acfg.alpha / 2.0);
+        let AccuracyGap { base: (bl, bu), cand: (cl, cu), drop, drop_lower, .. } =
+            AccuracyGap::of(&base, &cand, acfg.alpha);
         let (ca, ba) = (cand.accuracy().unwrap_or(0.0), base.accuracy().unwrap_or(0.0));
-        let drop_lower = bl - cu;
-        let drop = ba - ca;
         let below_floor = acfg.min_accuracy.is_some_and(|m| cu < m);
         let command = if drop_lower >= acfg.rollback_drop || below_floor {
             CommandKind::Rollback
@@ -1613,10 +1611,8 @@ impl Engine {
         if cand.labelled < acfg.min_labels || base.labelled < acfg.min_labels {
             return PromoteAccuracy::Waiting;
         }
-        let (cl, cu) = beta_binomial_cs(cand.correct, cand.labelled, acfg.alpha / 2.0);
-        let (bl, bu) = beta_binomial_cs(base.correct, base.labelled, acfg.alpha / 2.0);
-        let drop = base.accuracy().unwrap_or(0.0) - cand.accuracy().unwrap_or(0.0);
-        let (drop_lower, drop_upper) = (bl - cu, bu - cl);
+        let AccuracyGap { base: (bl, bu), cand: (cl, cu), drop, drop_lower, drop_upper } =
+            AccuracyGap::of(&base, &cand, acfg.alpha);
         if drop_upper >= acfg.rollback_drop || drop >= acfg.review_drop || drop_lower >= acfg.review_drop {
             return PromoteAccuracy::Waiting;
         }
@@ -1904,11 +1900,9 @@ impl Engine {
             return;
         };
         let decided_at = spec.bucket_start(idx + 1);
-        let (rl, ru) = beta_binomial_cs(reference.correct, reference.labelled, acfg.alpha / 2.0);
-        let (cl, cu) = beta_binomial_cs(window.correct, window.labelled, acfg.alpha / 2.0);
-        let drop_lower = rl - cu;
+        let AccuracyGap { base: (rl, ru), cand: (cl, cu), drop, drop_lower, .. } =
+            AccuracyGap::of(&reference, &window, acfg.alpha);
         m.last_accuracy_drop = Some(drop_lower);
-        let drop = reference.accuracy().unwrap_or(0.0) - window.accuracy().unwrap_or(0.0);
         let below_floor = acfg.min_accuracy.is_some_and(|mn| cu < mn);
         if drop_lower < acfg.rollback_drop {
             // A full window without the loss ends the episode.
@@ -2013,6 +2007,32 @@ impl Engine {
         }
         self.decisions.push_back(cmd.clone());
         self.out.push(cmd);
+    }
+}
+
+/// A candidate's accuracy against a baseline's (or a reference's): each arm's anytime-valid
+/// confidence interval (Beta-binomial mixture, alpha/2 per arm) and the drop between them.
+struct AccuracyGap {
+    base: (f64, f64),
+    cand: (f64, f64),
+    /// Observed baseline accuracy minus candidate accuracy.
+    drop: f64,
+    /// Lower and upper confidence bounds of the drop.
+    drop_lower: f64,
+    drop_upper: f64,
+}
+
+impl AccuracyGap {
+    fn of(base: &Accuracy, cand: &Accuracy, alpha: f64) -> AccuracyGap {
+        let (bl, bu) = beta_binomial_cs(base.correct, base.labelled, alpha / 2.0);
+        let (cl, cu) = beta_binomial_cs(cand.correct, cand.labelled, alpha / 2.0);
+        AccuracyGap {
+            base: (bl, bu),
+            cand: (cl, cu),
+            drop: base.accuracy().unwrap_or(0.0) - cand.accuracy().unwrap_or(0.0),
+            drop_lower: bl - cu,
+            drop_upper: bu - cl,
+        }
     }
 }
 
