@@ -34,13 +34,15 @@ pub enum TsFormat {
     EpochMs,
 }
 
-/// A change in a stream's features.
+/// A change in a stream's features or in how often its predictions are right.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Shift {
     /// Shift of `amount`'s log-value by this many standard deviations.
     AmountLog(f64),
     /// The two most common countries swap shares (45% ↔ 20%).
     CountrySwap,
+    /// Class predictions are right with this probability instead of the stream's `accuracy`.
+    Accuracy(f64),
 }
 
 /// One stream of traffic.
@@ -64,7 +66,7 @@ pub struct StreamSpec {
     pub latency_sigma: f64,
     /// Features on predictions.
     pub features: bool,
-    /// A shift of features at a time (from the scenario start).
+    /// A shift of features (or of accuracy) at a time (from the scenario start).
     pub shift: Option<(Millis, Shift)>,
     /// Predictions get labels, with this accuracy (class predictions) …
     pub accuracy: Option<f64>,
@@ -990,7 +992,11 @@ impl Generator {
             let fraud = self.rng.gen::<f64>() < 0.1;
             let pred = if fraud { "fraud" } else { "legit" };
             let _ = write!(self.line, ",\"prediction\":\"{pred}\"");
-            s.accuracy.map(|acc| {
+            let accuracy = match shifted {
+                Some(Shift::Accuracy(a)) => s.accuracy.map(|_| a),
+                _ => s.accuracy,
+            };
+            accuracy.map(|acc| {
                 let right = self.rng.gen::<f64>() < acc;
                 let truth = if right == fraud { "fraud" } else { "legit" };
                 format!("\"{truth}\"")
