@@ -251,7 +251,7 @@ pub fn homogeneity_p_value(reference: &[f64], reference_n: u64, current: &[u64])
 
 /// Upper tail of the chi-square distribution with `df` degrees of freedom.
 pub fn chi_square_sf(x: f64, df: f64) -> f64 {
-    if !(x > 0.0) {
+    if x.is_nan() || x <= 0.0 {
         return 1.0;
     }
     let (a, x) = (df / 2.0, x / 2.0);
