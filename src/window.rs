@@ -182,35 +182,8 @@ impl<A: Default + Merge + Clone> Ring<A> {
     /// returns the merged aggregate and the first bucket index it covers. For count-based
     /// windows, `count` tells how many events an aggregate holds.
     pub fn window(&self, last: i64, floor: i64, count: impl Fn(&A) -> u64) -> (A, i64) {
-        if self.spec.extends() {
-            let (acc, first, _) = self.extended_window(last, floor, count);
-            return (acc, first);
-        }
-        let span = self.spec.buckets() as i64;
-        let first = (last - span + 1).max(floor);
-        match self.spec.min_count {
-            None => (self.sum(first, last), first),
-            Some(min) => {
-                let mut acc = A::default();
-                let mut start = last;
-                let mut n = 0;
-                for (i, a) in self.buckets.iter().rev() {
-                    if *i > last {
-                        continue;
-                    }
-                    if *i < first {
-                        break;
-                    }
-                    acc.merge(a);
-                    start = *i;
-                    n += count(a);
-                    if n >= min {
-                        break;
-                    }
-                }
-                (acc, start)
-            }
-        }
+        let (acc, first, _) = self.extended_window(last, floor, count);
+        (acc, first)
     }
 
     /// [`Self::window`], reaching back up to `spec.extend` while the window holds fewer than
