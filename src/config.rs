@@ -82,6 +82,9 @@ pub struct WindowConfig {
     /// Count-based window for low-traffic targets: the last `count` events (rounded to whole
     /// steps), looking back at most `length`.
     pub count: Option<u64>,
+    /// Drift and accuracy windows holding fewer events than their rule's minimum reach further
+    /// back, up to this long in all, until they hold it.
+    pub extend: Option<Duration>,
 }
 
 impl WindowConfig {
@@ -91,6 +94,7 @@ impl WindowConfig {
             length: self.length.or(base.length),
             step: self.step.or(base.step),
             count: self.count.or(base.count),
+            extend: self.extend.or(base.extend),
         }
     }
 
@@ -99,6 +103,8 @@ impl WindowConfig {
             length: self.length.map_or(600_000, |d| d.0),
             step: self.step.map_or(60_000, |d| d.0),
             min_count: self.count,
+            extend: self.extend.map_or(0, |d| d.0),
+            need: 0,
         }
     }
 
@@ -126,7 +132,26 @@ impl WindowConfig {
         if self.count == Some(0) {
             return Err(invalid(format!("{key}.count"), "must be ≥ 1"));
         }
+        if let Some(e) = self.extend {
+            if e.0 != 0 && e.0 < spec.step {
+                return Err(invalid(format!("{key}.extend"), "must be 0s (never) or at least the step"));
+            }
+            if e.0 > 366 * 86_400_000 {
+                return Err(invalid(format!("{key}.extend"), "must be at most 366d"));
+            }
+        }
         Ok(())
+    }
+}
+
+/// Only the drift and accuracy windows extend: the error-rate test reads every second since the
+/// candidate started, and latency compares the same buckets of both versions.
+fn fixed_window(key: &str, w: WindowConfig) -> Result<(), ConfigError> {
+    match w.extend {
+        Some(e) if e.0 != 0 => {
+            Err(invalid(format!("{key}.extend"), "only the drift and accuracy windows extend (0s or unset here)"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -144,6 +169,9 @@ pub struct WindowsConfig {
     /// Events further ahead of the newest event seen than this are rejected as bad input
     /// (`future_timestamp`), so that one broken clock cannot fast-forward every window.
     pub max_future: Duration,
+    /// Drift and accuracy windows holding fewer events than their rule's minimum reach back up
+    /// to this long until they hold it, so slow targets are decided on as fast ones are.
+    pub extend: Duration,
 }
 
 impl Default for WindowsConfig {
@@ -153,13 +181,14 @@ impl Default for WindowsConfig {
             step: Duration(60_000),
             allowed_lateness: Duration(30_000),
             max_future: Duration(3_600_000),
+            extend: Duration(30 * 86_400_000),
         }
     }
 }
 
 impl WindowsConfig {
     fn base(&self) -> WindowConfig {
-        WindowConfig { length: Some(self.length), step: Some(self.step), count: None }
+        WindowConfig { length: Some(self.length), step: Some(self.step), count: None, extend: Some(self.extend) }
     }
 }
 
@@ -323,7 +352,7 @@ pub struct RetrainConfig {
 
 impl Default for RetrainConfig {
     fn default() -> Self {
-        RetrainConfig { cooldown: Duration(6 * 3_600_000), reminder: Duration(7 * 86_400_000) }
+        RetrainConfig { cooldown: Duration(6 * 3_600_000), reminder: Duration(30 * 86_400_000) }
     }
 }
 
@@ -567,6 +596,7 @@ impl Config {
         }
         prob("error_rate.min_absolute_increase", e.min_absolute_increase, -f64::MIN_POSITIVE, 1.0)?;
         e.window.or(w.base()).validate("error_rate.window")?;
+        fixed_window("error_rate.window", e.window)?;
         let l = &self.latency;
         prob("latency.quantile", l.quantile, 0.0, 1.0)?;
         if !(l.max_ratio.is_finite() && l.max_ratio > 1.0) {
@@ -576,6 +606,7 @@ impl Config {
             return Err(invalid("latency.min_events", "must be ≥ 1"));
         }
         l.window.or(w.base()).validate("latency.window")?;
+        fixed_window("latency.window", l.window)?;
         let a = &self.accuracy;
         prob("accuracy.alpha", a.alpha, 0.0, 0.5)?;
         prob("accuracy.review_drop", a.review_drop, 0.0, 1.0)?;
@@ -643,6 +674,8 @@ impl Config {
             ] {
                 wc.or(w.base()).validate(&format!("targets[{i}].{name}"))?;
             }
+            fixed_window(&format!("targets[{i}].error_rate_window"), t.error_rate_window)?;
+            fixed_window(&format!("targets[{i}].latency_window"), t.latency_window)?;
         }
         self.fleet.validate()?;
         self.kafka.validate()?;
@@ -671,11 +704,13 @@ impl Config {
             }
             w.or(base).spec()
         };
+        let fixed = |spec: WindowSpec| WindowSpec { extend: 0, need: 0, ..spec };
+        let needs = |spec: WindowSpec, need: u64| WindowSpec { need, ..spec };
         TargetWindows {
-            error_rate: pick(self.error_rate.window, ov.map(|t| t.error_rate_window)),
-            latency: pick(self.latency.window, ov.map(|t| t.latency_window)),
-            accuracy: pick(self.accuracy.window, ov.map(|t| t.accuracy_window)),
-            drift: pick(self.drift.window, ov.map(|t| t.drift_window)),
+            error_rate: fixed(pick(self.error_rate.window, ov.map(|t| t.error_rate_window))),
+            latency: fixed(pick(self.latency.window, ov.map(|t| t.latency_window))),
+            accuracy: needs(pick(self.accuracy.window, ov.map(|t| t.accuracy_window)), self.accuracy.min_labels),
+            drift: needs(pick(self.drift.window, ov.map(|t| t.drift_window)), self.drift.min_events),
         }
     }
 

@@ -239,6 +239,82 @@ pub fn psi(reference: &[f64], reference_n: u64, current: &[u64]) -> f64 {
     s
 }
 
+/// Two-sample chi-square test of homogeneity between a reference (bin shares of
+/// `reference_n` events) and current bin counts: the upper-tail p-value, with one degree of
+/// freedom less than the bins holding anything on either side.
+pub fn homogeneity_p_value(reference: &[f64], reference_n: u64, current: &[u64]) -> f64 {
+    let n: u64 = current.iter().sum();
+    let ref_total: f64 = reference.iter().sum();
+    if n == 0 || reference_n == 0 || ref_total <= 0.0 {
+        return 1.0;
+    }
+    let (m, n) = (reference_n as f64, n as f64);
+    let mut stat = 0.0;
+    let mut bins = 0u32;
+    for (r, &c) in reference.iter().zip(current) {
+        let (ro, co) = (r / ref_total * m, c as f64);
+        let total = ro + co;
+        if total <= 0.0 {
+            continue;
+        }
+        bins += 1;
+        let (er, ec) = (total * m / (m + n), total * n / (m + n));
+        stat += (ro - er).powi(2) / er + (co - ec).powi(2) / ec;
+    }
+    if bins < 2 {
+        return 1.0;
+    }
+    chi_square_sf(stat, f64::from(bins - 1))
+}
+
+/// Upper tail of the chi-square distribution with `df` degrees of freedom.
+pub fn chi_square_sf(x: f64, df: f64) -> f64 {
+    if x.is_nan() || x <= 0.0 {
+        return 1.0;
+    }
+    let (a, x) = (df / 2.0, x / 2.0);
+    let ln_front = a * x.ln() - x - ln_gamma(a);
+    if x < a + 1.0 {
+        // Series for the lower regularised gamma function.
+        let (mut term, mut sum, mut k) = (1.0 / a, 1.0 / a, a);
+        for _ in 0..500 {
+            k += 1.0;
+            term *= x / k;
+            sum += term;
+            if term < sum * 1e-15 {
+                break;
+            }
+        }
+        (1.0 - sum * ln_front.exp()).clamp(0.0, 1.0)
+    } else {
+        // Continued fraction for the upper one (modified Lentz).
+        let tiny = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..500 {
+            let an = -f64::from(i) * (f64::from(i) - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let delta = d * c;
+            h *= delta;
+            if (delta - 1.0).abs() < 1e-15 {
+                break;
+            }
+        }
+        (ln_front.exp() * h).clamp(0.0, 1.0)
+    }
+}
+
 /// Interior quantile cut points of a fine histogram (see [`crate::stats::fine_bin`]) for `bins`
 /// equal-mass bins: the fine bins at which each new coarse bin starts, ascending, without
 /// duplicates (heavy ties merge bins).
@@ -399,6 +475,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn chi_square_tail_matches_tables() {
+        // Critical values: df 1 at 3.841 and df 9 at 21.666 (p 0.05, 0.01), df 4 at 18.467 (0.001).
+        for (x, df, p) in [(3.841, 1.0, 0.05), (21.666, 9.0, 0.01), (18.467, 4.0, 0.001), (0.0, 3.0, 1.0)] {
+            let got = chi_square_sf(x, df);
+            assert!((got - p).abs() < p * 0.01 + 1e-12, "chi2({x}, {df}) = {got}, want {p}");
+        }
+        let same = homogeneity_p_value(&[0.5, 0.3, 0.2], 1000, &[500, 300, 200]);
+        assert!(same > 0.99, "{same}");
+        let moved = homogeneity_p_value(&[0.5, 0.3, 0.2], 1000, &[300, 500, 200]);
+        assert!(moved < 1e-10, "{moved}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::labels::{JoinCounters, Joined, LabelJoin, PendingPrediction, Value};
 use crate::reference::{FeatureTable, ModelReference, ReferenceSource};
 use crate::stats::{Accuracy, DriftSketch, Latency, Merge, Traffic};
 use crate::time::{format_rfc3339, Millis};
-use crate::window::Ring;
+use crate::window::{Extent, Ring};
 
 mod pairing;
 pub mod snapshot;
@@ -335,15 +335,6 @@ impl Target {
         }
     }
 
-    fn span(&self, ring: usize) -> i64 {
-        match ring {
-            R_TRAFFIC => self.traffic.spec.buckets() as i64,
-            R_LATENCY => self.latency.spec.buckets() as i64,
-            R_DRIFT => self.model.as_ref().map_or(1, |m| m.drift.spec.buckets() as i64),
-            _ => self.model.as_ref().map_or(1, |m| m.accuracy.spec.buckets() as i64),
-        }
-    }
-
     fn target_ref(&self, baseline: Option<&str>) -> TargetRef {
         TargetRef {
             kind: self.kind,
@@ -361,6 +352,9 @@ pub struct Engine {
     lateness: Millis,
     max_future: Millis,
     max_ts: Option<Millis>,
+    /// Newest event time seen (`max_ts` also moves with idle time); commands are never dated
+    /// after it.
+    newest_event: Option<Millis>,
     watermark: Millis,
     targets: Vec<Option<Target>>,
     free: Vec<TargetId>,
@@ -404,6 +398,7 @@ impl Engine {
             lateness,
             max_future,
             max_ts: None,
+            newest_event: None,
             watermark: Millis::MIN,
             targets: Vec::new(),
             free: Vec::new(),
@@ -763,6 +758,9 @@ impl Engine {
 
     /// Event time `ts` was seen: the watermark follows the newest event time.
     fn note_time(&mut self, ts: Millis) {
+        if self.newest_event.is_none_or(|m| ts > m) {
+            self.newest_event = Some(ts);
+        }
         if self.max_ts.is_none_or(|m| ts > m) {
             self.max_ts = Some(ts);
             let wm = ts - self.lateness;
@@ -787,9 +785,10 @@ impl Engine {
     /// End of input: everything seen is final. Closes the buckets holding the newest events
     /// and makes the decisions they lead to.
     ///
-    /// The watermark moves to where every window holding data has slid past it: the same
-    /// point a live service reaches when its input stays idle, so `replay` of a topic's dump
-    /// and `run` on the topic make the same decisions.
+    /// The watermark moves past the last bucket holding data: the same point a live service
+    /// reaches when its input stays idle, so `replay` of a topic's dump and `run` on the topic
+    /// make the same decisions. Windows are not slid on past the data, so no command is dated
+    /// after the newest event.
     pub fn finish(&mut self) {
         if let Some(last) = self.pairing.last_deadline() {
             self.expire_pairs(last);
@@ -800,7 +799,7 @@ impl Engine {
             for r in [R_TRAFFIC, R_LATENCY, R_DRIFT, R_ACCURACY] {
                 let step = t.step(r);
                 if step != i64::MAX && t.last_data[r] != i64::MIN {
-                    wm = wm.max((t.last_data[r] + t.span(r)) * step);
+                    wm = wm.max((t.last_data[r] + 1) * step);
                 }
             }
         }
@@ -1646,10 +1645,11 @@ impl Engine {
                 continue;
             }
             let closed = at.div_euclid(step) - 1;
-            let span = t.span(ring);
             let from =
                 if t.last_eval[ring] == i64::MIN { t.last_data[ring].min(closed) } else { t.last_eval[ring] + 1 };
-            let upto = closed.min(t.last_data[ring] + span - 1);
+            // Windows are read when a bucket with data closes: after a target's last data
+            // nothing new is learnt, and nothing is dated after the input's end.
+            let upto = closed.min(t.last_data[ring]);
             let mut idx = from;
             while idx <= upto {
                 self.close_bucket(id, ring, idx);
@@ -1662,12 +1662,12 @@ impl Engine {
                     R_LATENCY => t.latency.evict(closed),
                     R_DRIFT => {
                         if let Some(m) = t.model.as_mut() {
-                            m.drift.evict(closed);
+                            m.drift.evict_counted(closed, |s| s.events);
                         }
                     }
                     _ => {
                         if let Some(m) = t.model.as_mut() {
-                            m.accuracy.evict(closed);
+                            m.accuracy.evict_counted(closed, |a| a.labelled + a.numeric);
                         }
                     }
                 }
@@ -1681,7 +1681,7 @@ impl Engine {
             if step == i64::MAX || t.last_data[ring] == i64::MIN {
                 continue;
             }
-            if t.last_data[ring] + t.span(ring) - 1 > t.last_eval[ring] {
+            if t.last_data[ring] > t.last_eval[ring] {
                 let at = (t.last_eval[ring] + 2) * step;
                 next = Some(next.map_or(at, |n: Millis| n.min(at)));
             }
@@ -1735,7 +1735,7 @@ impl Engine {
 
     fn check_latency(&mut self, id: TargetId, idx: i64) {
         let Some(t) = self.target(id) else { return };
-        if t.latch.rolled_back || t.candidate.is_none() {
+        if t.latch.rolled_back || t.candidate.is_none() || t.latency.get(idx).is_none() {
             return;
         }
         let Some(l) = self.latency_comparison(id, idx) else {
@@ -1784,10 +1784,10 @@ impl Engine {
             // A profile: windows may start anywhere.
             m.reference_end = m.drift.iter().next().map_or(idx, |(i, _)| i - 1);
         }
-        if !dcfg.enabled || t.latch.rolled_back {
+        if !dcfg.enabled || t.latch.rolled_back || m.drift.get(idx).is_none() {
             return;
         }
-        let (window, first) = m.drift.window(idx, m.reference_end + 1, |s| s.events);
+        let (window, first, extent) = m.drift.extended_window(idx, m.reference_end + 1, |s| s.events);
         if window.events < dcfg.min_events {
             return;
         }
@@ -1795,7 +1795,7 @@ impl Engine {
             return;
         };
         let drift = reference.drift(&window, &m.table, dcfg.psi_threshold);
-        let drifted: Vec<_> = drift.iter().filter(|d| d.value >= dcfg.psi_threshold).cloned().collect();
+        let drifted = drifted_features(&drift, dcfg.psi_threshold);
         let unreferenced: Vec<String> =
             reference.unreferenced(&m.table, &window).into_iter().map(str::to_owned).collect();
         let mismatched = reference.type_mismatches(&window, &m.table);
@@ -1836,7 +1836,7 @@ impl Engine {
             m.last_drift.iter().map(|d| json!({"name": d.name, "value": d.value})).collect();
         let evidence = json!({
             "test": "population_stability_index",
-            "method": "PSI on quantile bins of the reference (numeric) or reference categories with an unseen bucket (categorical), each with a missing-value bin",
+            "method": "PSI on quantile bins of the reference (numeric) or reference categories with an unseen bucket (categorical), each with a missing-value bin; a feature at or over the threshold decides, and features shifting with it (PSI at least a quarter of the threshold, chi-square p-value below 0.001 over the features compared) are named too",
             "statistic": "psi",
             "threshold": dcfg.psi_threshold,
             "drifted_features": drifted,
@@ -1844,13 +1844,13 @@ impl Engine {
             "unreferenced_features": unreferenced,
             "type_mismatched_features": mismatched,
             "absent_features": reference.absent(&m.table),
-            "current": {"events": window.events, "window": window_json(spec.bucket_start(first), decided_at)},
+            "current": {"events": window.events, "window": window_json_by(spec.bucket_start(first), decided_at, extent)},
             "reference": {
                 "events": reference.events,
                 "source": reference.source,
             },
             "min_events": dcfg.min_events,
-            "window": window_json(spec.bucket_start(first), decided_at),
+            "window": window_json_by(spec.bucket_start(first), decided_at, extent),
             "episode": episode_json,
         });
         self.decide(id, CommandKind::Retrain, reason, decided_at, evidence, None);
@@ -1890,8 +1890,11 @@ impl Engine {
                 m.accuracy_reference = Some((acc, i64::MIN, i64::MIN));
             }
         }
+        if m.accuracy.get(idx).is_none() {
+            return;
+        }
         let floor = m.accuracy_reference.map_or(i64::MIN, |(_, _, end)| end + 1);
-        let (window, first) = m.accuracy.window(idx, floor, |a| a.labelled);
+        let (window, first, extent) = m.accuracy.extended_window(idx, floor, |a| a.labelled);
         if window.labelled < acfg.min_labels {
             return;
         }
@@ -1939,7 +1942,7 @@ impl Engine {
             "accuracy_drop": drop,
             "current": {"labelled": window.labelled, "correct": window.correct, "accuracy": window.accuracy(), "confidence_interval": [cl, cu], "mae": window.mae()},
             "reference": {"labelled": reference.labelled, "correct": reference.correct, "accuracy": reference.accuracy(), "confidence_interval": [rl, ru], "window": (rs != i64::MIN).then(|| window_json(spec.bucket_start(rs), spec.bucket_start(re + 1))), "source": if rs == i64::MIN { "profile" } else { "first_window" }},
-            "window": window_json(spec.bucket_start(first), decided_at),
+            "window": window_json_by(spec.bucket_start(first), decided_at, extent),
         });
         let mut evidence = evidence;
         if let (Some(obj), false) = (evidence.as_object_mut(), episode_json.is_null()) {
@@ -1962,6 +1965,10 @@ impl Engine {
     ) {
         let offsets: serde_json::Map<String, serde_json::Value> =
             self.sources.iter().zip(&self.offsets).map(|(s, o)| (s.clone(), json!(o))).collect();
+        // The last bucket of the input ends after its newest event: such a decision is dated
+        // at that event, and says so.
+        let window_end = decided_at;
+        let decided_at = self.newest_event.map_or(decided_at, |n| decided_at.min(n));
         let policy = self.cfg.policy.clone();
         let dry_run = self.cfg.dry_run;
         let cooldown = self.cfg.retrain.cooldown.0;
@@ -1998,6 +2005,12 @@ impl Engine {
         }
         if let Some(obj) = evidence.as_object_mut() {
             obj.insert("input_offsets".into(), serde_json::Value::Object(offsets));
+            if decided_at < window_end {
+                obj.insert(
+                    "dated".into(),
+                    json!({"at": "newest_event", "why": "the input ends before the window's last bucket does", "window_end": format_rfc3339(window_end)}),
+                );
+            }
         }
         let target = t.target_ref(baseline.as_deref());
         let cmd = Command::new(command, target, reason, decided_at, evidence, &policy, dry_run);
@@ -2078,6 +2091,28 @@ impl LatencyComparison {
 
 fn window_json(start: Millis, end: Millis) -> serde_json::Value {
     json!({"start": format_rfc3339(start), "end": format_rfc3339(end)})
+}
+
+/// The features a drift decision names: those at or over the PSI threshold and, once one is,
+/// those shifting with them — a quarter of the threshold and a chi-square p-value below
+/// [`SHIFTING_P`] over the features compared. A step shift crosses the threshold feature by
+/// feature as it fills the window; the command names every feature it moved, not only the
+/// first to cross.
+fn drifted_features(drift: &[crate::reference::FeatureDrift], threshold: f64) -> Vec<crate::reference::FeatureDrift> {
+    if !drift.iter().any(|d| d.value >= threshold) {
+        return Vec::new();
+    }
+    let p = SHIFTING_P / drift.len().max(1) as f64;
+    drift.iter().filter(|d| d.value >= threshold || (d.value >= threshold / 4.0 && d.p_value < p)).cloned().collect()
+}
+
+/// Family-wise significance of the features named as shifting with a drifted one.
+const SHIFTING_P: f64 = 0.001;
+
+/// A rule window, with how its start was found: `time` (the last `length`), `count` (the
+/// newest buckets holding `count`), or `extended` (reached back until it held the minimum).
+fn window_json_by(start: Millis, end: Millis, extent: Extent) -> serde_json::Value {
+    json!({"start": format_rfc3339(start), "end": format_rfc3339(end), "by": extent.as_str()})
 }
 
 fn finite_or_null(x: f64) -> serde_json::Value {

@@ -110,7 +110,15 @@ enum Cmd {
         /// Columns to leave out (ids, timestamps), comma-separated or repeated.
         #[arg(long, value_delimiter = ',')]
         exclude: Vec<String>,
-        /// No summary or progress on stderr.
+        /// What `prediction` and `label` are: `classification` (classes: accuracy; numbers are
+        /// read as class names, 1 and 1.0 both as class "1", which events must then send as the
+        /// JSON string "1") or `regression` (numbers: MAE; a value that is not a number is an
+        /// error). Without it, inferred from the column types: numbers are regression, text and
+        /// booleans classification; the summary says which, and warns when numbers look like
+        /// classes (at most 20 distinct whole numbers, e.g. labels written 0/1).
+        #[arg(long, value_name = "classification|regression", value_parser = parse_task)]
+        task: Option<driftwatch::profile::Task>,
+        /// No summary or progress on stderr (warnings still are).
         #[arg(long, short)]
         quiet: bool,
         #[command(subcommand)]
@@ -171,6 +179,10 @@ fn parse_format(s: &str) -> std::result::Result<driftwatch::fleet::Format, Strin
     driftwatch::fleet::Format::parse(s)
 }
 
+fn parse_task(s: &str) -> std::result::Result<driftwatch::profile::Task, String> {
+    driftwatch::profile::Task::parse(s)
+}
+
 fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -198,6 +210,7 @@ fn run() -> Result<()> {
             bins,
             top_k,
             exclude,
+            task,
             quiet,
             action: None,
         } => {
@@ -207,12 +220,16 @@ fn run() -> Result<()> {
                 bins,
                 top_k,
                 exclude,
+                task,
                 progress: !quiet && stderr_is_terminal(),
                 ..driftwatch::profile::BaselineOptions::new(input)
             };
-            let summary = driftwatch::profile::run_baseline(&opts, &out)?;
+            let report = driftwatch::profile::run_baseline(&opts, &out)?;
             if !quiet {
-                eprintln!("{summary}");
+                eprintln!("{}", report.summary);
+            }
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
             }
         }
         Cmd::Baseline { .. } => anyhow::bail!("baseline needs --input and --out, or `show FILE`"),

@@ -13,6 +13,10 @@
 //! recognised by name. Features of types that have no meaning as a model input in events
 //! (lists, structs, maps, timestamps, dates, binary…) are skipped and listed in the profile;
 //! `prediction` or `label` of such a type is an error, since their meaning is fixed.
+//!
+//! Whether `prediction` and `label` are classes or numbers is the profile's [`Task`]: given
+//! (`--task`), or inferred from their column types, with a warning when numbers look like
+//! classes (few distinct whole numbers, as in a CSV of `0`/`1` labels).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -52,6 +56,9 @@ const INFER_RECORDS: usize = 100_000;
 pub const PREDICTION: &str = "prediction";
 /// Name of the column holding ground truth.
 pub const LABEL: &str = "label";
+/// Distinct whole numbers in `prediction` or `label` up to which an inferred regression is
+/// suspected to be classes.
+pub const SUSPECTED_CLASSES: usize = 20;
 
 /// What went wrong reading training data or a profile. Every message names the file, and the
 /// column when one is at fault.
@@ -144,6 +151,64 @@ fn show_path(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// What the model outputs: decides how `prediction` and `label` are read, and whether the
+/// profile records an accuracy or an MAE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Classes, compared by exact match (accuracy). Numbers are read as the class of their
+    /// canonical text ([`class_of_number`]): `1` and `1.0` are both class `"1"`.
+    Classification,
+    /// Numbers (MAE). Text that is not a number is an error.
+    Regression,
+}
+
+impl Task {
+    /// Name on the command line and in the profile file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
+        }
+    }
+
+    /// From its name.
+    pub fn parse(s: &str) -> Result<Task, String> {
+        match s {
+            "classification" => Ok(Task::Classification),
+            "regression" => Ok(Task::Regression),
+            other => Err(format!("`{other}` is not a task; use classification or regression")),
+        }
+    }
+}
+
+/// The class a number stands for: its plain decimal text, with the fewest digits that read back
+/// and no exponent (`1`, `0`, `1.5`, `-2`, `0.0000001`), so that
+/// `1`, `1.0` and `1e0` are all class `"1"`. Events send a class as that JSON string
+/// (`"prediction": "1"`); a JSON number is a number to the engine. `None` for NaN and ±∞.
+pub fn class_of_number(x: f64) -> Option<String> {
+    if !x.is_finite() {
+        None
+    } else if x == 0.0 {
+        // Not "-0".
+        Some("0".to_owned())
+    } else {
+        Some(format!("{x}"))
+    }
+}
+
+/// How the task of a `baseline` run was decided, for its summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskChoice {
+    /// The task; `None` when the file has neither `prediction` nor `label`.
+    pub task: Option<Task>,
+    /// Given with `--task`, rather than inferred from the column types.
+    pub given: bool,
+    /// The summary line: `task: classification (inferred: …)`.
+    pub summary: String,
+    /// Set when an inferred regression's numbers look like classes.
+    pub warning: Option<String>,
+}
+
 // ------------------------------------------------------------------ profile model
 
 /// How a column was profiled.
@@ -223,6 +288,11 @@ pub struct ProfileMeta {
     pub mae: Option<f64>,
     /// Columns not profiled, as `name: reason`.
     pub skipped_columns: Vec<String>,
+    /// What `prediction` and `label` were read as; `None` without either column, or in a
+    /// profile that does not record it.
+    pub task: Option<Task>,
+    /// Whether `task` was given with `--task` (else it was inferred from the column types).
+    pub task_given: bool,
 }
 
 /// A reference profile: one entry per feature, one for the prediction, and metadata.
@@ -550,7 +620,49 @@ struct ColumnPlan {
     name: String,
     role: Role,
     kind: ColumnKind,
+    /// Type in the file.
+    data_type: DataType,
     acc: Acc,
+    /// An inferred numeric `prediction` or `label`: whether its values look like classes.
+    whole: Option<WholeNumbers>,
+}
+
+/// The distinct values of an inferred numeric `prediction` or `label`, while they are at most
+/// [`SUSPECTED_CLASSES`] whole numbers: classes written as numbers look like this.
+#[derive(Debug, Clone, Default)]
+struct WholeNumbers {
+    /// Distinct values, ascending.
+    values: Vec<f64>,
+    /// A fraction, or more distinct values, was seen.
+    ruled_out: bool,
+}
+
+impl WholeNumbers {
+    fn add(&mut self, a: &Float64Array) {
+        if self.ruled_out {
+            return;
+        }
+        for x in a.iter().flatten().filter(|x| x.is_finite()) {
+            if x.fract() != 0.0 {
+                self.ruled_out = true;
+                return;
+            }
+            // -0 is 0.
+            let x = x + 0.0;
+            if let Err(at) = self.values.binary_search_by(|v| v.total_cmp(&x)) {
+                if self.values.len() == SUSPECTED_CLASSES {
+                    self.ruled_out = true;
+                    return;
+                }
+                self.values.insert(at, x);
+            }
+        }
+    }
+
+    /// The values, when there are some and they are few whole numbers.
+    fn suspected(&self) -> Option<&[f64]> {
+        (!self.ruled_out && !self.values.is_empty()).then_some(self.values.as_slice())
+    }
 }
 
 /// Options of [`build_profile`].
@@ -568,6 +680,8 @@ pub struct BaselineOptions {
     pub top_k: usize,
     /// Columns to leave out (ids, timestamps the model does not see).
     pub exclude: Vec<String>,
+    /// What `prediction` and `label` are; inferred from their column types when `None`.
+    pub task: Option<Task>,
     /// Show progress on stderr.
     pub progress: bool,
 }
@@ -583,13 +697,14 @@ impl BaselineOptions {
             bins: d.bins,
             top_k: d.max_reference_categories,
             exclude: Vec::new(),
+            task: None,
             progress: false,
         }
     }
 }
 
 /// Numbers of a [`build_profile`] run, for the summary.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BuildStats {
     /// Rows read.
     pub rows: u64,
@@ -597,6 +712,8 @@ pub struct BuildStats {
     pub bytes: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// The task used, and how it was decided.
+    pub task: TaskChoice,
 }
 
 /// The per-column state of one profiling run.
@@ -612,11 +729,14 @@ struct Profiler {
     /// Positions in `plans` of the prediction and the label.
     prediction: Option<usize>,
     label: Option<usize>,
+    /// `--task`, when given.
+    task: Option<Task>,
 }
 
 impl Profiler {
-    /// Decides what to do with each column of `schema`.
-    fn new(path: &str, schema: &Schema, exclude: &[String]) -> Result<Self, ProfileError> {
+    /// Decides what to do with each column of `schema`; `task` decides how `prediction` and
+    /// `label` are read (their column types do, when it is `None`).
+    fn new(path: &str, schema: &Schema, exclude: &[String], task: Option<Task>) -> Result<Self, ProfileError> {
         let mut plans = Vec::new();
         let mut skipped = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -643,7 +763,7 @@ impl Profiler {
                 _ => Role::Feature,
             };
             let dt = field.data_type();
-            let Some(kind) = kind_of(dt) else {
+            let Some(typed) = kind_of(dt) else {
                 if role != Role::Feature {
                     return Err(ProfileError::Column {
                         path: path.to_owned(),
@@ -655,11 +775,18 @@ impl Profiler {
                 skipped.push(format!("{name}: {why}"));
                 continue;
             };
+            let kind = match (role, task) {
+                (Role::Feature, _) | (_, None) => typed,
+                (_, Some(Task::Classification)) => ColumnKind::Categorical,
+                (_, Some(Task::Regression)) => ColumnKind::Numeric,
+            };
             let acc = match kind {
                 ColumnKind::Numeric => Acc::Numeric(NumericAcc::new()),
                 ColumnKind::Categorical => Acc::Categorical(CategoricalAcc::default()),
             };
-            plans.push(ColumnPlan { index, name: name.to_owned(), role, kind, acc });
+            let whole =
+                (role != Role::Feature && task.is_none() && kind == ColumnKind::Numeric).then(WholeNumbers::default);
+            plans.push(ColumnPlan { index, name: name.to_owned(), role, kind, data_type: dt.clone(), acc, whole });
         }
         if !plans.iter().any(|p| p.role == Role::Feature) {
             let message = if skipped.is_empty() {
@@ -677,11 +804,11 @@ impl Profiler {
                     path: path.to_owned(),
                     column: LABEL.to_owned(),
                     message: format!(
-                        "is {} ({}) but `prediction` is {} ({}); both must be numbers (MAE) or both classes (accuracy)",
+                        "is {} ({}) but `prediction` is {} ({}); both must be numbers (MAE) or both classes (accuracy): pass --task classification or --task regression to read both alike",
                         plans[l].kind.as_str(),
-                        schema.field(plans[l].index).data_type(),
+                        plans[l].data_type,
                         plans[p].kind.as_str(),
-                        schema.field(plans[p].index).data_type(),
+                        plans[p].data_type,
                     ),
                 });
             }
@@ -696,16 +823,13 @@ impl Profiler {
             abs_error: 0.0,
             prediction,
             label,
+            task,
         })
     }
 
     /// Schema indices of the columns to read, ascending (batches come back in this order).
     fn projection(&self) -> Vec<usize> {
         self.plans.iter().map(|p| p.index).collect()
-    }
-
-    fn column_error(&self, plan: usize, e: ArrowError) -> ProfileError {
-        ProfileError::Column { path: self.path.clone(), column: self.plans[plan].name.clone(), message: e.to_string() }
     }
 
     /// Adds one batch holding the projected columns, in projection order.
@@ -717,28 +841,40 @@ impl Profiler {
                 message: format!("a batch has {} columns, expected {}", batch.num_columns(), self.plans.len()),
             });
         }
+        let rows_before = self.rows;
         self.rows += batch.num_rows() as u64;
         let mut floats: Vec<Option<ArrayRef>> = vec![None; self.plans.len()];
+        let mut classes: Vec<Option<StringArray>> = vec![None; self.plans.len()];
         let path = &self.path;
-        for ((plan, col), float) in self.plans.iter_mut().zip(batch.columns()).zip(&mut floats) {
-            let column_error = |e: ArrowError| ProfileError::Column {
-                path: path.clone(),
-                column: plan.name.clone(),
-                message: e.to_string(),
-            };
+        for (((plan, col), float), class) in
+            self.plans.iter_mut().zip(batch.columns()).zip(&mut floats).zip(&mut classes)
+        {
+            let column_error =
+                |message: String| ProfileError::Column { path: path.clone(), column: plan.name.clone(), message };
             match &mut plan.acc {
                 Acc::Numeric(a) => {
                     let f = if *col.data_type() == DataType::Float64 {
                         col.clone()
+                    } else if kind_of(col.data_type()) == Some(ColumnKind::Numeric) {
+                        arrow::compute::cast(col, &DataType::Float64).map_err(|e| column_error(e.to_string()))?
                     } else {
-                        arrow::compute::cast(col, &DataType::Float64).map_err(column_error)?
+                        // `prediction` or `label` of `--task regression`, not typed as numbers.
+                        regression_numbers(col, rows_before).map_err(column_error)?
                     };
-                    a.add(f.as_primitive::<Float64Type>());
+                    let values = f.as_primitive::<Float64Type>();
+                    a.add(values);
+                    if let Some(w) = &mut plan.whole {
+                        w.add(values);
+                    }
                     *float = Some(f);
                 }
                 Acc::Categorical(a) => {
-                    if matches!(col.data_type(), DataType::Dictionary(..)) {
-                        let s = arrow::compute::cast(col, &DataType::Utf8).map_err(column_error)?;
+                    if plan.role != Role::Feature {
+                        let names = class_names(col).map_err(|e| column_error(e.to_string()))?;
+                        a.add_array(&names);
+                        *class = Some(names);
+                    } else if matches!(col.data_type(), DataType::Dictionary(..)) {
+                        let s = arrow::compute::cast(col, &DataType::Utf8).map_err(|e| column_error(e.to_string()))?;
                         a.add_array(s.as_ref());
                     } else {
                         a.add_array(col.as_ref());
@@ -747,30 +883,22 @@ impl Profiler {
             }
         }
         if let (Some(p), Some(l)) = (self.prediction, self.label) {
-            match self.plans[p].kind {
-                ColumnKind::Numeric => {
-                    if let (Some(pa), Some(la)) = (&floats[p], &floats[l]) {
-                        let (pa, la) = (pa.as_primitive::<Float64Type>(), la.as_primitive::<Float64Type>());
-                        for (pv, lv) in pa.iter().zip(la.iter()) {
-                            if let (Some(pv), Some(lv)) = (pv, lv) {
-                                if pv.is_finite() && lv.is_finite() {
-                                    self.labelled += 1;
-                                    self.abs_error += (pv - lv).abs();
-                                }
-                            }
+            if let (Some(pa), Some(la)) = (&floats[p], &floats[l]) {
+                let (pa, la) = (pa.as_primitive::<Float64Type>(), la.as_primitive::<Float64Type>());
+                for (pv, lv) in pa.iter().zip(la.iter()) {
+                    if let (Some(pv), Some(lv)) = (pv, lv) {
+                        if pv.is_finite() && lv.is_finite() {
+                            self.labelled += 1;
+                            self.abs_error += (pv - lv).abs();
                         }
                     }
                 }
-                ColumnKind::Categorical => {
-                    let pa =
-                        arrow::compute::cast(batch.column(p), &DataType::Utf8).map_err(|e| self.column_error(p, e))?;
-                    let la =
-                        arrow::compute::cast(batch.column(l), &DataType::Utf8).map_err(|e| self.column_error(l, e))?;
-                    for (pv, lv) in pa.as_string::<i32>().iter().zip(la.as_string::<i32>()) {
-                        if let (Some(pv), Some(lv)) = (pv, lv) {
-                            self.labelled += 1;
-                            self.correct += u64::from(pv == lv);
-                        }
+            }
+            if let (Some(pa), Some(la)) = (&classes[p], &classes[l]) {
+                for (pv, lv) in pa.iter().zip(la) {
+                    if let (Some(pv), Some(lv)) = (pv, lv) {
+                        self.labelled += 1;
+                        self.correct += u64::from(pv == lv);
                     }
                 }
             }
@@ -778,10 +906,85 @@ impl Profiler {
         Ok(())
     }
 
-    fn finish(mut self, opts: &BaselineOptions, sha256: String) -> Result<Profile, ProfileError> {
+    /// The task used, how it was decided, and a warning when inferred numbers look like classes.
+    fn task_choice(&self) -> TaskChoice {
+        let outputs: Vec<&ColumnPlan> =
+            [self.prediction, self.label].into_iter().flatten().map(|i| &self.plans[i]).collect();
+        let Some(first) = outputs.first() else {
+            let summary = match self.task {
+                Some(t) => format!(
+                    "task: none (--task {} was given, but the file has no `prediction` or `label` column)",
+                    t.as_str()
+                ),
+                None => "task: none (no `prediction` or `label` column)".to_owned(),
+            };
+            return TaskChoice { task: None, given: self.task.is_some(), summary, warning: None };
+        };
+        if let Some(t) = self.task {
+            return TaskChoice {
+                task: Some(t),
+                given: true,
+                summary: format!("task: {} (given with --task)", t.as_str()),
+                warning: None,
+            };
+        }
+        match &first.acc {
+            Acc::Numeric(_) => {
+                let names: Vec<String> = outputs.iter().map(|p| format!("`{}`", p.name)).collect();
+                let verb = if names.len() == 1 { "holds" } else { "hold" };
+                let mut suspects = Vec::new();
+                for p in &outputs {
+                    if let Some(values) = p.whole.as_ref().and_then(WholeNumbers::suspected) {
+                        let listed = list_values(values.iter().filter_map(|&x| class_of_number(x)));
+                        suspects.push(if suspects.is_empty() {
+                            format!("`{}` holds only {} distinct whole numbers ({listed})", p.name, values.len())
+                        } else {
+                            format!("`{}` only {} ({listed})", p.name, values.len())
+                        });
+                    }
+                }
+                let warning = (!suspects.is_empty()).then(|| {
+                    format!(
+                        "{}: if these are classes, pass --task classification (read as numbers, `prediction` gets numeric bins and the profile an MAE, not an accuracy)",
+                        suspects.join(", ")
+                    )
+                });
+                TaskChoice {
+                    task: Some(Task::Regression),
+                    given: false,
+                    summary: format!("task: regression (inferred: {} {verb} numbers)", names.join(" and ")),
+                    warning,
+                }
+            }
+            Acc::Categorical(acc) => {
+                let what = if first.data_type == DataType::Boolean {
+                    format!("`{}` holds booleans", first.name)
+                } else {
+                    let mut counts: Vec<(&str, u64)> = acc.counts.iter().map(|(k, &c)| (&**k, c)).collect();
+                    counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+                    let distinct =
+                        if acc.approximate { format!("more than {MAX_DISTINCT}") } else { counts.len().to_string() };
+                    format!(
+                        "`{}` holds text, {distinct} distinct values ({}) — pass --task regression if these are numbers",
+                        first.name,
+                        list_values(counts.iter().map(|(k, _)| format!("{k:?}")))
+                    )
+                };
+                TaskChoice {
+                    task: Some(Task::Classification),
+                    given: false,
+                    summary: format!("task: classification (inferred: {what})"),
+                    warning: None,
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, opts: &BaselineOptions, sha256: String) -> Result<(Profile, TaskChoice), ProfileError> {
         if self.rows == 0 {
             return Err(ProfileError::NoRows { path: self.path });
         }
+        let choice = self.task_choice();
         let mut features = Vec::new();
         let mut prediction = None;
         for plan in &mut self.plans {
@@ -800,7 +1003,7 @@ impl Profiler {
         let source_file =
             opts.input.file_name().map_or_else(|| self.path.clone(), |n| n.to_string_lossy().into_owned());
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        Ok(Profile {
+        let profile = Profile {
             meta: ProfileMeta {
                 driftwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
                 profile_version: PROFILE_VERSION,
@@ -815,11 +1018,81 @@ impl Profiler {
                 accuracy: (classes && labelled > 0).then(|| self.correct as f64 / labelled as f64),
                 mae: (!classes && labelled > 0).then(|| self.abs_error / labelled as f64),
                 skipped_columns: self.skipped,
+                task: choice.task,
+                task_given: choice.given && choice.task.is_some(),
             },
             features,
             prediction,
-        })
+        };
+        Ok((profile, choice))
     }
+}
+
+/// Up to six values, for a message: `0 and 1`, `"a", "b", "c"`, `1, 2, 3, 4, 5, 6, …`.
+fn list_values(values: impl Iterator<Item = String>) -> String {
+    const SHOWN: usize = 6;
+    let mut v: Vec<String> = values.take(SHOWN + 1).collect();
+    if v.len() > SHOWN {
+        v.truncate(SHOWN);
+        v.push("…".to_owned());
+    }
+    match v.as_slice() {
+        [a, b] => format!("{a} and {b}"),
+        _ => v.join(", "),
+    }
+}
+
+/// A `prediction` or `label` column read as classes: text as it is, booleans as
+/// `"true"`/`"false"` (as events send them), numbers as [`class_of_number`].
+fn class_names(col: &ArrayRef) -> Result<StringArray, ArrowError> {
+    use DataType::*;
+    let text = match col.data_type() {
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 => arrow::compute::cast(col, &Utf8)?,
+        dt if kind_of(dt) == Some(ColumnKind::Numeric) => {
+            let f = arrow::compute::cast(col, &Float64)?;
+            let names: StringArray =
+                f.as_primitive::<Float64Type>().iter().map(|x| x.and_then(class_of_number)).collect();
+            Arc::new(names)
+        }
+        _ => arrow::compute::cast(col, &Utf8)?,
+    };
+    text.as_string_opt::<i32>()
+        .cloned()
+        .ok_or_else(|| ArrowError::CastError(format!("{} did not become text", col.data_type())))
+}
+
+/// A `prediction` or `label` column of `--task regression` whose type is not a number type,
+/// read as numbers: text that parses as a number is one; any other value is an error naming
+/// its row (`rows_before` rows came before this batch).
+fn regression_numbers(col: &ArrayRef, rows_before: u64) -> Result<ArrayRef, String> {
+    let not_a_number = |i: usize, shown: String| {
+        format!(
+            "row {} holds {shown}, not a number; --task regression needs numbers in `prediction` and `label` (pass --task classification if they are classes)",
+            rows_before + i as u64 + 1
+        )
+    };
+    if *col.data_type() == DataType::Boolean {
+        let b = col.as_boolean();
+        return match (0..b.len()).find(|&i| b.is_valid(i)) {
+            Some(i) => Err(not_a_number(i, format!("the boolean {}", b.value(i)))),
+            None => Ok(Arc::new(Float64Array::new_null(b.len()))),
+        };
+    }
+    let text = arrow::compute::cast(col, &DataType::Utf8).map_err(|e| e.to_string())?;
+    let text = text.as_string_opt::<i32>().ok_or_else(|| format!("{} did not become text", col.data_type()))?;
+    let mut numbers = Float64Builder::with_capacity(text.len());
+    for (i, v) in text.iter().enumerate() {
+        match v.map(|s| (s, s.trim().parse::<f64>())) {
+            None => numbers.append_null(),
+            Some((_, Ok(x))) => numbers.append_value(x),
+            Some((s, Err(_))) => {
+                let shown: String = s.chars().take(40).collect();
+                let more = if shown.len() < s.len() { "…" } else { "" };
+                return Err(not_a_number(i, format!("{shown:?}{more}")));
+            }
+        }
+    }
+    Ok(Arc::new(numbers.finish()))
 }
 
 // ------------------------------------------------------------------ readers
@@ -1142,7 +1415,7 @@ pub fn build_profile(opts: &BaselineOptions) -> Result<(Profile, BuildStats), Pr
     }
     let source = open_source(path, size)?;
     let format = source.format;
-    let mut profiler = Profiler::new(&p, &source.schema, &opts.exclude)?;
+    let mut profiler = Profiler::new(&p, &source.schema, &opts.exclude, opts.task)?;
     // The hash needs its own pass over the bytes; it runs beside the profiling.
     let hash_path = path.to_owned();
     let hasher = std::thread::spawn(move || sha256_file(&hash_path));
@@ -1167,8 +1440,8 @@ pub fn build_profile(opts: &BaselineOptions) -> Result<(Profile, BuildStats), Pr
         .map_err(|_| ProfileError::Io { path: p.clone(), cause: io::Error::other("the hashing thread panicked") })?
         .map_err(|cause| ProfileError::Io { path: p.clone(), cause })?;
     let rows = profiler.rows;
-    let profile = profiler.finish(opts, sha)?;
-    Ok((profile, BuildStats { rows, bytes: size, elapsed: started.elapsed() }))
+    let (profile, task) = profiler.finish(opts, sha)?;
+    Ok((profile, BuildStats { rows, bytes: size, elapsed: started.elapsed(), task }))
 }
 
 // ------------------------------------------------------------------ profile file
@@ -1215,6 +1488,10 @@ fn profile_schema(meta: &ProfileMeta) -> Schema {
     }
     if let Some(m) = meta.mae {
         put("mae", format!("{m:?}"));
+    }
+    if let Some(t) = meta.task {
+        put("task", t.as_str().to_owned());
+        put("task.source", if meta.task_given { "given" } else { "inferred" }.to_owned());
     }
     if !meta.skipped_columns.is_empty() {
         put("skipped_columns", serde_json::to_string(&meta.skipped_columns).unwrap_or_default());
@@ -1326,6 +1603,16 @@ pub fn read_profile(path: &Path) -> Result<Profile, ProfileError> {
         }
         None => Vec::new(),
     };
+    let task = get("task")
+        .map(|t| {
+            Task::parse(&t).map_err(|_| invalid(format!("metadata `task` = `{t}` is not classification or regression")))
+        })
+        .transpose()?;
+    let task_given = match get("task.source").as_deref() {
+        None | Some("inferred") => false,
+        Some("given") => true,
+        Some(other) => return Err(invalid(format!("metadata `task.source` = `{other}` is not given or inferred"))),
+    };
     let meta = ProfileMeta {
         driftwatch_version: need("driftwatch.version")?,
         profile_version: version,
@@ -1340,6 +1627,8 @@ pub fn read_profile(path: &Path) -> Result<Profile, ProfileError> {
         accuracy: float("accuracy")?,
         mae: float("mae")?,
         skipped_columns,
+        task,
+        task_given,
     };
     let mut features = Vec::new();
     let mut prediction = None;
@@ -1454,8 +1743,18 @@ pub fn load_profiles(cfg: &Config, engine: &mut Engine) -> Result<(), ProfileErr
     Ok(())
 }
 
-/// `driftwatch baseline`: profiles `opts.input` into `out`; returns the summary for stderr.
-pub fn run_baseline(opts: &BaselineOptions, out: &Path) -> Result<String, ProfileError> {
+/// What `driftwatch baseline` tells its user on stderr.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineReport {
+    /// What was profiled, the task used and how it was decided, skipped columns (`--quiet`
+    /// leaves it out).
+    pub summary: String,
+    /// What may be wrong with the profile (shown even with `--quiet`).
+    pub warnings: Vec<String>,
+}
+
+/// `driftwatch baseline`: profiles `opts.input` into `out`; returns what to tell the user.
+pub fn run_baseline(opts: &BaselineOptions, out: &Path) -> Result<BaselineReport, ProfileError> {
     let (profile, stats) = build_profile(opts)?;
     write_profile(out, &profile)?;
     let secs = stats.elapsed.as_secs_f64().max(1e-9);
@@ -1469,10 +1768,11 @@ pub fn run_baseline(opts: &BaselineOptions, out: &Path) -> Result<String, Profil
         stats.rows as f64 / secs,
         show_path(out)
     );
+    let _ = write!(s, "\n{}", stats.task.summary);
     for skipped in &profile.meta.skipped_columns {
         let _ = write!(s, "\nskipped column {skipped}");
     }
-    Ok(s)
+    Ok(BaselineReport { summary: s, warnings: stats.task.warning.into_iter().collect() })
 }
 
 fn fmt_num(x: Option<f64>) -> String {
@@ -1512,6 +1812,13 @@ pub fn show(path: &Path) -> Result<String, ProfileError> {
             let _ = writeln!(s, "  accuracy: - (no `prediction` and `label` columns)");
         }
     }
+    let task = match m.task {
+        Some(t) if m.task_given => format!("{} (given with --task)", t.as_str()),
+        Some(t) => format!("{} (inferred from the column types)", t.as_str()),
+        None if profile.prediction.is_none() && m.labelled == 0 => "- (no `prediction` or `label` column)".to_owned(),
+        None => "- (not recorded in this profile)".to_owned(),
+    };
+    let _ = writeln!(s, "  task:     {task}");
     for sk in &m.skipped_columns {
         let _ = writeln!(s, "  skipped:  {sk}");
     }
@@ -1622,6 +1929,138 @@ mod tests {
         assert_eq!(cuts.len(), col.bin_edges.len());
         assert_eq!(r.accuracy, Some((10, 9)));
         assert_eq!(r.features[0].probs, col.bin_freqs);
+    }
+
+    /// `text` written to a fresh `name` in a directory of its own.
+    fn training_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "driftwatch-profile-unit-{}-{}",
+            std::process::id(),
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    fn profile_with(path: &Path, task: Option<Task>) -> Result<(Profile, BuildStats), ProfileError> {
+        build_profile(&BaselineOptions { task, ..BaselineOptions::new(path) })
+    }
+
+    /// 0/1 classes as a CSV writes them; `1.0` is the same class as `1`.
+    const ZERO_ONE: &str = "amount,prediction,label\n1.5,1,1\n2.5,0,1\n3.5,1.0,1\n4.5,0,0\n";
+
+    #[test]
+    fn numbers_name_the_class_events_send_as_text() {
+        assert_eq!(class_of_number(1.0).as_deref(), Some("1"));
+        assert_eq!(class_of_number(1.5).as_deref(), Some("1.5"));
+        assert_eq!(class_of_number(-0.0).as_deref(), Some("0"));
+        assert_eq!(class_of_number(-2.0).as_deref(), Some("-2"));
+        assert_eq!(class_of_number(f64::NAN), None);
+        // The class a profile records is the one an event's `"prediction": "1"` is.
+        let streamed = crate::labels::Value::of(&crate::event::Outcome::Class("1".into()));
+        assert_eq!(
+            streamed,
+            crate::labels::Value::Class(crate::labels::hash_str(&class_of_number(1.0).unwrap_or_default()))
+        );
+    }
+
+    #[test]
+    fn task_classification_reads_zero_one_numbers_as_classes_with_an_accuracy() {
+        let path = training_file("zero-one.csv", ZERO_ONE);
+        let (profile, stats) = profile_with(&path, Some(Task::Classification)).expect("profile");
+        let p = profile.prediction.as_ref().expect("prediction");
+        assert_eq!(p.kind, ColumnKind::Categorical);
+        let mut classes = p.categories.clone();
+        classes.sort();
+        assert_eq!(classes, ["0", "1"]);
+        assert_eq!((profile.meta.labelled, profile.meta.correct, profile.meta.mae), (4, Some(3), None));
+        assert_eq!(profile.meta.accuracy, Some(0.75));
+        assert_eq!((profile.meta.task, profile.meta.task_given), (Some(Task::Classification), true));
+        assert_eq!(stats.task.summary, "task: classification (given with --task)");
+        assert_eq!(stats.task.warning, None);
+        // Recorded in the file, and read back.
+        let out = path.with_extension("arrow");
+        write_profile(&out, &profile).expect("write");
+        let back = read_profile(&out).expect("read");
+        assert_eq!((back.meta.task, back.meta.task_given), (Some(Task::Classification), true));
+        assert!(show(&out).expect("show").contains("task:     classification (given with --task)"));
+    }
+
+    #[test]
+    fn inferred_regression_of_few_whole_numbers_warns_naming_the_flag() {
+        let path = training_file("zero-one.csv", ZERO_ONE);
+        let (profile, stats) = profile_with(&path, None).expect("profile");
+        assert_eq!(profile.prediction.as_ref().map(|p| p.kind), Some(ColumnKind::Numeric));
+        assert_eq!((profile.meta.accuracy, profile.meta.mae), (None, Some(0.25)));
+        assert_eq!((profile.meta.task, profile.meta.task_given), (Some(Task::Regression), false));
+        assert_eq!(stats.task.summary, "task: regression (inferred: `prediction` and `label` hold numbers)");
+        let w = stats.task.warning.expect("a warning");
+        assert!(w.contains("`prediction` holds only 2 distinct whole numbers (0 and 1)"), "{w}");
+        assert!(w.contains("--task classification"), "{w}");
+        // Fractions, or more than SUSPECTED_CLASSES values, are numbers: no warning.
+        let mut text = String::from("amount,prediction,label\n");
+        for i in 0..=SUSPECTED_CLASSES {
+            text.push_str(&format!("{i},{i},{i}\n"));
+        }
+        let (_, stats) = profile_with(&training_file("many.csv", &text), None).expect("profile");
+        assert_eq!(stats.task.warning, None);
+        let (_, stats) =
+            profile_with(&training_file("scores.csv", "amount,prediction\n1,0.25\n2,1\n"), None).expect("profile");
+        assert_eq!(stats.task.summary, "task: regression (inferred: `prediction` holds numbers)");
+        assert_eq!(stats.task.warning, None);
+    }
+
+    #[test]
+    fn inferred_classification_names_the_values_and_the_other_task() {
+        let path =
+            training_file("text.jsonl", "{\"a\":1,\"prediction\":\"fraud\"}\n{\"a\":2,\"prediction\":\"legit\"}\n");
+        let (profile, stats) = profile_with(&path, None).expect("profile");
+        assert_eq!((profile.meta.task, profile.meta.task_given), (Some(Task::Classification), false));
+        assert_eq!(
+            stats.task.summary,
+            "task: classification (inferred: `prediction` holds text, 2 distinct values (\"fraud\" and \"legit\") — pass --task regression if these are numbers)"
+        );
+    }
+
+    #[test]
+    fn task_regression_reads_numeric_text_and_names_the_row_of_other_text() {
+        let path = training_file(
+            "text.jsonl",
+            "{\"a\":1,\"prediction\":\"2.5\",\"label\":2}\n{\"a\":2,\"prediction\":\"3\",\"label\":3}\n",
+        );
+        let (profile, stats) = profile_with(&path, Some(Task::Regression)).expect("numbers in text are numbers");
+        assert_eq!(profile.prediction.as_ref().map(|p| p.kind), Some(ColumnKind::Numeric));
+        assert_eq!(profile.meta.mae, Some(0.25));
+        assert_eq!(stats.task.summary, "task: regression (given with --task)");
+
+        let path = training_file("labels.csv", "amount,prediction,label\n1,0.5,0.5\n2,0.25,cat\n");
+        let e = profile_with(&path, Some(Task::Regression)).expect_err("text labels are no numbers").to_string();
+        assert!(
+            e.starts_with(&format!("{}: column `label`: row 2 holds \"cat\", not a number", path.display())),
+            "{e}"
+        );
+        assert!(e.contains("--task classification"), "{e}");
+
+        let path = training_file("flags.jsonl", "{\"a\":1,\"prediction\":null}\n{\"a\":1,\"prediction\":true}\n");
+        let e = profile_with(&path, Some(Task::Regression)).expect_err("booleans are no numbers").to_string();
+        assert!(e.contains("column `prediction`: row 2 holds the boolean true"), "{e}");
+    }
+
+    #[test]
+    fn tasks_parse_by_name_and_old_profiles_read_without_one() {
+        assert_eq!(Task::parse("classification"), Ok(Task::Classification));
+        assert_eq!(Task::parse("regression"), Ok(Task::Regression));
+        assert!(Task::parse("Regression").is_err_and(|e| e.contains("classification or regression")));
+        let path = training_file("zero-one.csv", ZERO_ONE);
+        let (mut profile, _) = profile_with(&path, None).expect("profile");
+        profile.meta.task = None;
+        let out = path.with_extension("arrow");
+        write_profile(&out, &profile).expect("write");
+        let back = read_profile(&out).expect("a profile without a task reads");
+        assert_eq!((back.meta.task, back.meta.task_given), (None, false));
+        assert!(show(&out).expect("show").contains("task:     - (not recorded in this profile)"));
     }
 
     #[test]

@@ -313,6 +313,8 @@ pub struct FeatureDrift {
     pub reference_missing_rate: f64,
     /// Share of values in the "unseen" bin now.
     pub unseen_rate: f64,
+    /// Chi-square test of the same bins against the reference: the p-value.
+    pub p_value: f64,
 }
 
 impl ModelReference {
@@ -360,6 +362,7 @@ impl ModelReference {
                 missing_rate: counts[n - 2] as f64 / events.max(1) as f64,
                 reference_missing_rate: r.missing_rate(),
                 unseen_rate: counts[n - 1] as f64 / events.max(1) as f64,
+                p_value: crate::detect::homogeneity_p_value(&r.probs, r.count, &counts),
             });
         };
         for r in &self.features {

@@ -22,12 +22,51 @@ pub struct WindowSpec {
     /// Count-based windows: the window is the most recent closed buckets that together hold at
     /// least this many events (but never longer than `length`). `None`: time-based.
     pub min_count: Option<u64>,
+    /// A window holding fewer than `need` events reaches further back, up to this long in all,
+    /// until it holds them. At most `length`: never extended.
+    #[serde(default)]
+    pub extend: Millis,
+    /// Events the rule reading the window needs (its `min_events` or `min_labels`).
+    #[serde(default)]
+    pub need: u64,
+}
+
+/// How a window found its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// The last `length` of buckets.
+    Time,
+    /// The newest buckets holding `count` events.
+    Count,
+    /// Reached back past `length` (or `count`) until it held the rule's minimum.
+    Extended,
+}
+
+impl Extent {
+    /// Name used in evidence.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Extent::Time => "time",
+            Extent::Count => "count",
+            Extent::Extended => "extended",
+        }
+    }
 }
 
 impl WindowSpec {
     /// Number of buckets in a full window.
     pub fn buckets(&self) -> usize {
         usize::try_from((self.length / self.step).max(1)).unwrap_or(usize::MAX)
+    }
+
+    /// Number of buckets an extended window may reach over (at least [`Self::buckets`]).
+    pub fn reach(&self) -> usize {
+        usize::try_from((self.extend / self.step).max(1)).unwrap_or(usize::MAX).max(self.buckets())
+    }
+
+    /// Whether windows reach back past `length` when short of events.
+    fn extends(&self) -> bool {
+        self.extend > self.length && self.need > 0
     }
 
     /// The bucket index holding event time `ts`.
@@ -56,7 +95,7 @@ pub struct Ring<A> {
 impl<A: Default + Merge + Clone> Ring<A> {
     /// A ring able to serve windows of `spec`, keeping `extra` more buckets of history.
     pub fn new(spec: WindowSpec, extra: usize) -> Self {
-        Ring { spec, buckets: VecDeque::new(), keep: spec.buckets() + extra }
+        Ring { spec, buckets: VecDeque::new(), keep: spec.reach() + extra }
     }
 
     /// The bucket for event time `ts`, created on demand.
@@ -98,6 +137,33 @@ impl<A: Default + Merge + Clone> Ring<A> {
         }
     }
 
+    /// [`Self::evict`] for windows that extend: beyond the last `length`, only the newest
+    /// buckets that later windows may still need to reach their minimum are kept.
+    pub fn evict_counted(&mut self, closed: i64, count: impl Fn(&A) -> u64) {
+        self.evict(closed);
+        if !self.spec.extends() {
+            return;
+        }
+        let extra = self.keep.saturating_sub(self.spec.reach()) as i64;
+        let time_first = closed - self.spec.buckets() as i64 + 1 - extra;
+        let need = self.spec.need.max(self.spec.min_count.unwrap_or(0));
+        let mut n = 0;
+        let mut keep_from = None;
+        for (pos, (i, a)) in self.buckets.iter().enumerate().rev() {
+            if *i > closed {
+                continue;
+            }
+            if *i < time_first && n >= need {
+                keep_from = Some(pos + 1);
+                break;
+            }
+            n += count(a);
+        }
+        if let Some(k) = keep_from {
+            self.buckets.drain(..k);
+        }
+    }
+
     /// Merge of the buckets with index in `from..=to`.
     pub fn sum(&self, from: i64, to: i64) -> A {
         let mut acc = A::default();
@@ -116,31 +182,47 @@ impl<A: Default + Merge + Clone> Ring<A> {
     /// returns the merged aggregate and the first bucket index it covers. For count-based
     /// windows, `count` tells how many events an aggregate holds.
     pub fn window(&self, last: i64, floor: i64, count: impl Fn(&A) -> u64) -> (A, i64) {
-        let span = self.spec.buckets() as i64;
-        let first = (last - span + 1).max(floor);
-        match self.spec.min_count {
-            None => (self.sum(first, last), first),
-            Some(min) => {
-                let mut acc = A::default();
-                let mut start = last;
-                let mut n = 0;
-                for (i, a) in self.buckets.iter().rev() {
-                    if *i > last {
-                        continue;
-                    }
-                    if *i < first {
-                        break;
-                    }
-                    acc.merge(a);
-                    start = *i;
-                    n += count(a);
-                    if n >= min {
-                        break;
-                    }
-                }
-                (acc, start)
+        let (acc, first, _) = self.extended_window(last, floor, count);
+        (acc, first)
+    }
+
+    /// [`Self::window`], reaching back up to `spec.extend` while the window holds fewer than
+    /// `spec.need` events; also tells how the start was found.
+    pub fn extended_window(&self, last: i64, floor: i64, count: impl Fn(&A) -> u64) -> (A, i64, Extent) {
+        let time_first = (last - self.spec.buckets() as i64 + 1).max(floor);
+        let reach_first =
+            if self.spec.extends() { (last - self.spec.reach() as i64 + 1).max(floor) } else { time_first };
+        let mut acc = A::default();
+        let mut start = last;
+        let mut n = 0;
+        let mut extended = false;
+        for (i, a) in self.buckets.iter().rev() {
+            if *i > last {
+                continue;
             }
+            if *i < reach_first {
+                break;
+            }
+            let base_done = *i < time_first || self.spec.min_count.is_some_and(|m| n >= m);
+            if base_done {
+                if n >= self.spec.need || !self.spec.extends() {
+                    break;
+                }
+                extended = true;
+            }
+            acc.merge(a);
+            start = *i;
+            n += count(a);
         }
+        let extent = match (extended, self.spec.min_count) {
+            (true, _) => Extent::Extended,
+            (false, Some(_)) => Extent::Count,
+            (false, None) => Extent::Time,
+        };
+        if extent == Extent::Time {
+            start = time_first;
+        }
+        (acc, start, extent)
     }
 
     /// Buckets currently held.
@@ -165,7 +247,7 @@ mod tests {
     use crate::stats::Traffic;
 
     fn spec() -> WindowSpec {
-        WindowSpec { length: 600_000, step: 60_000, min_count: None }
+        WindowSpec { length: 600_000, step: 60_000, min_count: None, extend: 0, need: 0 }
     }
 
     #[test]
@@ -197,8 +279,35 @@ mod tests {
     }
 
     #[test]
+    fn windows_short_of_the_minimum_extend_and_say_so() {
+        // 10 min windows needing 5 events, reaching back up to a day.
+        let s = WindowSpec { length: 600_000, step: 60_000, min_count: None, extend: 86_400_000, need: 5 };
+        let mut r: Ring<Traffic> = Ring::new(s, 1);
+        for m in [0, 100, 200, 300, 400, 500, 505, 507] {
+            r.at(m * 60_000).events += 1;
+        }
+        // At minute 507 the last 10 minutes hold 3 events: reach back to minute 300.
+        let (w, first, by) = r.extended_window(507, i64::MIN, |t| t.events);
+        assert_eq!((w.events, first, by), (5, 300, Extent::Extended));
+        // Never into the floor.
+        let (w, _, _) = r.extended_window(507, 450, |t| t.events);
+        assert_eq!(w.events, 3);
+        // Enough in the last 10 minutes: a time window.
+        for m in 508..512 {
+            r.at(m * 60_000).events += 1;
+        }
+        let (w, first, by) = r.extended_window(511, i64::MIN, |t| t.events);
+        assert_eq!((w.events, first, by), (6, 502, Extent::Time));
+        // Eviction keeps what later windows may need, and no more.
+        r.evict_counted(511, |t| t.events);
+        assert_eq!(r.iter().next().map(|(i, _)| *i), Some(505));
+        let (w, _, _) = r.extended_window(511, i64::MIN, |t| t.events);
+        assert_eq!(w.events, 6);
+    }
+
+    #[test]
     fn count_windows_reach_back_until_enough_events() {
-        let s = WindowSpec { length: 3_600_000, step: 60_000, min_count: Some(5) };
+        let s = WindowSpec { length: 3_600_000, step: 60_000, min_count: Some(5), extend: 0, need: 0 };
         let mut r: Ring<Traffic> = Ring::new(s, 0);
         for m in [0, 10, 20, 30, 40, 50] {
             r.at(m * 60_000).events += 2;

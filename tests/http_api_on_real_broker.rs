@@ -421,6 +421,7 @@ fn every_endpoint_answers_as_documented_on_a_running_service() {
     assert!(s.contains_key("driftwatch_target_labels_coverage_ratio"), "label coverage");
     assert!(s.contains_key("driftwatch_processing_rate_events_per_second"), "processing rate");
     assert!(s.contains_key("driftwatch_active_findings"), "findings");
+    assert!(s.contains_key("driftwatch_drift_type_mismatches_total"), "drift checks left out for a type mismatch");
 
     // ---- the shipped alerting rules are valid and use metrics that exist
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/driftwatch-alerts.yml");

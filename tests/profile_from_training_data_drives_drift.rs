@@ -545,3 +545,75 @@ fn a_profile_whose_prediction_type_differs_from_the_stream_is_reported_not_a_dri
     assert!(line.contains("another type than the reference") && line.ends_with("fraud 7: prediction"), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn task_flag_decides_classes_or_numbers_and_baseline_says_which_it_used() {
+    let dir = temp_dir("task");
+    // Classes written 0/1, as a CSV export writes them; `1.0` is class 1 too.
+    let mut text = String::from("amount,prediction,label\n");
+    for i in 0..100 {
+        let (p, l) = if i % 4 == 0 {
+            ("1.0", "1")
+        } else if i % 10 == 1 {
+            ("0", "1")
+        } else {
+            ("0", "0")
+        };
+        text.push_str(&format!("{}.5,{p},{l}\n", i % 30));
+    }
+    let input = dir.join("zero-one.csv");
+    std::fs::write(&input, text).expect("write");
+    let (input_s, profile) = (input.to_str().unwrap_or_default(), dir.join("p.arrow"));
+    let profile_s = profile.to_str().unwrap_or_default();
+
+    // --task classification: a classification profile with an accuracy.
+    let out = run_ok(&["baseline", "--input", input_s, "--out", profile_s, "--task", "classification"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\ntask: classification (given with --task)"), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let shown = String::from_utf8_lossy(&run_ok(&["baseline", "show", profile_s]).stdout).into_owned();
+    assert!(shown.contains("accuracy: 0.9000 (90 of 100 labelled rows)"), "{shown}");
+    assert!(shown.contains("task:     classification (given with --task)"), "{shown}");
+    let prediction = shown.lines().find(|l| l.starts_with("prediction ")).unwrap_or_default();
+    assert!(prediction.contains("categorical") && prediction.contains("0 75.0%, 1 25.0%"), "{shown}");
+
+    // No flag: inferred as numbers, said so, with a warning naming the flag (kept by --quiet).
+    let out = run_ok(&["baseline", "--input", input_s, "--out", profile_s]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\ntask: regression (inferred: `prediction` and `label` hold numbers)\n"), "{stderr}");
+    let warning = stderr.lines().find(|l| l.starts_with("warning: ")).unwrap_or_else(|| panic!("no warning: {stderr}"));
+    assert!(
+        warning.contains("2 distinct whole numbers (0 and 1)") && warning.contains("--task classification"),
+        "{warning}"
+    );
+    let quiet = run_ok(&["baseline", "--input", input_s, "--out", profile_s, "--quiet"]);
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr).trim_end(), warning);
+    let shown = String::from_utf8_lossy(&run_ok(&["baseline", "show", profile_s]).stdout).into_owned();
+    assert!(
+        shown.contains("MAE:") && shown.contains("task:     regression (inferred from the column types)"),
+        "{shown}"
+    );
+
+    // --task regression on class names: an error naming the file, the column and the row.
+    let strings = dir.join("strings.csv");
+    std::fs::write(&strings, "amount,prediction,label\n1.5,0.5,1\n2.5,0.25,fraud\n").expect("write");
+    let o =
+        run(&["baseline", "--input", strings.to_str().unwrap_or_default(), "--out", profile_s, "--task", "regression"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: column `label`: row 2 holds \"fraud\", not a number", strings.display())),
+        "{stderr}"
+    );
+
+    // A task that does not exist is refused, naming the flag and the choices.
+    let o = run(&["baseline", "--input", input_s, "--out", profile_s, "--task", "binary"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--task") && stderr.contains("classification or regression"), "{stderr}");
+
+    // The help says what the flag does.
+    let help = String::from_utf8_lossy(&run_ok(&["baseline", "--help"]).stdout).into_owned();
+    assert!(help.contains("--task <classification|regression>"), "{help}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -130,7 +130,7 @@ proptest! {
     fn merging_buckets_equals_aggregating_their_union(
         events in prop::collection::vec((0i64..600_000, any::<bool>(), 0.1f64..5_000.0, 0u8..4, any::<bool>()), 1..400),
     ) {
-        let spec = WindowSpec { length: 300_000, step: 60_000, min_count: None };
+        let spec = WindowSpec { length: 300_000, step: 60_000, min_count: None, extend: 0, need: 0 };
         let mut ring_t: Ring<Traffic> = Ring::new(spec, 10);
         let mut ring_l: Ring<Latency> = Ring::new(spec, 10);
         let mut ring_a: Ring<Accuracy> = Ring::new(spec, 10);

@@ -84,6 +84,28 @@ impl Docs {
     }
 }
 
+impl Docs {
+    /// The `extend` key of an error-rate or latency window, which is refused.
+    fn fixed(self, path: &str) -> Self {
+        self.unset(
+            &format!("{path}.extend"),
+            "\"0s\"",
+            "0s only: the drift and accuracy windows extend, this one does not (the error-rate test reads every \
+             second since the candidate started; latency compares the same buckets of both versions).",
+        )
+    }
+
+    /// The `extend` key of a drift or accuracy window.
+    fn extending(self, path: &str) -> Self {
+        self.unset(
+            &format!("{path}.extend"),
+            "\"60d\"",
+            "Reach back up to this long in all while the window holds fewer than the rule's minimum. Unset: \
+             `windows.extend`; 0s: never.",
+        )
+    }
+}
+
 /// Every key of [`Config`], described.
 fn docs() -> Docs {
     const RULE_WINDOW: [&str; 3] = ["\"30m\"", "\"1m\"", "5000"];
@@ -97,8 +119,10 @@ fn docs() -> Docs {
             "Event-time windows shared by every rule. Events go into buckets `step` wide; when the watermark \
              (newest event time minus `allowed_lateness`) passes the end of a bucket, the rules read their \
              window from the closed buckets. `[<rule>.window]` and `[[targets]]` override `length` and `step` \
-             key by key, and may set `count` for little traffic: then set `count` to at least the rule's \
-             `min_events` (`min_labels`) and `length` long enough to hold that many.",
+             key by key, and may set `count`: the newest buckets holding that many. A drift or accuracy window \
+             that holds fewer than its rule's `min_events` (`min_labels`) reaches further back, up to `extend`, \
+             until it does: slow targets are decided on without configuration, and the evidence says whether \
+             a window was cut by time, by count or extended.",
         )
         .key(
             "windows.length",
@@ -118,6 +142,11 @@ fn docs() -> Docs {
             "windows.max_future",
             "Events further ahead of the newest event seen than this are bad input (`future_timestamp`), so \
              one broken clock cannot fast-forward every window. At least 1s.",
+        )
+        .key(
+            "windows.extend",
+            "Drift and accuracy windows short of their rule's minimum reach back up to this long in all (e.g. a \
+             model serving one prediction every 10 minutes needs about 7 days for 1000 events). 0s: never.",
         )
         .table(
             "error_rate",
@@ -147,6 +176,7 @@ fn docs() -> Docs {
             "events",
             RULE_WINDOW,
         )
+        .fixed("error_rate.window")
         .table(
             "latency",
             "Latency rule → rollback: the candidate's latency quantile against the baseline's over the same span.",
@@ -162,6 +192,7 @@ fn docs() -> Docs {
             "latencies",
             RULE_WINDOW,
         )
+        .fixed("latency.window")
         .table("accuracy", "Accuracy rules from late labels → rollback, review or retrain.")
         .key("accuracy.enabled", "Rule on/off.")
         .key(
@@ -198,6 +229,7 @@ fn docs() -> Docs {
             "labels",
             RULE_WINDOW,
         )
+        .extending("accuracy.window")
         .table(
             "drift",
             "Drift rule → retrain: PSI of each feature and of the predictions against the reference (the \
@@ -224,6 +256,7 @@ fn docs() -> Docs {
             "events",
             RULE_WINDOW,
         )
+        .extending("drift.window")
         .table("retrain", "Retrain commands.")
         .key("retrain.cooldown", "At most one retrain per model version per this much event time.")
         .key(
@@ -269,10 +302,15 @@ fn docs() -> Docs {
         .unset("targets.kind", "\"model\"", "`app` or `model`.")
         .unset("targets.name", "\"churn\"", "App or model name.")
         .window("targets.window", "Window of every rule of this target.", EVERY_RULE, TARGET_WINDOW)
+        .extending("targets.window")
         .window("targets.error_rate_window", "Window of the error-rate rule of this target.", "events", TARGET_WINDOW)
+        .fixed("targets.error_rate_window")
         .window("targets.latency_window", "Window of the latency rule of this target.", "latencies", TARGET_WINDOW)
+        .fixed("targets.latency_window")
         .window("targets.accuracy_window", "Window of the accuracy rule of this target.", "labels", TARGET_WINDOW)
+        .extending("targets.accuracy_window")
         .window("targets.drift_window", "Window of the drift rule of this target.", "events", TARGET_WINDOW)
+        .extending("targets.drift_window")
         .array(
             "profiles",
             "Reference profiles (`driftwatch baseline`), one table each: the drift reference, and the accuracy \

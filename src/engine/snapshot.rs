@@ -110,6 +110,7 @@ struct MetaOut<'a> {
     format: u32,
     watermark: Millis,
     max_ts: Option<Millis>,
+    newest_event: Option<Millis>,
     next_gen: u32,
     next_sweep: Millis,
     counters: &'a Counters,
@@ -127,6 +128,8 @@ struct MetaIn {
     format: u32,
     watermark: Millis,
     max_ts: Option<Millis>,
+    #[serde(default)]
+    newest_event: Option<Millis>,
     next_gen: u32,
     next_sweep: Millis,
     counters: Counters,
@@ -218,6 +221,7 @@ impl Engine {
             format: FORMAT,
             watermark: self.watermark,
             max_ts: self.max_ts,
+            newest_event: self.newest_event,
             next_gen: self.next_gen,
             next_sweep: self.next_sweep,
             counters: &self.counters,
@@ -318,6 +322,7 @@ impl Engine {
                 check_format(key.clone(), m.format)?;
                 e.watermark = m.watermark;
                 e.max_ts = m.max_ts;
+                e.newest_event = m.newest_event.or(m.max_ts);
                 e.next_gen = m.next_gen;
                 e.next_sweep = m.next_sweep;
                 e.counters = m.counters;

@@ -75,7 +75,7 @@ pub fn render(v: &View) -> Rendered {
         .map(|t| format!("kind=\"{}\",name=\"{}\",version=\"{}\"", t.kind.as_str(), esc(&t.name), esc(&t.version)))
         .collect();
 
-    let scalars: [(&str, &str, &str, Option<f64>); 17] = [
+    let scalars: [(&str, &str, &str, Option<f64>); 18] = [
         (
             "driftwatch_up",
             "gauge",
@@ -137,6 +137,12 @@ pub fn render(v: &View) -> Rendered {
             "counter",
             "Events dropped because limits.max_targets was reached.",
             Some(v.counters.dropped_over_target_limit as f64),
+        ),
+        (
+            "driftwatch_drift_type_mismatches_total",
+            "counter",
+            "Features (and predictions) left out of a drift check because their values are of another type than the reference's (numbers against categories), one per feature and check.",
+            Some(v.counters.drift_type_mismatches as f64),
         ),
         (
             "driftwatch_labels_matched_total",
@@ -314,4 +320,29 @@ pub fn render(v: &View) -> Rendered {
         Err(_) => Bytes::new(),
     };
     Rendered { text, gzip }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the unlabelled sample `name`, with its HELP and TYPE lines checked.
+    fn counter(text: &str, name: &str) -> Option<f64> {
+        assert!(text.contains(&format!("\n# HELP {name} ")), "no HELP for {name}:\n{text}");
+        assert!(text.contains(&format!("\n# TYPE {name} counter\n")), "{name} is not a counter:\n{text}");
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn engine_counters_are_exported_as_counters() {
+        let mut v = View::default();
+        v.counters.late_events = 4;
+        v.counters.dropped_over_target_limit = 2;
+        v.counters.drift_type_mismatches = 3;
+        let r = render(&v);
+        let text = std::str::from_utf8(&r.text).expect("UTF-8");
+        assert_eq!(counter(text, "driftwatch_late_events_total"), Some(4.0));
+        assert_eq!(counter(text, "driftwatch_events_dropped_total"), Some(2.0));
+        assert_eq!(counter(text, "driftwatch_drift_type_mismatches_total"), Some(3.0));
+    }
 }
