@@ -294,6 +294,10 @@ struct Part {
     paused: bool,
     /// The offset after the last message queued, or where reading started.
     fetched: Option<i64>,
+    /// Quiet for `idle_timeout` without being read to its end: when the broker was last asked
+    /// for its end, and whether the merge may pass it by (only when the broker did not say).
+    checked: Option<Instant>,
+    passable: bool,
 }
 
 /// A batch kept until each of its messages is ingested.
@@ -362,6 +366,8 @@ impl Inputs {
                 last_seen: now,
                 paused: false,
                 fetched: *start,
+                checked: None,
+                passable: false,
             })
             .collect();
         self.first_seq += self.held.len() as u64;
@@ -387,6 +393,8 @@ impl Inputs {
                     last_seen: Instant::now(),
                     paused: false,
                     fetched: None,
+                    checked: None,
+                    passable: false,
                 });
                 self.parts.len() - 1
             }
@@ -424,6 +432,8 @@ impl Inputs {
                     p.at_end_since = None;
                     p.last_seen = now;
                     p.fetched = Some(*offset + 1);
+                    p.checked = None;
+                    p.passable = false;
                     event += 1;
                     left += 1;
                 }
@@ -475,7 +485,7 @@ impl Inputs {
             let (idle_after, wait_at_end) = (self.idle_after, self.wait_at_end);
             let heads = self.parts.iter_mut().map(|p| match p.queue.front() {
                 Some(q) => Head::Ready(q.ts),
-                None if now.duration_since(p.last_seen) >= idle_after => Head::Done,
+                None if now.duration_since(p.last_seen) >= idle_after && (p.at_end || p.passable) => Head::Done,
                 None if p.at_end => {
                     // Read to its end is not enough at once: a moment later the partition may
                     // receive records older than the other partitions' (see `crate::merge`).
@@ -538,6 +548,50 @@ impl Inputs {
             }
         }
         Ok(n)
+    }
+
+    /// Asks the broker about partitions quiet for `idle_timeout` and not read to their end
+    /// (once per `idle_timeout` each). One with records left to fetch holds the merge however
+    /// long fetching takes (a slow fetch must not make its records late; Kafka Streams waits on
+    /// a partition with known lag the same way); one read to its end is marked so (its end may
+    /// have gone unreported); one the broker does not answer for is passed by, with a warning.
+    pub(super) fn check_quiet(&mut self, consumer: &BaseConsumer<Ctx>, now: Instant) {
+        let idle_after = self.idle_after;
+        for p in &mut self.parts {
+            let quiet = now.duration_since(p.last_seen);
+            if !p.queue.is_empty() || p.at_end || p.passable || quiet < idle_after {
+                continue;
+            }
+            if p.checked.is_some_and(|c| now.duration_since(c) < idle_after) {
+                continue;
+            }
+            p.checked = Some(now);
+            match consumer.fetch_watermarks(&p.topic, p.partition, StdDuration::from_secs(2)) {
+                Ok((low, high)) => {
+                    let at = p.fetched.unwrap_or(low);
+                    if at >= high {
+                        p.at_end = true;
+                    } else {
+                        warn!(
+                            "{}/{}: {} records not fetched after {:.1}s without input; the merge waits for them",
+                            p.topic,
+                            p.partition,
+                            high - at,
+                            quiet.as_secs_f64()
+                        );
+                    }
+                }
+                Err(e) => {
+                    warn!(
+                        "{}/{}: no input for {:.1}s and its end unknown ({e}); passed by, its next records may be late",
+                        p.topic,
+                        p.partition,
+                        quiet.as_secs_f64()
+                    );
+                    p.passable = true;
+                }
+            }
+        }
     }
 
     /// Pauses partitions that run ahead while the merge waits for another, and resumes them

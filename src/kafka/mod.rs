@@ -131,8 +131,8 @@ pub struct KafkaConfig {
     /// How long an input partition read to its end holds back the other partitions' records
     /// newer than its own (Kafka Streams' `max.task.idle.ms`). Partitions merge by event time;
     /// one that receives records again within this time gives the order `replay` gives, one
-    /// quiet for longer is passed by and its next records may arrive late. A partition with no
-    /// message for `idle_timeout` is passed by anyway.
+    /// quiet for longer is passed by and its next records may arrive late. A partition not read
+    /// to its end holds the merge while the broker says it has records left to fetch.
     pub partition_wait: Duration,
     /// Create missing topics at start-up.
     pub create_topics: bool,
@@ -970,6 +970,7 @@ fn process(
                 }
             }
         }
+        inputs.check_quiet(consumer, now);
         let ingested = inputs.drain(&mut engine, now, &mut freed, |engine, record| {
             ingest_record(record, engine, &mut sources, stats, producer, k)
         })?;
