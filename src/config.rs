@@ -181,7 +181,7 @@ impl Default for WindowsConfig {
             step: Duration(60_000),
             allowed_lateness: Duration(30_000),
             max_future: Duration(3_600_000),
-            extend: Duration(30 * 86_400_000),
+            extend: Duration(60 * 86_400_000),
         }
     }
 }
@@ -264,10 +264,15 @@ pub struct AccuracyConfig {
     /// Confident drop of at least this much (0.05 = 5 points) → rollback (or retrain when the
     /// comparison is with the version's own reference).
     pub rollback_drop: f64,
-    /// Confident drop of at least this much, with the estimate inside the band → review.
+    /// A drop shown (its lower confidence bound above zero) and estimated at least this much,
+    /// and below `rollback_drop` → review.
     pub review_drop: f64,
     /// Labels needed on each side.
     pub min_labels: u64,
+    /// Against its own reference, a version's window is also read reaching back (within the
+    /// window's `extend`) until it holds this many labels: losses too small for a window of
+    /// `min_labels` are shown on it.
+    pub long_window_labels: u64,
     /// Roll back when accuracy is confidently below this (no default).
     pub min_accuracy: Option<f64>,
     /// Window for the comparison of a version with its own reference period.
@@ -291,6 +296,7 @@ impl Default for AccuracyConfig {
             rollback_drop: 0.05,
             review_drop: 0.01,
             min_labels: 300,
+            long_window_labels: 5_000,
             min_accuracy: None,
             window: WindowConfig::default(),
             max_pending: 500_000,
@@ -620,6 +626,9 @@ impl Config {
         if a.min_labels == 0 {
             return Err(invalid("accuracy.min_labels", "must be ≥ 1"));
         }
+        if a.long_window_labels < a.min_labels {
+            return Err(invalid("accuracy.long_window_labels", "must be at least accuracy.min_labels"));
+        }
         if a.max_pending == 0 {
             return Err(invalid("accuracy.max_pending", "must be ≥ 1"));
         }
@@ -709,7 +718,10 @@ impl Config {
         TargetWindows {
             error_rate: fixed(pick(self.error_rate.window, ov.map(|t| t.error_rate_window))),
             latency: fixed(pick(self.latency.window, ov.map(|t| t.latency_window))),
-            accuracy: needs(pick(self.accuracy.window, ov.map(|t| t.accuracy_window)), self.accuracy.min_labels),
+            accuracy: needs(
+                pick(self.accuracy.window, ov.map(|t| t.accuracy_window)),
+                self.accuracy.long_window_labels.max(self.accuracy.min_labels),
+            ),
             drift: needs(pick(self.drift.window, ov.map(|t| t.drift_window)), self.drift.min_events),
         }
     }

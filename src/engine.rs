@@ -18,7 +18,7 @@ use serde_json::json;
 use smallvec::SmallVec;
 
 use crate::command::{Command, CommandKind, Reason, TargetRef};
-use crate::config::{Config, Kind, TargetWindows};
+use crate::config::{AccuracyConfig, Config, Kind, TargetWindows};
 use crate::detect::{beta_binomial_cs, geometric_grid, kl_bounds, one_sample_log_e_value, RatioLikelihood};
 use crate::event::{BadInput, BadReason, Event, EventType, FeatureValue, Outcome};
 use crate::labels::{JoinCounters, Joined, LabelJoin, PendingPrediction, Value};
@@ -1499,13 +1499,13 @@ impl Engine {
         if cand.labelled < acfg.min_labels || base.labelled < acfg.min_labels {
             return;
         }
-        let AccuracyGap { base: (bl, bu), cand: (cl, cu), drop, drop_lower, .. } =
-            AccuracyGap::of(&base, &cand, acfg.alpha);
+        let gap = AccuracyGap::of(&base, &cand, acfg.alpha);
+        let AccuracyGap { base: (bl, bu), cand: (cl, cu), drop, drop_lower, .. } = gap;
         let (ca, ba) = (cand.accuracy().unwrap_or(0.0), base.accuracy().unwrap_or(0.0));
         let below_floor = acfg.min_accuracy.is_some_and(|m| cu < m);
         let command = if drop_lower >= acfg.rollback_drop || below_floor {
             CommandKind::Rollback
-        } else if drop_lower >= acfg.review_drop && drop < acfg.rollback_drop && !t.latch.reviewed {
+        } else if gap.shows_review(&acfg) && !t.latch.reviewed {
             CommandKind::Review
         } else {
             return;
@@ -1515,7 +1515,7 @@ impl Engine {
             "method": "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm",
             "statistic": "accuracy_drop_lower_bound",
             "value": drop_lower,
-            "threshold": if command == CommandKind::Rollback { acfg.rollback_drop } else { acfg.review_drop },
+            "threshold": if command == CommandKind::Rollback { acfg.rollback_drop } else { 0.0 },
             "alpha": acfg.alpha,
             "review_band": [acfg.review_drop, acfg.rollback_drop],
             "min_accuracy": acfg.min_accuracy,
@@ -1666,8 +1666,25 @@ impl Engine {
                         }
                     }
                     _ => {
+                        let frozen = t.latch.reviewed || t.latch.accuracy_episode.is_some();
                         if let Some(m) = t.model.as_mut() {
-                            m.accuracy.evict_counted(closed, |a| a.labelled + a.numeric);
+                            // The own reference grows by every bucket leaving the current
+                            // window until a loss is decided on: the longer the history, the
+                            // narrower its interval, and smaller losses become visible.
+                            let mut grow =
+                                m.accuracy_reference.as_mut().filter(|(_, rs, _)| *rs != i64::MIN && !frozen);
+                            m.accuracy.evict_counted_into(
+                                closed,
+                                |a| a.labelled + a.numeric,
+                                |i, a| {
+                                    if let Some((r, _, re)) = grow.as_mut() {
+                                        if i > *re {
+                                            r.merge(a);
+                                            *re = i;
+                                        }
+                                    }
+                                },
+                            );
                         }
                     }
                 }
@@ -1816,8 +1833,11 @@ impl Engine {
         }
         m.last_drift = drift;
         if drifted.is_empty() {
-            // A full window without drift ends the episode.
-            t.latch.drift_episode = None;
+            // A window clear of drift ends the episode: every feature below half the threshold,
+            // so a shift hovering about the threshold as it fills the window is one episode.
+            if m.last_drift.iter().all(|d| d.value < dcfg.psi_threshold / 2.0) {
+                t.latch.drift_episode = None;
+            }
             return;
         }
         let decided_at = spec.bucket_start(idx + 1);
@@ -1894,20 +1914,41 @@ impl Engine {
             return;
         }
         let floor = m.accuracy_reference.map_or(i64::MIN, |(_, _, end)| end + 1);
-        let (window, first, extent) = m.accuracy.extended_window(idx, floor, |a| a.labelled);
-        if window.labelled < acfg.min_labels {
+        let short = m.accuracy.extended_window_to(idx, floor, acfg.min_labels, |a| a.labelled);
+        if short.0.labelled < acfg.min_labels {
             return;
         }
         let Some((reference, rs, re)) = m.accuracy_reference else {
-            m.accuracy_reference = Some((window, first, idx));
+            m.accuracy_reference = Some((short.0, short.1, idx));
             return;
         };
+        // The window of `min_labels` shows large losses soon; the long one small losses. Read
+        // both, each at alpha/2, and act on the graver verdict (the short one on a tie).
+        let long = m.accuracy.extended_window(idx, floor, |a| a.labelled);
+        let windows = if long.0.labelled > short.0.labelled { vec![short, long] } else { vec![short] };
+        let alpha = acfg.alpha / windows.len() as f64;
+        let judged: Vec<(AccuracyGap, u8)> = windows
+            .iter()
+            .map(|(w, _, _)| {
+                let gap = AccuracyGap::of(&reference, w, alpha);
+                let grade = if acfg.min_accuracy.is_some_and(|mn| gap.cand.1 < mn) {
+                    3
+                } else if gap.drop_lower >= acfg.rollback_drop {
+                    2
+                } else {
+                    u8::from(gap.shows_review(&acfg))
+                };
+                (gap, grade)
+            })
+            .collect();
+        let pick = (0..judged.len()).fold(0, |best, i| if judged[i].1 > judged[best].1 { i } else { best });
+        let (window, first, extent) = windows[pick];
         let decided_at = spec.bucket_start(idx + 1);
-        let AccuracyGap { base: (rl, ru), cand: (cl, cu), drop, drop_lower, .. } =
-            AccuracyGap::of(&reference, &window, acfg.alpha);
-        m.last_accuracy_drop = Some(drop_lower);
-        let below_floor = acfg.min_accuracy.is_some_and(|mn| cu < mn);
-        if drop_lower < acfg.rollback_drop {
+        let AccuracyGap { base: (rl, ru), cand: (cl, cu), drop, drop_lower, .. } = judged[pick].0;
+        let grade = judged[pick].1;
+        m.last_accuracy_drop = judged.iter().map(|(g, _)| g.drop_lower).reduce(f64::max);
+        let below_floor = grade == 3;
+        if grade < 2 {
             // A full window without the loss ends the episode.
             t.latch.accuracy_episode = None;
         }
@@ -1924,24 +1965,25 @@ impl Engine {
             t.latch.accuracy_episode = Some(episode);
             episode_json = why;
             CommandKind::Retrain
-        } else if drop_lower >= acfg.review_drop && drop < acfg.rollback_drop && !t.latch.reviewed {
+        } else if grade == 1 && !t.latch.reviewed {
             CommandKind::Review
         } else {
             return;
         };
         let evidence = json!({
             "test": "accuracy_vs_reference",
-            "method": "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else its first window with enough labels",
+            "method": "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else the version's labels before the current window (from its first window with enough labels, growing until a loss is shown)",
             "statistic": "accuracy_drop_lower_bound",
             "value": drop_lower,
-            "threshold": if command == CommandKind::Review { acfg.review_drop } else { acfg.rollback_drop },
-            "alpha": acfg.alpha,
+            "threshold": if command == CommandKind::Review { 0.0 } else { acfg.rollback_drop },
+            "alpha": alpha,
+            "windows_compared": windows.len(),
             "review_band": [acfg.review_drop, acfg.rollback_drop],
             "min_accuracy": acfg.min_accuracy,
             "below_min_accuracy": below_floor,
             "accuracy_drop": drop,
             "current": {"labelled": window.labelled, "correct": window.correct, "accuracy": window.accuracy(), "confidence_interval": [cl, cu], "mae": window.mae()},
-            "reference": {"labelled": reference.labelled, "correct": reference.correct, "accuracy": reference.accuracy(), "confidence_interval": [rl, ru], "window": (rs != i64::MIN).then(|| window_json(spec.bucket_start(rs), spec.bucket_start(re + 1))), "source": if rs == i64::MIN { "profile" } else { "first_window" }},
+            "reference": {"labelled": reference.labelled, "correct": reference.correct, "accuracy": reference.accuracy(), "confidence_interval": [rl, ru], "window": (rs != i64::MIN).then(|| window_json(spec.bucket_start(rs), spec.bucket_start(re + 1))), "source": if rs == i64::MIN { "profile" } else { "own_labels" }},
             "window": window_json_by(spec.bucket_start(first), decided_at, extent),
         });
         let mut evidence = evidence;
@@ -2025,6 +2067,7 @@ impl Engine {
 
 /// A candidate's accuracy against a baseline's (or a reference's): each arm's anytime-valid
 /// confidence interval (Beta-binomial mixture, alpha/2 per arm) and the drop between them.
+#[derive(Debug, Clone, Copy)]
 struct AccuracyGap {
     base: (f64, f64),
     cand: (f64, f64),
@@ -2046,6 +2089,12 @@ impl AccuracyGap {
             drop_lower: bl - cu,
             drop_upper: bu - cl,
         }
+    }
+
+    /// A review's evidence: the drop is shown (its lower bound above zero), estimated at least
+    /// `review_drop` — real and large enough to matter — and below `rollback_drop`.
+    fn shows_review(&self, acfg: &AccuracyConfig) -> bool {
+        self.drop_lower > 0.0 && self.drop >= acfg.review_drop && self.drop < acfg.rollback_drop
     }
 }
 

@@ -131,16 +131,27 @@ impl<A: Default + Merge + Clone> Ring<A> {
 
     /// Drops buckets too old to be part of any window ending at bucket `closed` (inclusive).
     pub fn evict(&mut self, closed: i64) {
+        self.evict_into(closed, &mut |_, _| ());
+    }
+
+    fn evict_into(&mut self, closed: i64, gone: &mut impl FnMut(i64, &A)) {
         let oldest = closed - self.keep as i64 + 1;
         while matches!(self.buckets.front(), Some(&(i, _)) if i < oldest) {
-            self.buckets.pop_front();
+            if let Some((i, a)) = self.buckets.pop_front() {
+                gone(i, &a);
+            }
         }
     }
 
     /// [`Self::evict`] for windows that extend: beyond the last `length`, only the newest
     /// buckets that later windows may still need to reach their minimum are kept.
     pub fn evict_counted(&mut self, closed: i64, count: impl Fn(&A) -> u64) {
-        self.evict(closed);
+        self.evict_counted_into(closed, count, |_, _| ());
+    }
+
+    /// [`Self::evict_counted`], handing each bucket dropped to `gone` (oldest first).
+    pub fn evict_counted_into(&mut self, closed: i64, count: impl Fn(&A) -> u64, mut gone: impl FnMut(i64, &A)) {
+        self.evict_into(closed, &mut gone);
         if !self.spec.extends() {
             return;
         }
@@ -160,7 +171,9 @@ impl<A: Default + Merge + Clone> Ring<A> {
             n += count(a);
         }
         if let Some(k) = keep_from {
-            self.buckets.drain(..k);
+            for (i, a) in self.buckets.drain(..k) {
+                gone(i, &a);
+            }
         }
     }
 
@@ -189,6 +202,12 @@ impl<A: Default + Merge + Clone> Ring<A> {
     /// [`Self::window`], reaching back up to `spec.extend` while the window holds fewer than
     /// `spec.need` events; also tells how the start was found.
     pub fn extended_window(&self, last: i64, floor: i64, count: impl Fn(&A) -> u64) -> (A, i64, Extent) {
+        self.extended_window_to(last, floor, self.spec.need, count)
+    }
+
+    /// [`Self::extended_window`] reaching back for `need` events (at most `spec.need` are kept
+    /// beyond the window's length).
+    pub fn extended_window_to(&self, last: i64, floor: i64, need: u64, count: impl Fn(&A) -> u64) -> (A, i64, Extent) {
         let time_first = (last - self.spec.buckets() as i64 + 1).max(floor);
         let reach_first =
             if self.spec.extends() { (last - self.spec.reach() as i64 + 1).max(floor) } else { time_first };
@@ -205,7 +224,7 @@ impl<A: Default + Merge + Clone> Ring<A> {
             }
             let base_done = *i < time_first || self.spec.min_count.is_some_and(|m| n >= m);
             if base_done {
-                if n >= self.spec.need || !self.spec.extends() {
+                if n >= need || !self.spec.extends() {
                     break;
                 }
                 extended = true;

@@ -5,8 +5,9 @@
 //!   a single version as accurate as its own warm-up reference (20 predictions/s, 2 h), get an
 //!   accuracy command (review, rollback or retrain) in at most 1% of 200 runs each.
 //! * Delays: how many labels, and how much event time, a canary 3 or 10 points less accurate
-//!   than its baseline, and a version that loses 3 points against its own reference, take to be
-//!   reviewed or rolled back, at several label rates.
+//!   than its baseline, and a version that loses 3 points against its own reference (all of its
+//!   labels before the current window), take to be reviewed or rolled back, at several label
+//!   rates.
 
 use driftwatch::command::{Command, CommandKind, Reason};
 use driftwatch::config::Config;
@@ -237,7 +238,7 @@ fn a_canary_three_points_less_accurate_is_reviewed() {
         what: "canary 87% vs 90% (25% of traffic)",
         make: |per_min| canary(10 * MIN + 6 * 60 * MIN, per_min / 60.0 * 4.0, 0.25, 0.87),
         expected: CommandKind::Review,
-        rates: vec![(120.0, Some((12_500.0, 105.0))), (600.0, Some((13_000.0, 25.0))), (3000.0, Some((12_000.0, 6.5)))],
+        rates: vec![(120.0, Some((5_000.0, 45.0))), (600.0, Some((5_000.0, 11.0))), (3000.0, Some((5_000.0, 4.0)))],
     };
     measure(&setting, 1..41);
 }
@@ -259,9 +260,9 @@ fn a_version_losing_three_points_against_its_reference_is_reviewed() {
         what: "own reference 90% -> 87% at 30 min",
         make: |per_min| own_reference(30 * MIN + 2 * 60 * MIN, per_min / 60.0, 30 * MIN, 0.87),
         expected: CommandKind::Review,
-        // The reference is the version's first window with `min_labels` labels: its confidence
-        // interval alone is wider than a 3-point loss, whatever the label rate.
-        rates: vec![(600.0, None), (3000.0, None), (12000.0, None)],
+        // The reference is all of the version's labels before its window (18,000 and more at
+        // the shift): the loss shows once the 10-minute window is mostly after it.
+        rates: vec![(600.0, Some((9_000.0, 15.0))), (3000.0, Some((27_000.0, 9.0))), (12000.0, Some((85_000.0, 7.5)))],
     };
     measure(&setting, 1..11);
 }

@@ -207,10 +207,16 @@ fn docs() -> Docs {
         )
         .key(
             "accuracy.review_drop",
-            "A confident drop of at least this much, with the estimated drop below `rollback_drop` → review. \
-             Smaller than `rollback_drop`.",
+            "A drop shown (its lower confidence bound above 0) and estimated at least this much, and below \
+             `rollback_drop` → review: real and large enough to matter. Smaller than `rollback_drop`.",
         )
         .key("accuracy.min_labels", "Labels needed on each side.")
+        .key(
+            "accuracy.long_window_labels",
+            "Against its own reference, a version's window is also read reaching back (within `accuracy.window`'s \
+             `extend`) until it holds this many labels, for losses too small to show on `min_labels`; both \
+             windows are then judged at alpha/2.",
+        )
         .unset("accuracy.min_accuracy", "0.9", "Roll back when accuracy is confidently below this. Unset: no floor.")
         .key(
             "accuracy.max_pending",
@@ -224,8 +230,9 @@ fn docs() -> Docs {
         )
         .window(
             "accuracy.window",
-            "Window a version is compared with its own reference in: the accuracy in its profile, else its first \
-             window with `min_labels` labels (later windows start after it). Unset keys come from `[windows]`.",
+            "Window a version is compared with its own reference in: the accuracy in its profile, else its labels \
+             before the window (from its first window with `min_labels` labels, growing by every bucket leaving \
+             the window until a loss is shown). Unset keys come from `[windows]`.",
             "labels",
             RULE_WINDOW,
         )
