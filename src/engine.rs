@@ -1972,7 +1972,7 @@ impl Engine {
         };
         let evidence = json!({
             "test": "accuracy_vs_reference",
-            "method": "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else the version's labels before the current window (from its first window with enough labels, growing until a loss is shown)",
+            "method": "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else the version's labels before the current window (from its first window with enough labels, growing until a loss is decided on)",
             "statistic": "accuracy_drop_lower_bound",
             "value": drop_lower,
             "threshold": if command == CommandKind::Review { 0.0 } else { acfg.rollback_drop },

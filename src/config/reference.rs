@@ -232,7 +232,7 @@ fn docs() -> Docs {
             "accuracy.window",
             "Window a version is compared with its own reference in: the accuracy in its profile, else its labels \
              before the window (from its first window with `min_labels` labels, growing by every bucket leaving \
-             the window until a loss is shown). Unset keys come from `[windows]`.",
+             the window until a loss is decided on). Unset keys come from `[windows]`.",
             "labels",
             RULE_WINDOW,
         )
