@@ -1502,10 +1502,11 @@ impl Engine {
         let gap = AccuracyGap::of(&base, &cand, acfg.alpha);
         let AccuracyGap { base: (bl, bu), cand: (cl, cu), drop, drop_lower, .. } = gap;
         let (ca, ba) = (cand.accuracy().unwrap_or(0.0), base.accuracy().unwrap_or(0.0));
-        let below_floor = acfg.min_accuracy.is_some_and(|m| cu < m);
-        let command = if drop_lower >= acfg.rollback_drop || below_floor {
+        let verdict = gap.verdict(&acfg);
+        let below_floor = verdict == Verdict::BelowFloor;
+        let command = if verdict >= Verdict::Loss {
             CommandKind::Rollback
-        } else if gap.shows_review(&acfg) && !t.latch.reviewed {
+        } else if verdict == Verdict::Review && !t.latch.reviewed {
             CommandKind::Review
         } else {
             return;
@@ -1925,37 +1926,30 @@ impl Engine {
         // The window of `min_labels` shows large losses soon; the long one small losses. Read
         // both, each at alpha/2, and act on the graver verdict (the short one on a tie).
         let long = m.accuracy.extended_window(idx, floor, |a| a.labelled);
-        let windows = if long.0.labelled > short.0.labelled { vec![short, long] } else { vec![short] };
+        let both = [short, long];
+        let windows = if long.0.labelled > short.0.labelled { &both[..] } else { &both[..1] };
         let alpha = acfg.alpha / windows.len() as f64;
-        let judged: Vec<(AccuracyGap, u8)> = windows
+        let judged: SmallVec<[(AccuracyGap, Verdict); 2]> = windows
             .iter()
             .map(|(w, _, _)| {
                 let gap = AccuracyGap::of(&reference, w, alpha);
-                let grade = if acfg.min_accuracy.is_some_and(|mn| gap.cand.1 < mn) {
-                    3
-                } else if gap.drop_lower >= acfg.rollback_drop {
-                    2
-                } else {
-                    u8::from(gap.shows_review(&acfg))
-                };
-                (gap, grade)
+                (gap, gap.verdict(&acfg))
             })
             .collect();
         let pick = (0..judged.len()).fold(0, |best, i| if judged[i].1 > judged[best].1 { i } else { best });
         let (window, first, extent) = windows[pick];
         let decided_at = spec.bucket_start(idx + 1);
-        let AccuracyGap { base: (rl, ru), cand: (cl, cu), drop, drop_lower, .. } = judged[pick].0;
-        let grade = judged[pick].1;
+        let (AccuracyGap { base: (rl, ru), cand: (cl, cu), drop, drop_lower, .. }, verdict) = judged[pick];
         m.last_accuracy_drop = judged.iter().map(|(g, _)| g.drop_lower).reduce(f64::max);
-        let below_floor = grade == 3;
-        if grade < 2 {
+        let below_floor = verdict == Verdict::BelowFloor;
+        if verdict < Verdict::Loss {
             // A full window without the loss ends the episode.
             t.latch.accuracy_episode = None;
         }
         let mut episode_json = serde_json::Value::Null;
         let command = if below_floor {
             CommandKind::Rollback
-        } else if drop_lower >= acfg.rollback_drop {
+        } else if verdict == Verdict::Loss {
             if t.latch.last_retrain.is_some_and(|l| decided_at - l < cooldown) {
                 return;
             }
@@ -1965,7 +1959,7 @@ impl Engine {
             t.latch.accuracy_episode = Some(episode);
             episode_json = why;
             CommandKind::Retrain
-        } else if grade == 1 && !t.latch.reviewed {
+        } else if verdict == Verdict::Review && !t.latch.reviewed {
             CommandKind::Review
         } else {
             return;
@@ -2091,11 +2085,29 @@ impl AccuracyGap {
         }
     }
 
-    /// A review's evidence: the drop is shown (its lower bound above zero), estimated at least
-    /// `review_drop` — real and large enough to matter — and below `rollback_drop`.
-    fn shows_review(&self, acfg: &AccuracyConfig) -> bool {
-        self.drop_lower > 0.0 && self.drop >= acfg.review_drop && self.drop < acfg.rollback_drop
+    /// What the gap calls for, gravest first: accuracy confidently below `min_accuracy`; a
+    /// drop confidently of `rollback_drop` or more; a review's evidence — the drop shown (its
+    /// lower bound above zero) and estimated inside the band, real and large enough to matter.
+    fn verdict(&self, acfg: &AccuracyConfig) -> Verdict {
+        if acfg.min_accuracy.is_some_and(|m| self.cand.1 < m) {
+            Verdict::BelowFloor
+        } else if self.drop_lower >= acfg.rollback_drop {
+            Verdict::Loss
+        } else if self.drop_lower > 0.0 && self.drop >= acfg.review_drop && self.drop < acfg.rollback_drop {
+            Verdict::Review
+        } else {
+            Verdict::Nothing
+        }
     }
+}
+
+/// An accuracy comparison's outcome, ordered by gravity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Verdict {
+    Nothing,
+    Review,
+    Loss,
+    BelowFloor,
 }
 
 /// What a candidate's accuracy says about promoting it.
