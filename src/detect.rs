@@ -97,11 +97,12 @@ impl RatioLikelihood {
     }
 
     /// Adds one tick: traffic served by each arm (errors included) and errors of each arm.
-    pub fn update(&mut self, cand_events: u64, base_events: u64, cand_errors: u64, base_errors: u64) {
+    /// Returns whether the likelihood changed (a tick without errors leaves it as it was).
+    pub fn update(&mut self, cand_events: u64, base_events: u64, cand_errors: u64, base_errors: u64) -> bool {
         let x = cand_errors + base_errors;
         if x == 0 || cand_events == 0 || base_events == 0 {
             // No error, or only one arm served: the tick carries no information on r.
-            return;
+            return false;
         }
         let rho = cand_events as f64 / (cand_events + base_events) as f64;
         self.candidate_errors += cand_errors;
@@ -110,6 +111,7 @@ impl RatioLikelihood {
         for (s, r) in self.sums.iter_mut().zip(&self.ratios) {
             *s += xf * (rho * (r - 1.0)).ln_1p();
         }
+        true
     }
 
     /// `ℓ(r_k)`.

@@ -29,6 +29,7 @@ use crate::window::{Extent, Ring};
 
 mod pairing;
 pub mod snapshot;
+mod timers;
 
 pub use pairing::PairCounters;
 
@@ -364,7 +365,7 @@ pub struct Engine {
     groups: Vec<Option<Group>>,
     group_index: FxHashMap<(Kind, Box<str>), u32>,
     free_groups: Vec<u32>,
-    tick_queue: BTreeSet<(i64, u32)>,
+    tick_queue: timers::SecondQueue,
     wake_queue: BTreeSet<(Millis, TargetId)>,
     joins: LabelJoin<(TargetId, u32)>,
     /// Where the stored copy of `joins` stands.
@@ -408,7 +409,7 @@ impl Engine {
             groups: Vec::new(),
             group_index: FxHashMap::default(),
             free_groups: Vec::new(),
-            tick_queue: BTreeSet::new(),
+            tick_queue: timers::SecondQueue::default(),
             wake_queue: BTreeSet::new(),
             joins,
             join_log: snapshot::JoinLog::default(),
@@ -946,19 +947,19 @@ impl Engine {
             Some(p) if p.sec == sec => g.pending.len() - 1,
             Some(p) if p.sec < sec => {
                 g.pending.push_back(PendingSecond { sec, ticks: SmallVec::new() });
-                self.tick_queue.insert((sec, group));
+                self.tick_queue.insert(sec, group);
                 g.pending.len() - 1
             }
             None => {
                 g.pending.push_back(PendingSecond { sec, ticks: SmallVec::new() });
-                self.tick_queue.insert((sec, group));
+                self.tick_queue.insert(sec, group);
                 0
             }
             _ => match g.pending.binary_search_by_key(&sec, |p| p.sec) {
                 Ok(p) => p,
                 Err(p) => {
                     g.pending.insert(p, PendingSecond { sec, ticks: SmallVec::new() });
-                    self.tick_queue.insert((sec, group));
+                    self.tick_queue.insert(sec, group);
                     p
                 }
             },
@@ -1131,7 +1132,7 @@ impl Engine {
         self.watermark = wm;
         let first_new = self.out.len();
         loop {
-            let tick = self.tick_queue.first().map(|&(s, g)| ((s + 1) * TICK_MS, s, g));
+            let tick = self.tick_queue.first().map(|(s, g)| ((s + 1) * TICK_MS, s, g));
             let wake = self.wake_queue.first().copied();
             match (tick, wake) {
                 (Some((at, sec, g)), w) if at <= wm && w.is_none_or(|(wt, _)| at <= wt) => {
@@ -1201,7 +1202,7 @@ impl Engine {
                     self.removed_groups.push(snapshot::group_key(g.kind, &g.name));
                     self.group_index.remove(&(g.kind, Box::from(&*g.name)));
                     for p in &g.pending {
-                        self.tick_queue.remove(&(p.sec, t.group));
+                        self.tick_queue.remove(p.sec, t.group);
                     }
                     self.free_groups.push(t.group);
                 }
@@ -1247,12 +1248,13 @@ impl Engine {
                 self.register(g, id, sec);
             }
         }
-        let members = match self.groups.get(g as usize).and_then(Option::as_ref) {
-            Some(gr) => gr.members.clone(),
-            None => return,
-        };
         let tick_of = |id: TargetId| entry.ticks.iter().find(|(t, _)| *t == id).map(|(_, t)| *t).unwrap_or_default();
-        for id in members {
+        let mut i = 0;
+        // Members are read by index: stepping a candidate never adds or removes one.
+        while let Some(id) =
+            self.groups.get(g as usize).and_then(Option::as_ref).and_then(|gr| gr.members.get(i).copied())
+        {
+            i += 1;
             let Some(base) = self.target(id).and_then(|t| t.candidate.as_ref()).map(|c| c.baseline) else {
                 continue;
             };
@@ -1383,7 +1385,8 @@ impl Engine {
     }
 
     fn step_candidate(&mut self, id: TargetId, sec: i64, own: Tick, base: Tick, base_last_sec: i64) {
-        let cfg = self.cfg.clone();
+        let (error_rate_on, accuracy_on, promote_on) =
+            (self.cfg.error_rate.enabled, self.cfg.accuracy.enabled, self.cfg.promote.enabled);
         let Some(t) = self.target_mut(id) else { return };
         let step_secs = t.traffic.spec.step / TICK_MS;
         let Some(c) = t.candidate.as_mut() else {
@@ -1395,16 +1398,18 @@ impl Engine {
         c.cand.merge(&own);
         c.base.merge(&base);
         if c.mode == Mode::Canary {
-            c.ratio.update(own.traffic.events, base.traffic.events, own.traffic.errors, base.traffic.errors);
-            c.last_log_e_regression = c.ratio.log_e_value(&c.regression_alts, 0);
-            c.last_log_e_noninferiority = c.ratio.log_e_value(&c.noninferiority_alts, c.noninferiority_null);
+            // Seconds without errors leave the likelihood, hence the e-values, as they were.
+            if c.ratio.update(own.traffic.events, base.traffic.events, own.traffic.errors, base.traffic.errors) {
+                c.last_log_e_regression = c.ratio.log_e_value(&c.regression_alts, 0);
+                c.last_log_e_noninferiority = c.ratio.log_e_value(&c.noninferiority_alts, c.noninferiority_null);
+            }
             if base_last_sec < sec - step_secs {
                 c.mode = Mode::Rollout;
                 c.switched_sec = Some(sec);
                 c.log_e_regression_at_switch = c.last_log_e_regression;
                 c.log_e_noninferiority_at_switch = c.last_log_e_noninferiority;
             }
-        } else {
+        } else if own.traffic.events > 0 {
             c.rollout.merge(&own.traffic);
             let alts: Vec<f64> =
                 c.regression_alts.iter().map(|&k| (c.pre_upper * c.ratio.ratios[k]).min(0.999)).collect();
@@ -1418,13 +1423,13 @@ impl Engine {
         if t.latch.rolled_back {
             return;
         }
-        if cfg.error_rate.enabled && own.traffic.errors > 0 {
+        if error_rate_on && own.traffic.errors > 0 {
             self.check_error_rate(id, decided_at);
         }
-        if cfg.accuracy.enabled && (own.accuracy.labelled > 0 || base.accuracy.labelled > 0) {
+        if accuracy_on && (own.accuracy.labelled > 0 || base.accuracy.labelled > 0) {
             self.check_accuracy_vs_baseline(id, decided_at);
         }
-        if cfg.promote.enabled {
+        if promote_on {
             self.check_promote(id, sec, decided_at);
         }
     }

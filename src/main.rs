@@ -153,6 +153,9 @@ enum Cmd {
         /// Create the topic with this many partitions (replication 1) when it does not exist.
         #[arg(long, requires = "brokers", value_parser = clap::value_parser!(i32).range(1..=10_000))]
         partitions: Option<i32>,
+        /// Number of services of the `services` scenario (two versions each).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        services: Option<u32>,
         /// List scenarios and what they show.
         #[arg(long)]
         list: bool,
@@ -289,7 +292,7 @@ fn run() -> Result<()> {
             let text = driftwatch::config::reference::commented_defaults()?;
             io::stdout().lock().write_all(text.as_bytes())?;
         }
-        Cmd::Simulate { scenario, seed, duration, rate_scale, out, list, brokers, topic, partitions } => {
+        Cmd::Simulate { scenario, seed, duration, rate_scale, out, list, brokers, topic, partitions, services } => {
             if list {
                 for name in sim::SCENARIOS {
                     if let Some(s) = sim::scenario(name) {
@@ -299,8 +302,14 @@ fn run() -> Result<()> {
                 return Ok(());
             }
             let name = scenario.unwrap_or_default();
-            if sim::scenario(&name).is_none() {
+            let Some(mut spec) = sim::scenario(&name) else {
                 anyhow::bail!("unknown scenario `{name}`; known: {}", sim::SCENARIOS.join(", "));
+            };
+            if let Some(n) = services {
+                if name != "services" {
+                    anyhow::bail!("--services applies to the `services` scenario only (not `{name}`)");
+                }
+                spec = sim::services(n as usize);
             }
             if !(rate_scale.is_finite() && rate_scale > 0.0) {
                 anyhow::bail!("--rate-scale must be a positive number (got {rate_scale})");
@@ -308,7 +317,7 @@ fn run() -> Result<()> {
             let duration =
                 duration.map(|d| parse_duration(&d).map_err(|e| anyhow::anyhow!("--duration: {e}"))).transpose()?;
             if let Some(brokers) = brokers {
-                let mut s = sim::scenario(&name).ok_or_else(|| anyhow::anyhow!("unknown scenario"))?;
+                let mut s = spec;
                 if let Some(d) = duration {
                     s.duration = d;
                 }
@@ -325,7 +334,7 @@ fn run() -> Result<()> {
                 )),
                 None => Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())),
             };
-            match sim::write_scenario(&name, seed, rate_scale, duration, &mut sink) {
+            match sim::write_spec(spec, seed, rate_scale, duration, &mut sink) {
                 Ok(_) => {}
                 // A closed pipe (`simulate | head`) is not an error.
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}

@@ -157,7 +157,7 @@ fn expect(command: CommandKind, kind: Kind, name: &str, version: &str, reason: R
 }
 
 /// Names of all scenarios.
-pub const SCENARIOS: [&str; 18] = [
+pub const SCENARIOS: [&str; 19] = [
     "canary-error",
     "aa-control",
     "low-traffic",
@@ -174,9 +174,40 @@ pub const SCENARIOS: [&str; 18] = [
     "disorder",
     "many-targets",
     "ten-thousand-targets",
+    "services",
     "demo",
     "fleet",
 ];
+
+/// Services in the `services` scenario unless `--services` says otherwise.
+pub const DEFAULT_SERVICES: usize = 2_000;
+
+/// The `services` scenario: `n` services, each with a stable version and a canary from the
+/// first minute, both at one request a second; every 100th canary fails 30% of its requests
+/// and only those are rolled back. The fleet-scale cost test: versions many, traffic thin.
+pub fn services(n: usize) -> Scenario {
+    let mut streams = Vec::with_capacity(2 * n);
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let app = format!("svc-{i:06}");
+        streams.push(StreamSpec::app(&app, "1.0", 0, 1.0, 0.01));
+        let failing = i % 100 == 37;
+        streams.push(StreamSpec::app(&app, "1.1", MIN, 1.0, if failing { 0.30 } else { 0.01 }));
+        if failing {
+            expected.push(expect(CommandKind::Rollback, Kind::App, &app, "1.1", Reason::ErrorRate));
+        }
+    }
+    Scenario {
+        name: "services",
+        description: "N services (--services, default 2,000), each a stable version and a canary at 1 request/s; every 100th canary fails 30%: exactly those are rolled back",
+        duration: 6 * MIN,
+        streams,
+        bad_input_rate: 0.0,
+        disorder: 0,
+        fault_at: Some(MIN),
+        expected,
+    }
+}
 
 /// The scenario called `name`.
 pub fn scenario(name: &str) -> Option<Scenario> {
@@ -450,6 +481,7 @@ pub fn scenario(name: &str) -> Option<Scenario> {
                 )
             }
         }
+        "services" => services(DEFAULT_SERVICES),
         "fleet" => {
             let named = |mut s: StreamSpec, app: Option<(&str, &str)>| {
                 s.app = app.map(|(a, v)| (a.into(), v.into()));
@@ -1085,8 +1117,19 @@ pub fn write_scenario(
     duration: Option<Millis>,
     out: &mut dyn Write,
 ) -> io::Result<u64> {
-    let mut s = scenario(name)
+    let s = scenario(name)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("unknown scenario `{name}`")))?;
+    write_spec(s, seed, rate_scale, duration, out)
+}
+
+/// [`write_scenario`] for a scenario already built (e.g. [`services`] with its size).
+pub fn write_spec(
+    mut s: Scenario,
+    seed: u64,
+    rate_scale: f64,
+    duration: Option<Millis>,
+    out: &mut dyn Write,
+) -> io::Result<u64> {
     if let Some(d) = duration {
         s.duration = d;
     }

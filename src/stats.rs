@@ -43,65 +43,157 @@ impl Merge for Traffic {
 }
 
 /// Latency histogram in units of 0.1 ms, from 0.1 ms to 6 minutes at two significant digits
-/// (values above saturate). Allocated on the first latency recorded.
+/// (values above saturate).
+///
+/// A bucket of thin traffic holds a few dozen latencies, so a histogram starts sparse — the
+/// sorted `(slot, count)` pairs of the slots it uses, a few bytes per distinct value — and
+/// becomes a dense hdrhistogram only when it uses more than [`SPARSE_MAX`] slots. Both forms
+/// bin values into the same slots and answer quantiles the same way, so which one a window
+/// happens to be built from never changes a decision.
 #[derive(Debug, Clone, Default)]
 pub struct Latency {
-    hist: Option<Box<Histogram<u32>>>,
+    /// Latencies recorded.
+    count: u64,
+    repr: Repr,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Repr {
+    /// `(lowest value of the slot, count)`, ascending by slot.
+    #[default]
+    Empty,
+    Sparse(Vec<(u32, u32)>),
+    Dense(Box<Histogram<u32>>),
 }
 
 /// Highest latency tracked exactly, in 0.1 ms units (6 minutes).
 const LATENCY_MAX: u64 = 3_600_000;
 
+/// Distinct slots a sparse histogram holds before it turns dense (4 KB of pairs, half a dense
+/// histogram's 8 KB).
+const SPARSE_MAX: usize = 512;
+
+/// The slot layout every latency histogram shares: answers which slot a value falls in.
+static LAYOUT: std::sync::LazyLock<Option<Histogram<u32>>> =
+    std::sync::LazyLock::new(|| Histogram::new_with_bounds(1, LATENCY_MAX, 2).ok());
+
+/// Lowest value of the slot holding `v` (0.1 ms units, already clamped).
+#[inline]
+fn slot_of(v: u64) -> u32 {
+    let low = LAYOUT.as_ref().map_or(v, |h| h.lowest_equivalent(v));
+    u32::try_from(low).unwrap_or(u32::MAX)
+}
+
 impl Latency {
-    fn new_hist() -> Option<Box<Histogram<u32>>> {
+    fn dense() -> Option<Box<Histogram<u32>>> {
         Histogram::new_with_bounds(1, LATENCY_MAX, 2).ok().map(Box::new)
     }
 
     /// Records one latency in milliseconds.
     pub fn record(&mut self, ms: f64) {
-        if self.hist.is_none() {
-            self.hist = Self::new_hist();
+        let v = ((ms * 10.0).round() as u64).clamp(1, LATENCY_MAX);
+        self.record_n(v, 1);
+    }
+
+    /// Adds `n` latencies of `v` (0.1 ms units, within bounds).
+    fn record_n(&mut self, v: u64, n: u32) {
+        if n == 0 {
+            return;
         }
-        if let Some(h) = self.hist.as_mut() {
-            let v = ((ms * 10.0).round() as u64).clamp(1, LATENCY_MAX);
-            h.saturating_record(v);
+        self.count += u64::from(n);
+        match &mut self.repr {
+            Repr::Empty => self.repr = Repr::Sparse(vec![(slot_of(v), n)]),
+            Repr::Sparse(pairs) => {
+                let slot = slot_of(v);
+                match pairs.binary_search_by_key(&slot, |&(s, _)| s) {
+                    Ok(p) => pairs[p].1 = pairs[p].1.saturating_add(n),
+                    Err(p) => {
+                        pairs.insert(p, (slot, n));
+                        if pairs.len() > SPARSE_MAX {
+                            self.densify();
+                        }
+                    }
+                }
+            }
+            Repr::Dense(h) => h.saturating_record_n(v, n),
         }
+    }
+
+    /// Turns a sparse histogram dense.
+    fn densify(&mut self) {
+        let Repr::Sparse(pairs) = &self.repr else { return };
+        let Some(mut h) = Self::dense() else { return };
+        for &(slot, n) in pairs {
+            h.saturating_record_n(u64::from(slot), n);
+        }
+        self.repr = Repr::Dense(h);
     }
 
     /// Number of latencies recorded.
     pub fn count(&self) -> u64 {
-        self.hist.as_ref().map_or(0, |h| h.len())
+        self.count
     }
 
-    /// The `q` quantile in milliseconds (`q` in 0..=1), or `None` when empty.
+    /// The `q` quantile in milliseconds (`q` in 0..=1), or `None` when empty. Walks the slots
+    /// as hdrhistogram's `value_at_quantile` does, sparse or dense.
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
-        let h = self.hist.as_ref()?;
-        if h.is_empty() {
-            return None;
-        }
-        Some(h.value_at_quantile(q) as f64 / 10.0)
+        let v = match &self.repr {
+            Repr::Empty => return None,
+            Repr::Dense(h) if h.is_empty() => return None,
+            Repr::Dense(h) => h.value_at_quantile(q),
+            Repr::Sparse(pairs) => {
+                let total: u64 = pairs.iter().map(|&(_, n)| u64::from(n)).sum();
+                if total == 0 {
+                    return None;
+                }
+                let q = q.min(1.0);
+                let target = ((q * total as f64).ceil() as u64).max(1);
+                let mut seen = 0;
+                let slot = pairs
+                    .iter()
+                    .find(|&&(_, n)| {
+                        seen += u64::from(n);
+                        seen >= target
+                    })
+                    .or(pairs.last())
+                    .map_or(0, |&(s, _)| u64::from(s));
+                match LAYOUT.as_ref() {
+                    Some(h) if q == 0.0 => h.lowest_equivalent(slot),
+                    Some(h) => h.highest_equivalent(slot),
+                    None => slot,
+                }
+            }
+        };
+        Some(v as f64 / 10.0)
     }
 
-    /// Non-empty `(value in 0.1 ms units, count)` pairs, for snapshots.
+    /// Non-empty `(value in 0.1 ms units, count)` pairs, ascending, for snapshots.
     pub fn entries(&self) -> Vec<(u64, u64)> {
-        self.hist
-            .as_ref()
-            .map(|h| h.iter_recorded().map(|v| (v.value_iterated_to(), u64::from(v.count_at_value()))).collect())
-            .unwrap_or_default()
+        match &self.repr {
+            Repr::Empty => Vec::new(),
+            Repr::Sparse(pairs) => pairs.iter().map(|&(s, n)| (u64::from(s), u64::from(n))).collect(),
+            Repr::Dense(h) => {
+                h.iter_recorded().map(|v| (v.value_iterated_to(), u64::from(v.count_at_value()))).collect()
+            }
+        }
     }
 
     /// Rebuilds from [`Latency::entries`].
     pub fn from_entries(entries: &[(u64, u64)]) -> Self {
         let mut l = Latency::default();
-        if !entries.is_empty() {
-            l.hist = Self::new_hist();
-            if let Some(h) = l.hist.as_mut() {
-                for &(v, c) in entries {
-                    let _ = h.record_n(v.clamp(1, LATENCY_MAX), u32::try_from(c).unwrap_or(u32::MAX));
-                }
-            }
+        for &(v, c) in entries {
+            l.record_n(v.clamp(1, LATENCY_MAX), u32::try_from(c).unwrap_or(u32::MAX));
         }
         l
+    }
+
+    /// Heap bytes held (for sizing).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Empty => 0,
+            Repr::Sparse(pairs) => pairs.capacity() * std::mem::size_of::<(u32, u32)>(),
+            Repr::Dense(h) => h.distinct_values() * std::mem::size_of::<u32>(),
+        }
     }
 }
 
@@ -122,13 +214,52 @@ impl<'de> serde::Deserialize<'de> for Latency {
 
 impl Merge for Latency {
     fn merge(&mut self, other: &Self) {
-        let Some(o) = other.hist.as_ref() else { return };
-        match self.hist.as_mut() {
-            // Both histograms share bounds, so `add` cannot fail.
-            Some(h) => {
+        match (&mut self.repr, &other.repr) {
+            (_, Repr::Empty) => {}
+            (Repr::Empty, _) => *self = other.clone(),
+            (Repr::Dense(h), Repr::Dense(o)) => {
+                // Both histograms share bounds, so `add` cannot fail.
                 let _ = h.add(o.as_ref());
+                self.count += other.count;
             }
-            None => self.hist = Some(o.clone()),
+            (Repr::Dense(h), Repr::Sparse(o)) => {
+                for &(slot, n) in o {
+                    h.saturating_record_n(u64::from(slot), n);
+                }
+                self.count += other.count;
+            }
+            (Repr::Sparse(_), Repr::Dense(_)) => {
+                let mine = std::mem::replace(self, other.clone());
+                self.merge(&mine);
+            }
+            (Repr::Sparse(a), Repr::Sparse(b)) => {
+                let mut out = Vec::with_capacity(a.len() + b.len());
+                let (mut i, mut j) = (0, 0);
+                while i < a.len() && j < b.len() {
+                    match a[i].0.cmp(&b[j].0) {
+                        std::cmp::Ordering::Less => {
+                            out.push(a[i]);
+                            i += 1;
+                        }
+                        std::cmp::Ordering::Greater => {
+                            out.push(b[j]);
+                            j += 1;
+                        }
+                        std::cmp::Ordering::Equal => {
+                            out.push((a[i].0, a[i].1.saturating_add(b[j].1)));
+                            i += 1;
+                            j += 1;
+                        }
+                    }
+                }
+                out.extend_from_slice(&a[i..]);
+                out.extend_from_slice(&b[j..]);
+                *a = out;
+                self.count += other.count;
+                if a.len() > SPARSE_MAX {
+                    self.densify();
+                }
+            }
         }
     }
 }
@@ -315,5 +446,47 @@ mod tests {
         assert_eq!(a.count(), 200);
         let restored = Latency::from_entries(&a.entries());
         assert_eq!(restored.quantile_ms(0.5), a.quantile_ms(0.5));
+    }
+
+    #[test]
+    fn sparse_and_dense_latency_answer_alike() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(7);
+        for n in [1usize, 2, 7, 60, 400, 3_000] {
+            let mut sparse_parts = Vec::new();
+            let mut dense = Latency::default();
+            for part in 0..4 {
+                let mut l = Latency::default();
+                for _ in 0..n {
+                    let ms = (rng.gen::<f64>() * 8.0).exp() * if part == 3 { 10.0 } else { 1.0 };
+                    l.record(ms);
+                    dense.record(ms);
+                }
+                sparse_parts.push(l);
+            }
+            dense.densify();
+            let mut merged = Latency::default();
+            for p in &sparse_parts {
+                merged.merge(p);
+            }
+            // A dense window merged with sparse buckets, and the other way round.
+            let mut mixed = sparse_parts[0].clone();
+            mixed.densify();
+            for p in &sparse_parts[1..] {
+                mixed.merge(p);
+            }
+            let mut reversed = sparse_parts[3].clone();
+            reversed.merge(&mixed);
+            reversed.merge(&Latency::default());
+            assert_eq!(merged.count(), dense.count());
+            for q in [0.0, 0.01, 0.5, 0.9, 0.99, 0.999, 1.0] {
+                let want = dense.quantile_ms(q);
+                assert_eq!(merged.quantile_ms(q), want, "n {n} q {q}");
+                assert_eq!(mixed.quantile_ms(q), want, "n {n} q {q}");
+                assert_eq!(Latency::from_entries(&dense.entries()).quantile_ms(q), want, "n {n} q {q}");
+                assert_eq!(Latency::from_entries(&merged.entries()).quantile_ms(q), want, "n {n} q {q}");
+            }
+            assert_eq!(reversed.count(), dense.count() + sparse_parts[3].count());
+        }
     }
 }

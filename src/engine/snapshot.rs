@@ -393,7 +393,7 @@ impl Engine {
             group.live = rec.targets.len();
             group.dirty = false;
             for p in &group.pending {
-                e.tick_queue.insert((p.sec, gid));
+                e.tick_queue.insert(p.sec, gid);
             }
             e.group_index.insert((group.kind, Box::from(&*group.name)), gid);
             for (id, mut t) in rec.targets {
