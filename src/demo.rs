@@ -151,6 +151,10 @@ fn row(t: &TargetOverview) -> String {
 }
 
 impl Observer for TerminalView {
+    fn wants_views(&self) -> bool {
+        true
+    }
+
     fn engine(&mut self, engine: &Engine, stats: &ServiceStats) {
         self.take_deployer_lines();
         self.targets = engine.overview();

@@ -62,7 +62,8 @@ pub struct TargetOverview {
     pub window_errors: u64,
     /// Error rate in the current window.
     pub window_error_rate: f64,
-    /// Latency quantiles (p50, p90, p99) in the current latency window.
+    /// Latency quantiles (p50, p90, p99) in the latency window ending with the newest closed
+    /// bucket that held latencies (none once that window no longer overlaps the current one).
     pub latency_ms: Option<[f64; 3]>,
     /// Latency samples and their sum in milliseconds, since first seen.
     pub latency_total: (u64, f64),
@@ -291,6 +292,20 @@ struct LabelWait {
     gave_up_at: Option<Millis>,
 }
 
+/// Latency p50, p90 and p99 of `t`'s window ending with its newest closed bucket that held
+/// latencies, and that bucket.
+fn latency_view(t: &Target) -> Option<(i64, [f64; 3])> {
+    let idx = t.last_eval[R_LATENCY].min(t.last_data[R_LATENCY]);
+    if idx == i64::MIN {
+        return None;
+    }
+    let (lat, _) = t.latency.window(idx, i64::MIN, Latency::count);
+    match (lat.quantile_ms(0.5), lat.quantile_ms(0.9), lat.quantile_ms(0.99)) {
+        (Some(a), Some(b), Some(c)) => Some((idx, [a, b, c])),
+        _ => None,
+    }
+}
+
 /// Ring kinds with their own closes.
 const R_TRAFFIC: usize = 0;
 const R_LATENCY: usize = 1;
@@ -324,6 +339,10 @@ struct Target {
     /// Latest latency quantile ratio against the baseline (for views).
     #[serde(skip)]
     last_latency_ratio: Option<f64>,
+    /// Latency p50, p90 and p99 of the window ending with the newest closed latency bucket, and
+    /// that bucket (for views: computed once per bucket, not at every publication).
+    #[serde(skip)]
+    latency_view: Option<(i64, [f64; 3])>,
 }
 
 impl Target {
@@ -350,6 +369,9 @@ impl Target {
 #[derive(Debug)]
 pub struct Engine {
     cfg: Arc<Config>,
+    /// Keep each target's latency quantiles for views as its buckets close (a driver that
+    /// publishes views asks for it); otherwise views compute them when asked.
+    view_quantiles: bool,
     lateness: Millis,
     max_future: Millis,
     max_ts: Option<Millis>,
@@ -419,6 +441,7 @@ impl Engine {
             counters: Counters::default(),
             out: Vec::new(),
             emitted_upto: 0,
+            view_quantiles: false,
             decisions: VecDeque::new(),
             next_sweep: Millis::MIN,
             removed_groups: Vec::new(),
@@ -507,6 +530,18 @@ impl Engine {
         !self.out.is_empty()
     }
 
+    /// Keeps each target's latency quantiles for [`Self::overview`] up to date as its latency
+    /// buckets close, so that building a view costs no histogram merges; for drivers that
+    /// publish views often. Off: [`Self::overview`] computes them.
+    pub fn keep_view_quantiles(&mut self, on: bool) {
+        self.view_quantiles = on;
+        if on {
+            for t in self.targets.iter_mut().flatten() {
+                t.latency_view = latency_view(t);
+            }
+        }
+    }
+
     /// A summary of every tracked target, sorted by kind, name and version.
     pub fn overview(&self) -> Vec<TargetOverview> {
         let mut out: Vec<TargetOverview> = self.targets.iter().flatten().map(|t| self.target_overview(t)).collect();
@@ -518,12 +553,10 @@ impl Engine {
         let w = self.watermark.max(0);
         let tb = t.traffic.spec.bucket_of(w);
         let (window, first) = t.traffic.window(tb, i64::MIN, |x| x.events);
+        // Quantiles of the latest closed latency window, while it still overlaps the current one.
         let lb = t.latency.spec.bucket_of(w);
-        let (lat, _) = t.latency.window(lb, i64::MIN, Latency::count);
-        let latency_ms = match (lat.quantile_ms(0.5), lat.quantile_ms(0.9), lat.quantile_ms(0.99)) {
-            (Some(a), Some(b), Some(c)) => Some([a, b, c]),
-            _ => None,
-        };
+        let view = if self.view_quantiles { t.latency_view } else { latency_view(t) };
+        let latency_ms = view.filter(|(idx, _)| idx + t.latency.spec.buckets() as i64 > lb).map(|(_, q)| q);
         let er_threshold = self.error_rate_threshold();
         let state = if t.latch.rolled_back {
             "rolled_back"
@@ -863,6 +896,7 @@ impl Engine {
             last_eval: [i64::MIN; 4],
             last_data: [i64::MIN; 4],
             last_latency_ratio: None,
+            latency_view: None,
             latency_total: (0, 0.0),
         };
         let id = match self.free.pop() {
@@ -1660,6 +1694,11 @@ impl Engine {
             while idx <= upto {
                 self.close_bucket(id, ring, idx);
                 idx += 1;
+            }
+            if ring == R_LATENCY && from <= upto && self.view_quantiles {
+                if let Some(t) = self.target_mut(id) {
+                    t.latency_view = latency_view(t);
+                }
             }
             if let Some(t) = self.target_mut(id) {
                 t.last_eval[ring] = t.last_eval[ring].max(closed);

@@ -421,6 +421,12 @@ fn docs() -> Docs {
         .key("http.history_points", "Points kept per time series of the charts.")
         .key("http.history_step", "Event time between two points of the charts.")
         .key("http.publish_interval", "Shortest time between two published views.")
+        .key(
+            "http.metrics_targets",
+            "Versions with per-version series in `/metrics`: `compared` (versions compared with a baseline, \
+             their baselines, and versions with a finding), `all`, or `none`. Every version is counted by \
+             state in `driftwatch_targets` either way.",
+        )
 }
 
 const HEADER: &str = "\

@@ -10,7 +10,9 @@ use axum::body::Bytes;
 
 use crate::event::BadReason;
 
-use super::View;
+use super::{MetricsTargets, View};
+use crate::config::Kind;
+use crate::engine::TargetOverview;
 
 /// A rendered exposition, plain and gzip-compressed.
 #[derive(Debug, Clone)]
@@ -66,11 +68,31 @@ impl Out {
     }
 }
 
+/// The versions with per-version series under `v.metrics_targets`, in the view's order.
+fn exported(v: &View) -> Vec<&TargetOverview> {
+    match v.metrics_targets {
+        MetricsTargets::All => v.targets.iter().collect(),
+        MetricsTargets::None => Vec::new(),
+        MetricsTargets::Compared => {
+            let baselines: std::collections::HashSet<(Kind, &str, &str)> =
+                v.targets.iter().filter_map(|t| t.baseline.as_deref().map(|b| (t.kind, t.name.as_str(), b))).collect();
+            v.targets
+                .iter()
+                .filter(|t| {
+                    t.baseline.is_some()
+                        || t.state != "healthy"
+                        || baselines.contains(&(t.kind, t.name.as_str(), t.version.as_str()))
+                })
+                .collect()
+        }
+    }
+}
+
 /// Renders the exposition of `v`.
 pub fn render(v: &View) -> Rendered {
     let mut o = Out { s: String::with_capacity(4096 + v.targets.len() * 900) };
-    let ids: Vec<String> = v
-        .targets
+    let targets = exported(v);
+    let ids: Vec<String> = targets
         .iter()
         .map(|t| format!("kind=\"{}\",name=\"{}\",version=\"{}\"", t.kind.as_str(), esc(&t.name), esc(&t.version)))
         .collect();
@@ -225,23 +247,35 @@ pub fn render(v: &View) -> Rendered {
     }
 
     o.family(
+        "driftwatch_targets",
+        "gauge",
+        "Tracked versions by kind and state (all of them, whatever `http.metrics_targets` exports).",
+    );
+    let mut by_state: std::collections::BTreeMap<(&str, &str), usize> = std::collections::BTreeMap::new();
+    for t in &v.targets {
+        *by_state.entry((t.kind.as_str(), t.state)).or_default() += 1;
+    }
+    for ((kind, state), n) in by_state {
+        o.sample("driftwatch_targets", &format!("kind=\"{kind}\",state=\"{state}\""), n as f64);
+    }
+    o.family(
         "driftwatch_target_state",
         "gauge",
         "1 for the target's current state (healthy, suspect, rolled_back, retrain, review, promoted).",
     );
-    for (t, id) in v.targets.iter().zip(&ids) {
+    for (t, id) in targets.iter().zip(&ids) {
         o.sample("driftwatch_target_state", &format!("{id},state=\"{}\"", t.state), 1.0);
     }
     o.family("driftwatch_target_events_total", "counter", "Events of the target since it was first seen.");
-    for (t, id) in v.targets.iter().zip(&ids) {
+    for (t, id) in targets.iter().zip(&ids) {
         o.sample("driftwatch_target_events_total", id, t.events as f64);
     }
     o.family("driftwatch_target_errors_total", "counter", "Errors of the target since it was first seen.");
-    for (t, id) in v.targets.iter().zip(&ids) {
+    for (t, id) in targets.iter().zip(&ids) {
         o.sample("driftwatch_target_errors_total", id, t.errors as f64);
     }
     o.family("driftwatch_target_window_events", "gauge", "Events in the target's current error-rate window.");
-    for (t, id) in v.targets.iter().zip(&ids) {
+    for (t, id) in targets.iter().zip(&ids) {
         o.sample("driftwatch_target_window_events", id, t.window_events as f64);
     }
     o.family(
@@ -249,7 +283,7 @@ pub fn render(v: &View) -> Rendered {
         "gauge",
         "Error rate (errors/events) in the target's current window.",
     );
-    for (t, id) in v.targets.iter().zip(&ids) {
+    for (t, id) in targets.iter().zip(&ids) {
         o.sample("driftwatch_target_error_rate_ratio", id, t.window_error_rate);
     }
     o.family(
@@ -257,7 +291,7 @@ pub fn render(v: &View) -> Rendered {
         "summary",
         "Latency: quantiles over the target's current latency window; count and sum since it was first seen.",
     );
-    for (t, id) in v.targets.iter().zip(&ids) {
+    for (t, id) in targets.iter().zip(&ids) {
         if let Some(l) = t.latency_ms {
             for (q, x) in ["0.5", "0.9", "0.99"].iter().zip(l) {
                 o.sample("driftwatch_target_latency_seconds", &format!("{id},quantile=\"{q}\""), x / 1000.0);
@@ -287,7 +321,7 @@ pub fn render(v: &View) -> Rendered {
         ),
     ] {
         o.family(name, "gauge", help);
-        for (t, id) in v.targets.iter().zip(&ids) {
+        for (t, id) in targets.iter().zip(&ids) {
             for d in t.detectors.iter().filter(|d| d.detector == detector) {
                 let Some(x) = d.value else { continue };
                 match &d.feature {
@@ -302,13 +336,13 @@ pub fn render(v: &View) -> Rendered {
         "gauge",
         "Share of the model version's predictions that got a label.",
     );
-    for (t, id) in v.targets.iter().zip(&ids) {
+    for (t, id) in targets.iter().zip(&ids) {
         if let Some((_, cov)) = t.labels {
             o.sample("driftwatch_target_labels_coverage_ratio", id, cov);
         }
     }
     o.family("driftwatch_target_labels_joined_total", "counter", "Labels joined to the model version's predictions.");
-    for (t, id) in v.targets.iter().zip(&ids) {
+    for (t, id) in targets.iter().zip(&ids) {
         if let Some((n, _)) = t.labels {
             o.sample("driftwatch_target_labels_joined_total", id, n as f64);
         }
@@ -331,6 +365,64 @@ mod tests {
         assert!(text.contains(&format!("\n# HELP {name} ")), "no HELP for {name}:\n{text}");
         assert!(text.contains(&format!("\n# TYPE {name} counter\n")), "{name} is not a counter:\n{text}");
         text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok())
+    }
+
+    fn target(name: &str, version: &str, baseline: Option<&str>, state: &'static str) -> TargetOverview {
+        TargetOverview {
+            kind: Kind::App,
+            name: name.into(),
+            version: version.into(),
+            baseline: baseline.map(Into::into),
+            first_seen: 0,
+            last_seen: 0,
+            events: 10,
+            errors: 0,
+            late: 0,
+            window: (0, 60_000),
+            window_events: 10,
+            window_errors: 0,
+            window_error_rate: 0.0,
+            latency_ms: None,
+            latency_total: (0, 0.0),
+            error_rate_e_value: None,
+            drift: Vec::new(),
+            labels: None,
+            detectors: Vec::new(),
+            state,
+            rolled_back: state == "rolled_back",
+            promoted: false,
+        }
+    }
+
+    #[test]
+    fn per_version_series_follow_metrics_targets() {
+        let mut v = View {
+            targets: vec![
+                target("cart", "1.0", None, "healthy"),
+                target("cart", "1.1", Some("1.0"), "healthy"),
+                target("search", "4", None, "healthy"),
+                target("search", "5", None, "rolled_back"),
+                target("users", "2", None, "healthy"),
+            ],
+            ..View::default()
+        };
+        let mut exported = |mode| {
+            v.metrics_targets = mode;
+            let r = render(&v);
+            let text = String::from_utf8(r.text.to_vec()).expect("UTF-8");
+            let states: Vec<String> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("driftwatch_target_state{kind=\"app\",name=\""))
+                .map(|l| l.split("\",state").next().unwrap_or_default().replace("\",version=\"", " "))
+                .collect();
+            let healthy =
+                text.lines().find_map(|l| l.strip_prefix("driftwatch_targets{kind=\"app\",state=\"healthy\"} "));
+            assert_eq!(healthy, Some("4"), "every version is counted by state:\n{text}");
+            states
+        };
+        assert_eq!(exported(MetricsTargets::Compared), ["cart 1.0", "cart 1.1", "search 5"]);
+        assert_eq!(exported(MetricsTargets::All).len(), 5);
+        assert!(exported(MetricsTargets::None).is_empty());
     }
 
     #[test]

@@ -62,6 +62,24 @@ pub struct HttpConfig {
     pub history_step: Duration,
     /// Shortest time between two published views.
     pub publish_interval: Duration,
+    /// Which versions get per-version series in `/metrics`.
+    pub metrics_targets: MetricsTargets,
+}
+
+/// Which versions `/metrics` exports per-version series for. Every version is counted by state
+/// in `driftwatch_targets` whatever this says, and `/v1/targets` lists them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsTargets {
+    /// Versions compared with a baseline (and those baselines), and versions with a finding
+    /// (any state but `healthy`): the ones an alert can be about. A fleet of thousands of
+    /// single-version services stays a few hundred series.
+    #[default]
+    Compared,
+    /// Every tracked version.
+    All,
+    /// None: only the aggregate series.
+    None,
 }
 
 impl Default for HttpConfig {
@@ -74,6 +92,7 @@ impl Default for HttpConfig {
             history_points: 360,
             history_step: Duration(10_000),
             publish_interval: Duration(200),
+            metrics_targets: MetricsTargets::Compared,
         }
     }
 }
@@ -153,6 +172,8 @@ pub struct View {
     pub decisions: Arc<Vec<Arc<Decided>>>,
     /// Published decisions by (command, reason), since the process started.
     pub decision_counts: Arc<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Which versions get per-version series in `/metrics`.
+    pub metrics_targets: MetricsTargets,
     /// Error-rate e-value threshold, drift PSI threshold, latency ratio threshold.
     pub thresholds: Thresholds,
     metrics: OnceLock<metrics::Rendered>,
@@ -301,6 +322,10 @@ impl Publisher {
 }
 
 impl Observer for Publisher {
+    fn wants_views(&self) -> bool {
+        true
+    }
+
     fn engine(&mut self, engine: &Engine, stats: &ServiceStats) {
         let now = Instant::now();
         if now < self.next_at {
@@ -333,6 +358,7 @@ impl Observer for Publisher {
             targets: engine.overview(),
             decisions: self.published.clone(),
             decision_counts: self.published_counts.clone(),
+            metrics_targets: self.shared.cfg.metrics_targets,
             thresholds: Thresholds {
                 error_rate_e_value: engine.error_rate_e_value_threshold(),
                 drift_psi: cfg.drift.psi_threshold,

@@ -262,6 +262,11 @@ pub trait Observer: Send {
     fn published(&mut self, _command: &Command) {}
     /// Called when a session has restored the engine from the changelog, before consuming.
     fn restored(&mut self, _engine: &Engine) {}
+    /// Whether [`Self::engine`] builds views of every target (then the engine keeps their
+    /// latency quantiles as buckets close, see [`Engine::keep_view_quantiles`]).
+    fn wants_views(&self) -> bool {
+        false
+    }
     /// Called when a session ended on an error; the next one starts after a backoff.
     fn session_failed(&mut self) {}
 }
@@ -800,6 +805,7 @@ fn session(
         (changelog_read - producer_ready).as_millis(),
         (started.elapsed() - changelog_read).as_millis(),
     );
+    engine.keep_view_quantiles(observer.wants_views());
     observer.restored(&engine);
 
     if let Ok(mut p) = positions.lock() {

@@ -129,7 +129,7 @@ changelog = "{changelog}"
 pub fn write_http_config(dir: &Path, n: &Names, token: &str) -> PathBuf {
     let cfg = write_config(dir, n, "exactly_once", true, "");
     let mut text = std::fs::read_to_string(&cfg).expect("config");
-    text.push_str(&format!("\n[http]\ntoken = \"{token}\"\npublish_interval = \"100ms\"\nhistory_step = \"10s\"\n"));
+    text.push_str(&format!("\n[http]\ntoken = \"{token}\"\npublish_interval = \"100ms\"\nhistory_step = \"10s\"\nmetrics_targets = \"all\"\n"));
     std::fs::write(&cfg, text).expect("config");
     cfg
 }
