@@ -306,6 +306,22 @@ fn latency_view(t: &Target) -> Option<(i64, [f64; 3])> {
     }
 }
 
+/// The canary's non-inferiority e-value (log): the mean of the rate-ratio test against the
+/// margin and a one-sample test of the candidate's own error rate against
+/// `error_rate.min_absolute_increase`.
+///
+/// "Worse by the minimum effect" means at least `min_absolute_increase` above the baseline,
+/// hence at least `min_absolute_increase` itself, so both are e-processes under that null and
+/// so is their mean. The ratio test learns only from errors; the one-sample test is what shows
+/// a candidate serving without errors (beside a baseline without errors) is not worse.
+fn canary_noninferiority_log_e(c: &Candidate, max_error_rate: f64) -> f64 {
+    let ratio = c.ratio.log_e_value(&c.noninferiority_alts, c.noninferiority_null);
+    let alts: SmallVec<[f64; 12]> = (1..=12).map(|j| max_error_rate * 0.8f64.powi(j)).collect();
+    let own = one_sample_log_e_value(c.cand.traffic.errors, c.cand.traffic.events, max_error_rate, &alts);
+    let (hi, lo) = if ratio >= own { (ratio, own) } else { (own, ratio) };
+    hi + (lo - hi).exp().ln_1p() - std::f64::consts::LN_2
+}
+
 /// Ring kinds with their own closes.
 const R_TRAFFIC: usize = 0;
 const R_LATENCY: usize = 1;
@@ -1421,8 +1437,10 @@ impl Engine {
     fn step_candidate(&mut self, id: TargetId, sec: i64, own: Tick, base: Tick, base_last_sec: i64) {
         let (error_rate_on, accuracy_on, promote_on) =
             (self.cfg.error_rate.enabled, self.cfg.accuracy.enabled, self.cfg.promote.enabled);
+        let min_absolute_increase = self.cfg.error_rate.min_absolute_increase;
         let Some(t) = self.target_mut(id) else { return };
         let step_secs = t.traffic.spec.step / TICK_MS;
+        let promoted = t.latch.promoted;
         let Some(c) = t.candidate.as_mut() else {
             return;
         };
@@ -1432,10 +1450,14 @@ impl Engine {
         c.cand.merge(&own);
         c.base.merge(&base);
         if c.mode == Mode::Canary {
-            // Seconds without errors leave the likelihood, hence the e-values, as they were.
-            if c.ratio.update(own.traffic.events, base.traffic.events, own.traffic.errors, base.traffic.errors) {
+            // Seconds without errors leave the likelihood, hence the ratio e-values, as they were.
+            let changed =
+                c.ratio.update(own.traffic.events, base.traffic.events, own.traffic.errors, base.traffic.errors);
+            if changed {
                 c.last_log_e_regression = c.ratio.log_e_value(&c.regression_alts, 0);
-                c.last_log_e_noninferiority = c.ratio.log_e_value(&c.noninferiority_alts, c.noninferiority_null);
+            }
+            if (changed || own.traffic.events > 0) && !promoted {
+                c.last_log_e_noninferiority = canary_noninferiority_log_e(c, min_absolute_increase);
             }
             if base_last_sec < sec - step_secs {
                 c.mode = Mode::Rollout;
@@ -1602,13 +1624,17 @@ impl Engine {
         let margin = c.ratio.ratios[c.noninferiority_null];
         let evidence = json!({
             "test": "error_rate_non_inferiority",
-            "method": "mixture likelihood ratio against a rate ratio at the minimum effect (not worse than baseline by it), anytime-valid",
+            "method": if c.mode == Mode::Canary {
+                "mean of two anytime-valid mixture likelihood ratios: the rate ratio against the margin, and the candidate's error rate against the minimum absolute increase"
+            } else {
+                "mixture likelihood ratio of the candidate's error rate against the baseline's pre-switch rate plus the minimum effect, anytime-valid"
+            },
             "mode": mode_name,
             "statistic": "e_value",
             "value": c.last_log_e_noninferiority.exp(),
             "threshold": thr.exp(),
             "non_inferiority_margin_ratio": if c.mode == Mode::Canary { Some(margin) } else { None },
-            "non_inferiority_max_error_rate": if c.mode == Mode::Rollout { Some(c.pre_noninferiority_null) } else { None },
+            "non_inferiority_max_error_rate": if c.mode == Mode::Rollout { c.pre_noninferiority_null } else { self.cfg.error_rate.min_absolute_increase },
             "candidate": {"events": c.cand.traffic.events, "errors": c.cand.traffic.errors, "error_rate": c.cand.traffic.error_rate()},
             "baseline": {"events": base.events, "errors": base.errors, "error_rate": base.error_rate()},
             "latency": latency.map(|l| l.to_json()),

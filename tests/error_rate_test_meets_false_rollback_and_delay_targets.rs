@@ -9,7 +9,10 @@ use driftwatch::event::Decoder;
 use driftwatch::sim::{self, Generator};
 
 fn run(name: &str, seed: u64) -> Vec<Command> {
-    let scenario = sim::scenario(name).expect("scenario");
+    run_scenario(sim::scenario(name).expect("scenario"), seed)
+}
+
+fn run_scenario(scenario: sim::Scenario, seed: u64) -> Vec<Command> {
     let mut generator = Generator::new(scenario, seed, 1.0);
     let mut engine = Engine::new(Config::default());
     let mut decoder = Decoder::default();
@@ -64,6 +67,43 @@ fn healthy_canaries_are_rarely_rolled_back() {
     );
     assert_eq!(runs.len(), 200);
     assert!(rate <= 0.01, "false-rollback rate {rate}");
+}
+
+/// The A/A scenario with the baseline's and the canary's error rates set.
+fn aa_with(baseline_errors: f64, canary_errors: f64) -> sim::Scenario {
+    let mut s = sim::scenario("aa-control").expect("scenario");
+    assert_eq!(s.streams.len(), 2);
+    s.streams[0].error_rate = baseline_errors;
+    s.streams[1].error_rate = canary_errors;
+    s
+}
+
+#[test]
+fn error_free_canaries_are_promoted() {
+    // Beside an error-free baseline the rate-ratio test never sees an error; the candidate's
+    // own rate shown below `min_absolute_increase` is what promotes it.
+    let fault = sim::scenario("aa-control").and_then(|s| s.streams.get(1).map(|c| c.start)).unwrap_or(0);
+    let mut delays = Vec::new();
+    for seed in 0..20 {
+        let cmds = run_scenario(aa_with(0.0, 0.0), seed);
+        assert!(cmds.iter().all(|c| c.command != CommandKind::Rollback), "seed {seed}: {cmds:?}");
+        let promote = cmds.iter().find(|c| c.command == CommandKind::Promote);
+        let promote = promote.unwrap_or_else(|| panic!("seed {seed}: error-free canary not promoted: {cmds:?}"));
+        assert_eq!(promote.evidence["candidate"]["errors"], 0);
+        let at = driftwatch::time::parse_rfc3339(&promote.decided_at).expect("decided_at");
+        delays.push((at - sim::EPOCH - fault) as f64 / 60_000.0);
+    }
+    delays.sort_by(f64::total_cmp);
+    println!("error-free A/A: 20 of 20 promoted, {:.1}–{:.1} min after the canary started", delays[0], delays[19]);
+}
+
+#[test]
+fn canaries_failing_beside_an_error_free_baseline_are_not_promoted() {
+    // 1% errors against none: worse than the 0.5-point minimum effect, so never promoted.
+    for seed in 0..40 {
+        let cmds = run_scenario(aa_with(0.0, 0.01), seed);
+        assert!(cmds.iter().all(|c| c.command != CommandKind::Promote), "seed {seed}: {cmds:?}");
+    }
 }
 
 #[test]

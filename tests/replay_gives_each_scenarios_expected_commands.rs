@@ -150,6 +150,11 @@ fn ten_thousand_targets_roll_back_exactly_the_regressing_ones() {
 }
 
 #[test]
+fn thousands_of_thin_services_roll_back_exactly_the_failing_canaries() {
+    check("services");
+}
+
+#[test]
 fn demo_fleet_decides_each_fault() {
     check("demo");
 }
