@@ -1259,6 +1259,15 @@ impl Engine {
             }
             self.free.push(id);
         }
+        // Versions gone quiet keep no traffic or latency buckets older than any window a later
+        // event could read (the next window read ends after the watermark), and give back the
+        // memory: an idle version costs little until it sees traffic again.
+        for t in self.targets.iter_mut().flatten() {
+            t.traffic.evict(t.traffic.spec.bucket_of(wm) - 1);
+            t.traffic.shrink();
+            t.latency.evict(t.latency.spec.bucket_of(wm) - 1);
+            t.latency.shrink();
+        }
     }
 
     // ------------------------------------------------------------------ sequential tests

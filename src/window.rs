@@ -177,6 +177,13 @@ impl<A: Default + Merge + Clone> Ring<A> {
         }
     }
 
+    /// Gives back memory the ring no longer uses (after evictions), for idle targets.
+    pub fn shrink(&mut self) {
+        if self.buckets.capacity() > 2 * self.buckets.len() {
+            self.buckets.shrink_to_fit();
+        }
+    }
+
     /// Merge of the buckets with index in `from..=to`.
     pub fn sum(&self, from: i64, to: i64) -> A {
         let mut acc = A::default();

@@ -34,3 +34,19 @@ fn mixed_fleet_ten_times_longer_uses_at_most_one_and_a_half_times_the_memory() {
     let (short, long) = measure("mixed", "20m", "200m", "0.5");
     assert!(long <= short * 1.5, "{short} MB -> {long} MB");
 }
+
+#[test]
+fn thousands_of_thin_versions_cost_at_most_sixteen_kilobytes_each() {
+    // 2,000 services, a stable version and a canary each at one request a second: 4,000
+    // versions. The whole process, read buffers included, stays within 16 KB per version.
+    let dir = temp_dir("memory-services");
+    let file = simulate(&dir, "services", 1, &[]);
+    let (commands, stderr) = replay(&[&file], &[]);
+    let mb = peak_mb(&stderr);
+    let per_version_kb = mb * 1024.0 / 4000.0;
+    println!("services: 4,000 versions peak {mb:.1} MB ({per_version_kb:.1} KB per version)");
+    assert!(stderr.contains("4000 targets tracked"), "{stderr}");
+    assert_eq!(commands.len(), 20, "the 20 failing canaries");
+    assert!(per_version_kb <= 16.0, "{per_version_kb:.1} KB per version");
+    std::fs::remove_dir_all(&dir).ok();
+}
