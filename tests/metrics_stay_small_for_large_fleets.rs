@@ -63,7 +63,7 @@ fn per_version_series_are_limited_to_versions_that_matter() {
         assert!(states.iter().any(|l| l.contains(&format!("name=\"{name}\",version=\"1.0\""))), "{name} 1.0");
     }
     assert!(states.len() < 1_000, "{} per-version state series by default", states.len());
-    let counted: f64 = series_of(&compared, "driftwatch_targets")
+    let counted: f64 = series_of(&compared, "driftwatch_targets_by_state")
         .iter()
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum();

@@ -425,7 +425,7 @@ fn docs() -> Docs {
             "http.metrics_targets",
             "Versions with per-version series in `/metrics`: `compared` (versions compared with a baseline, \
              their baselines, and versions with a finding), `all`, or `none`. Every version is counted by \
-             state in `driftwatch_targets` either way.",
+             state in `driftwatch_targets_by_state` either way.",
         )
 }
 

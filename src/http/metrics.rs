@@ -247,7 +247,7 @@ pub fn render(v: &View) -> Rendered {
     }
 
     o.family(
-        "driftwatch_targets",
+        "driftwatch_targets_by_state",
         "gauge",
         "Tracked versions by kind and state (all of them, whatever `http.metrics_targets` exports).",
     );
@@ -256,7 +256,7 @@ pub fn render(v: &View) -> Rendered {
         *by_state.entry((t.kind.as_str(), t.state)).or_default() += 1;
     }
     for ((kind, state), n) in by_state {
-        o.sample("driftwatch_targets", &format!("kind=\"{kind}\",state=\"{state}\""), n as f64);
+        o.sample("driftwatch_targets_by_state", &format!("kind=\"{kind}\",state=\"{state}\""), n as f64);
     }
     o.family(
         "driftwatch_target_state",
@@ -415,8 +415,9 @@ mod tests {
                 .filter_map(|l| l.strip_prefix("driftwatch_target_state{kind=\"app\",name=\""))
                 .map(|l| l.split("\",state").next().unwrap_or_default().replace("\",version=\"", " "))
                 .collect();
-            let healthy =
-                text.lines().find_map(|l| l.strip_prefix("driftwatch_targets{kind=\"app\",state=\"healthy\"} "));
+            let healthy = text
+                .lines()
+                .find_map(|l| l.strip_prefix("driftwatch_targets_by_state{kind=\"app\",state=\"healthy\"} "));
             assert_eq!(healthy, Some("4"), "every version is counted by state:\n{text}");
             states
         };

@@ -67,7 +67,7 @@ pub struct HttpConfig {
 }
 
 /// Which versions `/metrics` exports per-version series for. Every version is counted by state
-/// in `driftwatch_targets` whatever this says, and `/v1/targets` lists them all.
+/// in `driftwatch_targets_by_state` whatever this says, and `/v1/targets` lists them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricsTargets {
