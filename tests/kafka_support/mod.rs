@@ -302,6 +302,8 @@ fn input_producer(brokers: &str) -> BaseProducer {
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
         .set("enable.idempotence", "true")
+        // Through a broker restart the queue waits for the broker instead of expiring.
+        .set("message.timeout.ms", "0")
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("producer")
@@ -327,7 +329,15 @@ pub fn produce_paced(brokers: &str, topic: &str, lines: &[Vec<u8>], chunks: usiz
             producer.poll(pause);
         }
     }
-    producer.flush(Duration::from_secs(120)).expect("flush input");
+    // After a broker restart the idempotent producer may need a while to resume: keep flushing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while let Err(e) = producer.flush(Duration::from_secs(10)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flush input: {e} ({} messages queued)",
+            producer.in_flight_count()
+        );
+    }
 }
 
 /// One consumed message.
