@@ -55,8 +55,9 @@ pub fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
 }
 
-fn log_sum_exp(xs: impl Iterator<Item = f64>) -> f64 {
-    let v: Vec<f64> = xs.collect();
+/// `ln Σ exp(x)`, stably; on the stack for the grids the tests mix over (≤ 64 terms).
+pub(crate) fn log_sum_exp(xs: impl Iterator<Item = f64>) -> f64 {
+    let v: smallvec::SmallVec<[f64; 64]> = xs.collect();
     let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if m == f64::NEG_INFINITY {
         return m;

@@ -19,7 +19,9 @@ use smallvec::SmallVec;
 
 use crate::command::{Command, CommandKind, Reason, TargetRef};
 use crate::config::{AccuracyConfig, Config, Kind, TargetWindows};
-use crate::detect::{beta_binomial_cs, geometric_grid, kl_bounds, one_sample_log_e_value, RatioLikelihood};
+use crate::detect::{
+    beta_binomial_cs, geometric_grid, kl_bounds, log_sum_exp, one_sample_log_e_value, RatioLikelihood,
+};
 use crate::event::{BadInput, BadReason, Event, EventType, FeatureValue, Outcome};
 use crate::labels::{JoinCounters, Joined, LabelJoin, PendingPrediction, Value};
 use crate::reference::{FeatureTable, ModelReference, ReferenceSource};
@@ -316,10 +318,19 @@ fn latency_view(t: &Target) -> Option<(i64, [f64; 3])> {
 /// a candidate serving without errors (beside a baseline without errors) is not worse.
 fn canary_noninferiority_log_e(c: &Candidate, max_error_rate: f64) -> f64 {
     let ratio = c.ratio.log_e_value(&c.noninferiority_alts, c.noninferiority_null);
-    let alts: SmallVec<[f64; 12]> = (1..=12).map(|j| max_error_rate * 0.8f64.powi(j)).collect();
-    let own = one_sample_log_e_value(c.cand.traffic.errors, c.cand.traffic.events, max_error_rate, &alts);
-    let (hi, lo) = if ratio >= own { (ratio, own) } else { (own, ratio) };
-    hi + (lo - hi).exp().ln_1p() - std::f64::consts::LN_2
+    let own = one_sample_log_e_value(
+        c.cand.traffic.errors,
+        c.cand.traffic.events,
+        max_error_rate,
+        &noninferiority_alternatives(max_error_rate),
+    );
+    log_sum_exp([ratio, own].into_iter()) - std::f64::consts::LN_2
+}
+
+/// The alternatives a non-inferiority test mixes over: 12 values below its null, each 0.8 of
+/// the one before.
+fn noninferiority_alternatives(null: f64) -> SmallVec<[f64; 12]> {
+    (1..=12).map(|j| null * 0.8f64.powi(j)).collect()
 }
 
 /// Ring kinds with their own closes.
@@ -1411,7 +1422,7 @@ impl Engine {
         };
         let mut grid = vec![1.0, margin];
         let regression: Vec<f64> = geometric_grid(min_rel, 30.0_f64.max(min_rel), 1.25);
-        let noninf: Vec<f64> = (1..=12).map(|j| margin * 0.8f64.powi(j)).collect();
+        let noninf = noninferiority_alternatives(margin);
         let regression_alts: Vec<usize> = (grid.len()..grid.len() + regression.len()).collect();
         grid.extend(regression);
         let noninferiority_alts: Vec<usize> = (grid.len()..grid.len() + noninf.len()).collect();
@@ -1480,7 +1491,7 @@ impl Engine {
                 c.regression_alts.iter().map(|&k| (c.pre_upper * c.ratio.ratios[k]).min(0.999)).collect();
             c.last_log_e_regression = c.log_e_regression_at_switch
                 + one_sample_log_e_value(c.rollout.errors, c.rollout.events, c.pre_upper, &alts);
-            let ni_alts: Vec<f64> = (1..=12).map(|j| c.pre_noninferiority_null * 0.8f64.powi(j)).collect();
+            let ni_alts = noninferiority_alternatives(c.pre_noninferiority_null);
             c.last_log_e_noninferiority = c.log_e_noninferiority_at_switch
                 + one_sample_log_e_value(c.rollout.errors, c.rollout.events, c.pre_noninferiority_null, &ni_alts);
         }

@@ -186,15 +186,6 @@ impl Latency {
         }
         l
     }
-
-    /// Heap bytes held (for sizing).
-    pub fn heap_bytes(&self) -> usize {
-        match &self.repr {
-            Repr::Empty => 0,
-            Repr::Sparse(pairs) => pairs.capacity() * std::mem::size_of::<(u32, u32)>(),
-            Repr::Dense(h) => h.distinct_values() * std::mem::size_of::<u32>(),
-        }
-    }
 }
 
 // Serialized as its non-empty (value, count) pairs: compact, and independent of the histogram
