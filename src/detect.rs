@@ -55,6 +55,15 @@ pub fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
 }
 
+/// Whether this thread's floating-point unit rounds to nearest, as every statistic here
+/// assumes (the constants are folded at compile time, the divisions run now). A platform that
+/// changes the rounding mode under a process makes its evidence differ from `replay`'s in the
+/// last digits.
+pub fn rounds_to_nearest() -> bool {
+    let (one, two, three) = (std::hint::black_box(1.0f64), std::hint::black_box(2.0f64), std::hint::black_box(3.0f64));
+    one / three == 1.0 / 3.0 && two / three == 2.0 / 3.0 && -one / three == -1.0 / 3.0 && -two / three == -2.0 / 3.0
+}
+
 /// `ln Σ exp(x)`, stably; on the stack for the grids the tests mix over (≤ 64 terms).
 pub(crate) fn log_sum_exp(xs: impl Iterator<Item = f64>) -> f64 {
     let v: smallvec::SmallVec<[f64; 64]> = xs.collect();

@@ -907,6 +907,7 @@ fn process(
     // Since when (and after how many messages) the input has been read without reaching the
     // end of every partition.
     let mut behind_since: Option<(Instant, u64)> = None;
+    let mut rounding_warned = false;
     let store_positions = |sources: &[Source]| {
         if let Ok(mut p) = positions.lock() {
             for (t, part, _, next) in sources {
@@ -1009,6 +1010,12 @@ fn process(
         }
         let mut decided = false;
         if engine.has_commands() {
+            if !rounding_warned && !crate::detect::rounds_to_nearest() {
+                rounding_warned = true;
+                warn!(
+                    "this thread's floating-point rounding mode is not round-to-nearest (changed by the platform): evidence numbers may differ from replay's in their last digits"
+                );
+            }
             let now = wall_ms();
             for mut c in engine.drain_commands() {
                 c.stamp(now);

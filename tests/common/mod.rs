@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests: run the real binary, read its commands.
 #![allow(dead_code)]
 
+mod commands;
+#[allow(unused_imports)]
+pub use commands::comparable;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -61,19 +65,6 @@ pub fn summary(c: &Value) -> String {
         c["target"]["version"].as_str().unwrap_or("?"),
         c["reason"].as_str().unwrap_or("?")
     )
-}
-
-/// A command without the fields that legitimately differ between runs of the same decisions:
-/// `issued_at` (wall clock) and the input offsets (positions in different files).
-pub fn comparable(c: &Value) -> Value {
-    let mut c = c.clone();
-    if let Some(o) = c.as_object_mut() {
-        o.remove("issued_at");
-    }
-    if let Some(e) = c.get_mut("evidence").and_then(Value::as_object_mut) {
-        e.remove("input_offsets");
-    }
-    c
 }
 
 /// Parses an RFC 3339 time from a command into epoch ms.

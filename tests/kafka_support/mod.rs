@@ -2,6 +2,11 @@
 //! producing input, reading output topics, comparing with `driftwatch replay`.
 #![allow(dead_code)]
 
+#[path = "../common/commands.rs"]
+mod commands;
+#[allow(unused_imports)]
+pub use commands::comparable;
+
 pub mod openapi;
 
 use std::collections::BTreeMap;
@@ -435,18 +440,6 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
-}
-
-/// A command without what legitimately differs between runs: `issued_at` and input offsets.
-pub fn comparable(c: &Value) -> Value {
-    let mut c = c.clone();
-    if let Some(o) = c.as_object_mut() {
-        o.remove("issued_at");
-    }
-    if let Some(e) = c.get_mut("evidence").and_then(Value::as_object_mut) {
-        e.remove("input_offsets");
-    }
-    c
 }
 
 /// Commands by `command_id`, in a stable order.
