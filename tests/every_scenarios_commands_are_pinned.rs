@@ -21,7 +21,11 @@ fn pinned_dir() -> PathBuf {
 fn scenarios() -> Vec<String> {
     let out = run(&["simulate", "--list"]);
     assert!(out.status.success(), "simulate --list: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A command line without its `issued_at` field (compact JSON as replay prints it).

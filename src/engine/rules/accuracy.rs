@@ -1,0 +1,197 @@
+//! The accuracy rules: a candidate's accuracy against its baseline's, and a model version's
+//! against its own reference, by anytime-valid confidence sequences.
+
+use crate::engine::*;
+
+/// A candidate's accuracy against a baseline's (or a reference's): each arm's anytime-valid
+/// confidence interval (Beta-binomial mixture, alpha/2 per arm) and the drop between them.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::engine) struct AccuracyGap {
+    pub(in crate::engine) base: (f64, f64),
+    pub(in crate::engine) cand: (f64, f64),
+    /// Observed baseline accuracy minus candidate accuracy.
+    pub(in crate::engine) drop: f64,
+    /// Lower and upper confidence bounds of the drop.
+    pub(in crate::engine) drop_lower: f64,
+    pub(in crate::engine) drop_upper: f64,
+}
+
+impl AccuracyGap {
+    pub(in crate::engine) fn of(base: &Accuracy, cand: &Accuracy, alpha: f64) -> AccuracyGap {
+        let (bl, bu) = beta_binomial_cs(base.correct, base.labelled, alpha / 2.0);
+        let (cl, cu) = beta_binomial_cs(cand.correct, cand.labelled, alpha / 2.0);
+        AccuracyGap {
+            base: (bl, bu),
+            cand: (cl, cu),
+            drop: base.accuracy().unwrap_or(0.0) - cand.accuracy().unwrap_or(0.0),
+            drop_lower: bl - cu,
+            drop_upper: bu - cl,
+        }
+    }
+
+    /// What the gap calls for, gravest first: accuracy confidently below `min_accuracy`; a
+    /// drop confidently of `rollback_drop` or more; a review's evidence — the drop shown (its
+    /// lower bound above zero) and estimated inside the band, real and large enough to matter.
+    pub(in crate::engine) fn verdict(&self, acfg: &AccuracyConfig) -> Verdict {
+        if acfg.min_accuracy.is_some_and(|m| self.cand.1 < m) {
+            Verdict::BelowFloor
+        } else if self.drop_lower >= acfg.rollback_drop {
+            Verdict::Loss
+        } else if self.drop_lower > 0.0 && self.drop >= acfg.review_drop && self.drop < acfg.rollback_drop {
+            Verdict::Review
+        } else {
+            Verdict::Nothing
+        }
+    }
+}
+
+/// An accuracy comparison's outcome, ordered by gravity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(in crate::engine) enum Verdict {
+    Nothing,
+    Review,
+    Loss,
+    BelowFloor,
+}
+
+impl Engine {
+    pub(in crate::engine) fn check_accuracy_vs_baseline(&mut self, id: TargetId, decided_at: Millis) {
+        let acfg = self.cfg.accuracy;
+        let Some(t) = self.target(id) else { return };
+        let Some(c) = t.candidate.as_ref() else {
+            return;
+        };
+        let (base, base_window) = match c.mode {
+            Mode::Canary => (c.base.accuracy, (c.start_sec * TICK_MS, decided_at)),
+            Mode::Rollout => (c.pre.accuracy, c.pre_window),
+        };
+        let cand = c.cand.accuracy;
+        if cand.labelled < acfg.min_labels || base.labelled < acfg.min_labels {
+            return;
+        }
+        let gap = AccuracyGap::of(&base, &cand, acfg.alpha);
+        let AccuracyGap { base: (bl, bu), cand: (cl, cu), drop, drop_lower, .. } = gap;
+        let (ca, ba) = (cand.accuracy().unwrap_or(0.0), base.accuracy().unwrap_or(0.0));
+        let verdict = gap.verdict(&acfg);
+        let below_floor = verdict == Verdict::BelowFloor;
+        let command = if verdict >= Verdict::Loss {
+            CommandKind::Rollback
+        } else if verdict == Verdict::Review && !t.latch.reviewed {
+            CommandKind::Review
+        } else {
+            return;
+        };
+        let evidence = json!({
+            "test": "accuracy_difference",
+            "method": "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm",
+            "statistic": "accuracy_drop_lower_bound",
+            "value": drop_lower,
+            "threshold": if command == CommandKind::Rollback { acfg.rollback_drop } else { 0.0 },
+            "alpha": acfg.alpha,
+            "review_band": [acfg.review_drop, acfg.rollback_drop],
+            "min_accuracy": acfg.min_accuracy,
+            "below_min_accuracy": below_floor,
+            "accuracy_drop": drop,
+            "candidate": {"labelled": cand.labelled, "correct": cand.correct, "accuracy": ca, "confidence_interval": [cl, cu]},
+            "baseline": {"labelled": base.labelled, "correct": base.correct, "accuracy": ba, "confidence_interval": [bl, bu], "window": window_json(base_window.0, base_window.1)},
+            "window": window_json(c.start_sec * TICK_MS, decided_at),
+        });
+        let baseline = Some(c.baseline_version.clone());
+        self.decide(id, command, Reason::Accuracy, decided_at, evidence, baseline);
+    }
+
+    pub(in crate::engine) fn check_accuracy_vs_reference(&mut self, id: TargetId, idx: i64) {
+        let acfg = self.cfg.accuracy;
+        let cooldown = self.cfg.retrain.cooldown.0;
+        let reminder = self.cfg.retrain.reminder.0;
+        let Some(t) = self.targets.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if t.latch.rolled_back {
+            return;
+        }
+        let Some(m) = t.model.as_mut() else { return };
+        let spec = m.accuracy.spec;
+        if m.accuracy_reference.is_none() {
+            // A profile's recorded accuracy is the reference; `i64::MIN` bounds mark it.
+            if let Some((labelled, correct)) = m.reference.as_ref().and_then(|r| r.accuracy) {
+                let acc = Accuracy { labelled, correct, ..Accuracy::default() };
+                m.accuracy_reference = Some((acc, i64::MIN, i64::MIN));
+            }
+        }
+        if m.accuracy.get(idx).is_none() {
+            return;
+        }
+        let floor = m.accuracy_reference.map_or(i64::MIN, |(_, _, end)| end + 1);
+        let short = m.accuracy.extended_window_to(idx, floor, acfg.min_labels, |a| a.labelled);
+        if short.0.labelled < acfg.min_labels {
+            return;
+        }
+        let Some((reference, rs, re)) = m.accuracy_reference else {
+            m.accuracy_reference = Some((short.0, short.1, idx));
+            return;
+        };
+        // The window of `min_labels` shows large losses soon; the long one small losses. Read
+        // both, each at alpha/2, and act on the graver verdict (the short one on a tie).
+        let long = m.accuracy.extended_window(idx, floor, |a| a.labelled);
+        let both = [short, long];
+        let windows = if long.0.labelled > short.0.labelled { &both[..] } else { &both[..1] };
+        let alpha = acfg.alpha / windows.len() as f64;
+        let judged: SmallVec<[(AccuracyGap, Verdict); 2]> = windows
+            .iter()
+            .map(|(w, _, _)| {
+                let gap = AccuracyGap::of(&reference, w, alpha);
+                (gap, gap.verdict(&acfg))
+            })
+            .collect();
+        let pick = (0..judged.len()).fold(0, |best, i| if judged[i].1 > judged[best].1 { i } else { best });
+        let (window, first, extent) = windows[pick];
+        let decided_at = spec.bucket_start(idx + 1);
+        let (AccuracyGap { base: (rl, ru), cand: (cl, cu), drop, drop_lower, .. }, verdict) = judged[pick];
+        m.last_accuracy_drop = judged.iter().map(|(g, _)| g.drop_lower).reduce(f64::max);
+        let below_floor = verdict == Verdict::BelowFloor;
+        if verdict < Verdict::Loss {
+            // A full window without the loss ends the episode.
+            t.latch.accuracy_episode = None;
+        }
+        let mut episode_json = serde_json::Value::Null;
+        let command = if below_floor {
+            CommandKind::Rollback
+        } else if verdict == Verdict::Loss {
+            if t.latch.last_retrain.is_some_and(|l| decided_at - l < cooldown) {
+                return;
+            }
+            let Some((episode, why)) = Episode::due(t.latch.accuracy_episode, decided_at, reminder) else {
+                return;
+            };
+            t.latch.accuracy_episode = Some(episode);
+            episode_json = why;
+            CommandKind::Retrain
+        } else if verdict == Verdict::Review && !t.latch.reviewed {
+            CommandKind::Review
+        } else {
+            return;
+        };
+        let evidence = json!({
+            "test": "accuracy_vs_reference",
+            "method": "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else the version's labels before the current window (from its first window with enough labels, growing until a loss is decided on)",
+            "statistic": "accuracy_drop_lower_bound",
+            "value": drop_lower,
+            "threshold": if command == CommandKind::Review { 0.0 } else { acfg.rollback_drop },
+            "alpha": alpha,
+            "windows_compared": windows.len(),
+            "review_band": [acfg.review_drop, acfg.rollback_drop],
+            "min_accuracy": acfg.min_accuracy,
+            "below_min_accuracy": below_floor,
+            "accuracy_drop": drop,
+            "current": {"labelled": window.labelled, "correct": window.correct, "accuracy": window.accuracy(), "confidence_interval": [cl, cu], "mae": window.mae()},
+            "reference": {"labelled": reference.labelled, "correct": reference.correct, "accuracy": reference.accuracy(), "confidence_interval": [rl, ru], "window": (rs != i64::MIN).then(|| window_json(spec.bucket_start(rs), spec.bucket_start(re + 1))), "source": if rs == i64::MIN { "profile" } else { "own_labels" }},
+            "window": window_json_by(spec.bucket_start(first), decided_at, extent),
+        });
+        let mut evidence = evidence;
+        if let (Some(obj), false) = (evidence.as_object_mut(), episode_json.is_null()) {
+            obj.insert("episode".into(), episode_json);
+        }
+        self.decide(id, command, Reason::Accuracy, decided_at, evidence, None);
+    }
+}

@@ -1,0 +1,150 @@
+//! The error-rate rule: a candidate's sequential test against its baseline (or its pre-switch
+//! statistics), folded one second at a time; the non-inferiority test that promotion waits on.
+
+use crate::engine::*;
+
+/// The canary's non-inferiority e-value (log): the mean of the rate-ratio test against the
+/// margin and a one-sample test of the candidate's own error rate against
+/// `error_rate.min_absolute_increase`.
+///
+/// "Worse by the minimum effect" means at least `min_absolute_increase` above the baseline,
+/// hence at least `min_absolute_increase` itself, so both are e-processes under that null and
+/// so is their mean. The ratio test learns only from errors; the one-sample test is what shows
+/// a candidate serving without errors (beside a baseline without errors) is not worse.
+pub(in crate::engine) fn canary_noninferiority_log_e(c: &Candidate, max_error_rate: f64) -> f64 {
+    let ratio = c.ratio.log_e_value(&c.noninferiority_alts, c.noninferiority_null);
+    let own = one_sample_log_e_value(
+        c.cand.traffic.errors,
+        c.cand.traffic.events,
+        max_error_rate,
+        &noninferiority_alternatives(max_error_rate),
+    );
+    log_sum_exp([ratio, own].into_iter()) - std::f64::consts::LN_2
+}
+
+/// The alternatives a non-inferiority test mixes over: 12 values below its null, each 0.8 of
+/// the one before.
+pub(in crate::engine) fn noninferiority_alternatives(null: f64) -> SmallVec<[f64; 12]> {
+    (1..=12).map(|j| null * 0.8f64.powi(j)).collect()
+}
+
+impl Engine {
+    pub(in crate::engine) fn step_candidate(
+        &mut self,
+        id: TargetId,
+        sec: i64,
+        own: Tick,
+        base: Tick,
+        base_last_sec: i64,
+    ) {
+        let (error_rate_on, accuracy_on, promote_on) =
+            (self.cfg.error_rate.enabled, self.cfg.accuracy.enabled, self.cfg.promote.enabled);
+        let min_absolute_increase = self.cfg.error_rate.min_absolute_increase;
+        let Some(t) = self.target_mut(id) else { return };
+        let step_secs = t.traffic.spec.step / TICK_MS;
+        let promoted = t.latch.promoted;
+        let Some(c) = t.candidate.as_mut() else {
+            return;
+        };
+        if sec < c.start_sec {
+            return;
+        }
+        c.cand.merge(&own);
+        c.base.merge(&base);
+        if c.mode == Mode::Canary {
+            // Seconds without errors leave the likelihood, hence the ratio e-values, as they were.
+            let changed =
+                c.ratio.update(own.traffic.events, base.traffic.events, own.traffic.errors, base.traffic.errors);
+            if changed {
+                c.last_log_e_regression = c.ratio.log_e_value(&c.regression_alts, 0);
+            }
+            if (changed || own.traffic.events > 0) && !promoted {
+                c.last_log_e_noninferiority = canary_noninferiority_log_e(c, min_absolute_increase);
+            }
+            if base_last_sec < sec - step_secs {
+                c.mode = Mode::Rollout;
+                c.switched_sec = Some(sec);
+                c.log_e_regression_at_switch = c.last_log_e_regression;
+                c.log_e_noninferiority_at_switch = c.last_log_e_noninferiority;
+            }
+        } else if own.traffic.events > 0 {
+            c.rollout.merge(&own.traffic);
+            let alts: Vec<f64> =
+                c.regression_alts.iter().map(|&k| (c.pre_upper * c.ratio.ratios[k]).min(0.999)).collect();
+            c.last_log_e_regression = c.log_e_regression_at_switch
+                + one_sample_log_e_value(c.rollout.errors, c.rollout.events, c.pre_upper, &alts);
+            let ni_alts = noninferiority_alternatives(c.pre_noninferiority_null);
+            c.last_log_e_noninferiority = c.log_e_noninferiority_at_switch
+                + one_sample_log_e_value(c.rollout.errors, c.rollout.events, c.pre_noninferiority_null, &ni_alts);
+        }
+        let decided_at = (sec + 1) * TICK_MS;
+        if t.latch.rolled_back {
+            return;
+        }
+        if error_rate_on && own.traffic.errors > 0 {
+            self.check_error_rate(id, decided_at);
+        }
+        if accuracy_on && (own.accuracy.labelled > 0 || base.accuracy.labelled > 0) {
+            self.check_accuracy_vs_baseline(id, decided_at);
+        }
+        if promote_on {
+            self.check_promote(id, sec, decided_at);
+        }
+    }
+
+    pub(in crate::engine) fn error_rate_threshold(&self) -> f64 {
+        (1.0 / (self.cfg.error_rate.alpha * (1.0 - REFERENCE_ALPHA_SHARE))).ln()
+    }
+
+    /// The e-value at which the error-rate test decides a rollback.
+    pub fn error_rate_e_value_threshold(&self) -> f64 {
+        self.error_rate_threshold().exp()
+    }
+
+    pub(in crate::engine) fn check_error_rate(&mut self, id: TargetId, decided_at: Millis) {
+        let thr = self.error_rate_threshold();
+        let er = self.cfg.error_rate;
+        let Some(t) = self.target(id) else { return };
+        let Some(c) = t.candidate.as_ref() else {
+            return;
+        };
+        if c.last_log_e_regression < thr {
+            return;
+        }
+        let (cand, base, mode_name, base_window) = match c.mode {
+            Mode::Canary => (c.cand.traffic, c.base.traffic, "canary", (c.start_sec * TICK_MS, decided_at)),
+            Mode::Rollout => (c.cand.traffic, c.pre.traffic, "full_rollout", c.pre_window),
+        };
+        if cand.events < er.min_events || base.events < er.min_events {
+            return;
+        }
+        let pc = cand.error_rate();
+        let pb = base.error_rate();
+        let relative = if pb > 0.0 { pc / pb - 1.0 } else { f64::INFINITY };
+        if relative < er.min_relative_increase || pc - pb < er.min_absolute_increase {
+            return;
+        }
+        let evidence = json!({
+            "test": "sequential_error_rate_ratio",
+            "method": if c.mode == Mode::Canary {
+                "mixture likelihood ratio of the conditional Poisson-process model (Lindon et al., KDD 2022), anytime-valid"
+            } else {
+                "mixture likelihood ratio of the candidate's error rate against an upper confidence bound of the baseline's pre-switch rate, anytime-valid"
+            },
+            "mode": mode_name,
+            "statistic": "e_value",
+            "value": c.last_log_e_regression.exp(),
+            "threshold": thr.exp(),
+            "alpha": er.alpha,
+            "candidate": {"events": cand.events, "errors": cand.errors, "error_rate": pc},
+            "baseline": {"events": base.events, "errors": base.errors, "error_rate": pb, "window": window_json(base_window.0, base_window.1)},
+            "relative_increase": finite_or_null(relative),
+            "absolute_increase": pc - pb,
+            "min_relative_increase": er.min_relative_increase,
+            "min_absolute_increase": er.min_absolute_increase,
+            "window": window_json(c.start_sec * TICK_MS, decided_at),
+        });
+        let baseline = Some(c.baseline_version.clone());
+        self.decide(id, CommandKind::Rollback, Reason::ErrorRate, decided_at, evidence, baseline);
+    }
+}

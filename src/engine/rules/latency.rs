@@ -1,0 +1,91 @@
+//! The latency rule: a candidate's quantile against its baseline's over the same buckets (or the
+//! pre-switch window, after a full rollout).
+
+use crate::engine::*;
+
+#[derive(Debug, Clone)]
+pub(in crate::engine) struct LatencyComparison {
+    pub(in crate::engine) quantile: f64,
+    pub(in crate::engine) candidate: f64,
+    pub(in crate::engine) baseline: f64,
+    pub(in crate::engine) ratio: f64,
+    pub(in crate::engine) candidate_count: u64,
+    pub(in crate::engine) baseline_count: u64,
+    candidate_p50: f64,
+    baseline_p50: f64,
+    pub(in crate::engine) mode: &'static str,
+    pub(in crate::engine) window: (Millis, Millis),
+    pub(in crate::engine) baseline_window: (Millis, Millis),
+}
+
+impl LatencyComparison {
+    pub(in crate::engine) fn to_json(&self) -> serde_json::Value {
+        json!({
+            "test": "latency_quantile_ratio",
+            "mode": self.mode,
+            "statistic": format!("p{}_ratio", (self.quantile * 100.0).round()),
+            "value": self.ratio,
+            "quantile": self.quantile,
+            "candidate": {"events": self.candidate_count, "quantile_ms": self.candidate, "p50_ms": self.candidate_p50},
+            "baseline": {"events": self.baseline_count, "quantile_ms": self.baseline, "p50_ms": self.baseline_p50, "window": window_json(self.baseline_window.0, self.baseline_window.1)},
+            "window": window_json(self.window.0, self.window.1),
+        })
+    }
+}
+
+impl Engine {
+    pub(in crate::engine) fn latency_comparison(&self, id: TargetId, idx: i64) -> Option<LatencyComparison> {
+        let t = self.target(id)?;
+        let c = t.candidate.as_ref()?;
+        let spec = t.latency.spec;
+        let (cand, first) = t.latency.window(idx, i64::MIN, Latency::count);
+        let base_t = self.target(c.baseline).filter(|b| b.gen == c.baseline_gen);
+        let same_span = base_t.map(|b| b.latency.sum(first, idx));
+        let min = self.cfg.latency.min_events;
+        let (base, mode, bw) = match same_span {
+            Some(b) if b.count() >= min => (b, "canary", (spec.bucket_start(first), spec.bucket_start(idx + 1))),
+            _ => (c.pre_latency.clone(), "full_rollout", c.pre_window),
+        };
+        if cand.count() < min || base.count() < min {
+            return None;
+        }
+        let q = self.cfg.latency.quantile;
+        let cq = cand.quantile_ms(q)?;
+        let bq = base.quantile_ms(q)?.max(0.1);
+        Some(LatencyComparison {
+            quantile: q,
+            candidate: cq,
+            baseline: bq,
+            ratio: cq / bq,
+            candidate_count: cand.count(),
+            baseline_count: base.count(),
+            candidate_p50: cand.quantile_ms(0.5).unwrap_or(0.0),
+            baseline_p50: base.quantile_ms(0.5).unwrap_or(0.0),
+            mode,
+            window: (spec.bucket_start(first), spec.bucket_start(idx + 1)),
+            baseline_window: bw,
+        })
+    }
+
+    pub(in crate::engine) fn check_latency(&mut self, id: TargetId, idx: i64) {
+        let Some(t) = self.target(id) else { return };
+        if t.latch.rolled_back || t.candidate.is_none() || t.latency.get(idx).is_none() {
+            return;
+        }
+        let Some(l) = self.latency_comparison(id, idx) else {
+            return;
+        };
+        if let Some(t) = self.target_mut(id) {
+            t.last_latency_ratio = Some(l.ratio);
+        }
+        let Some(t) = self.target(id) else { return };
+        if l.ratio < self.cfg.latency.max_ratio {
+            return;
+        }
+        let baseline = t.candidate.as_ref().map(|c| c.baseline_version.clone());
+        let decided_at = l.window.1;
+        let mut evidence = l.to_json();
+        evidence["threshold"] = json!(self.cfg.latency.max_ratio);
+        self.decide(id, CommandKind::Rollback, Reason::Latency, decided_at, evidence, baseline);
+    }
+}

@@ -1,0 +1,11 @@
+//! The rules, one file each: state and config in, a finding or a command (through
+//! [`super::policy`]) out. Their statistics live in [`crate::detect`].
+
+mod accuracy;
+mod drift;
+mod error_rate;
+mod latency;
+mod promote;
+
+pub(in crate::engine) use accuracy::*;
+pub(in crate::engine) use error_rate::*;

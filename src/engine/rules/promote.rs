@@ -1,0 +1,117 @@
+//! Promotion: a canary shown not worse than its baseline on errors (and accuracy, for a
+//! labelled model), held for the configured time.
+
+use crate::engine::*;
+
+/// What a candidate's accuracy says about promoting it.
+pub(in crate::engine) enum PromoteAccuracy {
+    /// Neither it nor its baseline receives labels: error rate and latency decide.
+    NotLabelled,
+    /// Labels flow but do not yet show it is not worse.
+    Waiting,
+    /// Shown not worse; the evidence.
+    Shown(serde_json::Value),
+}
+
+impl Engine {
+    pub(in crate::engine) fn check_promote(&mut self, id: TargetId, sec: i64, decided_at: Millis) {
+        let p = self.cfg.promote;
+        let Some(t) = self.target(id) else { return };
+        if t.latch.promoted || t.latch.adverse || t.latch.reviewed || t.latch.last_retrain.is_some() {
+            return;
+        }
+        let Some(c) = t.candidate.as_ref() else {
+            return;
+        };
+        if c.cand.traffic.events < p.min_events || (sec + 1 - c.start_sec) * TICK_MS < p.min_duration.0 {
+            return;
+        }
+        let thr = (1.0 / self.cfg.error_rate.alpha).ln();
+        if c.last_log_e_noninferiority < thr {
+            return;
+        }
+        // Latency must not be regressing either (when there is enough to tell).
+        let latency = self.latency_comparison(id, t.latency.spec.bucket_of(decided_at) - 1);
+        if latency.as_ref().is_some_and(|l| l.ratio >= self.cfg.latency.max_ratio * 0.8) {
+            return;
+        }
+        let accuracy = match self.promote_accuracy(t, c) {
+            PromoteAccuracy::NotLabelled => None,
+            PromoteAccuracy::Waiting => return,
+            PromoteAccuracy::Shown(evidence) => Some(evidence),
+        };
+        let (base, mode_name) = match c.mode {
+            Mode::Canary => (c.base.traffic, "canary"),
+            Mode::Rollout => (c.pre.traffic, "full_rollout"),
+        };
+        let margin = c.ratio.ratios[c.noninferiority_null];
+        let evidence = json!({
+            "test": "error_rate_non_inferiority",
+            "method": if c.mode == Mode::Canary {
+                "mean of two anytime-valid mixture likelihood ratios: the rate ratio against the margin, and the candidate's error rate against the minimum absolute increase"
+            } else {
+                "mixture likelihood ratio of the candidate's error rate against the baseline's pre-switch rate plus the minimum effect, anytime-valid"
+            },
+            "mode": mode_name,
+            "statistic": "e_value",
+            "value": c.last_log_e_noninferiority.exp(),
+            "threshold": thr.exp(),
+            "non_inferiority_margin_ratio": if c.mode == Mode::Canary { Some(margin) } else { None },
+            "non_inferiority_max_error_rate": if c.mode == Mode::Rollout { c.pre_noninferiority_null } else { self.cfg.error_rate.min_absolute_increase },
+            "candidate": {"events": c.cand.traffic.events, "errors": c.cand.traffic.errors, "error_rate": c.cand.traffic.error_rate()},
+            "baseline": {"events": base.events, "errors": base.errors, "error_rate": base.error_rate()},
+            "latency": latency.map(|l| l.to_json()),
+            "accuracy": accuracy,
+            "min_events": p.min_events,
+            "min_duration_ms": p.min_duration.0,
+            "window": window_json(c.start_sec * TICK_MS, decided_at),
+        });
+        let baseline = Some(c.baseline_version.clone());
+        self.decide(id, CommandKind::Promote, Reason::Healthy, decided_at, evidence, baseline);
+    }
+
+    /// Whether a candidate model version that receives labels has shown its accuracy is not
+    /// worse than its baseline's (or, while the baseline has too few labels, its profile's):
+    /// the upper confidence bound of the drop below `accuracy.rollback_drop`, the observed drop
+    /// below `accuracy.review_drop`, and nothing for the accuracy rules to review.
+    pub(in crate::engine) fn promote_accuracy(&self, t: &Target, c: &Candidate) -> PromoteAccuracy {
+        let acfg = self.cfg.accuracy;
+        let Some(m) = t.model.as_ref() else { return PromoteAccuracy::NotLabelled };
+        let baseline_labelled = self
+            .target(c.baseline)
+            .filter(|b| b.gen == c.baseline_gen)
+            .and_then(|b| b.model.as_ref())
+            .is_some_and(|bm| bm.labels.matched > 0);
+        if !acfg.enabled || (m.labels.matched == 0 && !baseline_labelled) {
+            return PromoteAccuracy::NotLabelled;
+        }
+        let (base, source) = match c.mode {
+            Mode::Canary => (c.base.accuracy, "baseline"),
+            Mode::Rollout => (c.pre.accuracy, "baseline_before_rollout"),
+        };
+        let (base, source) = match m.reference.as_ref().and_then(|r| r.accuracy) {
+            Some((labelled, correct)) if base.labelled < acfg.min_labels => {
+                (Accuracy { labelled, correct, ..Accuracy::default() }, "profile")
+            }
+            _ => (base, source),
+        };
+        let cand = c.cand.accuracy;
+        if cand.labelled < acfg.min_labels || base.labelled < acfg.min_labels {
+            return PromoteAccuracy::Waiting;
+        }
+        let AccuracyGap { base: (bl, bu), cand: (cl, cu), drop, drop_lower, drop_upper } =
+            AccuracyGap::of(&base, &cand, acfg.alpha);
+        if drop_upper >= acfg.rollback_drop || drop >= acfg.review_drop || drop_lower >= acfg.review_drop {
+            return PromoteAccuracy::Waiting;
+        }
+        PromoteAccuracy::Shown(json!({
+            "test": "accuracy_non_inferiority",
+            "method": "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm: upper bound of the drop below rollback_drop, observed drop below review_drop",
+            "drop_upper_bound": drop_upper,
+            "accuracy_drop": drop,
+            "review_band": [acfg.review_drop, acfg.rollback_drop],
+            "candidate": {"labelled": cand.labelled, "correct": cand.correct, "accuracy": cand.accuracy(), "confidence_interval": [cl, cu]},
+            "baseline": {"labelled": base.labelled, "correct": base.correct, "accuracy": base.accuracy(), "confidence_interval": [bl, bu], "source": source},
+        }))
+    }
+}
