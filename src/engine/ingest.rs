@@ -76,6 +76,7 @@ impl Engine {
     }
 
     /// Event time `ts` was seen: the watermark follows the newest event time.
+    #[inline]
     pub(super) fn note_time(&mut self, ts: Millis) {
         if self.newest_event.is_none_or(|m| ts > m) {
             self.newest_event = Some(ts);

@@ -4,6 +4,7 @@
 use super::*;
 
 impl Engine {
+    #[inline]
     pub(super) fn schedule(&mut self, id: TargetId, at: Millis) {
         let Some(t) = self.target_mut(id) else { return };
         if t.wake.is_some_and(|w| w <= at) {

@@ -115,10 +115,12 @@ impl Engine {
         id
     }
 
+    #[inline]
     pub(super) fn target(&self, id: TargetId) -> Option<&Target> {
         self.targets.get(id as usize).and_then(Option::as_ref)
     }
 
+    #[inline]
     pub(super) fn target_mut(&mut self, id: TargetId) -> Option<&mut Target> {
         self.targets.get_mut(id as usize).and_then(Option::as_mut)
     }
