@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::time::{format_duration, parse_duration, Millis};
 use crate::window::WindowSpec;
 
+pub mod http;
+pub mod kafka;
 pub mod reference;
 
 /// A duration written as `"30s"`, `"10m"`, `"6h"`, `"7d"`.
@@ -510,9 +512,9 @@ pub struct Config {
     /// Inputs from serving fleets (KServe): decoding and request/response pairing.
     pub fleet: crate::fleet::FleetConfig,
     /// The Kafka service (`driftwatch run`).
-    pub kafka: crate::kafka::KafkaConfig,
+    pub kafka: kafka::KafkaConfig,
     /// The HTTP API (`driftwatch run --http`, `driftwatch demo --http`).
-    pub http: crate::http::HttpConfig,
+    pub http: http::HttpConfig,
 }
 
 impl Default for Config {
@@ -532,8 +534,8 @@ impl Default for Config {
             targets: Vec::new(),
             profiles: Vec::new(),
             fleet: crate::fleet::FleetConfig::default(),
-            kafka: crate::kafka::KafkaConfig::default(),
-            http: crate::http::HttpConfig::default(),
+            kafka: kafka::KafkaConfig::default(),
+            http: http::HttpConfig::default(),
         }
     }
 }

@@ -27,7 +27,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use crate::command::Command;
 use crate::config::{Config, Duration as CfgDuration};
 use crate::engine::{Engine, TargetOverview};
-use crate::kafka::{Delivery, Observer, ServiceStats};
+use crate::kafka::Delivery;
+use crate::observe::{Observer, ServiceStats};
 use crate::sim::{self, Generator};
 use crate::time::{format_rfc3339, Millis};
 use deployer::{DemoClock, DeployerLine, DeployerSetup, Order};
@@ -243,7 +244,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
 
     // The fleet: the demo scenario, starting now, paced at `speed` × real time.
     let scenario = sim::scenario("demo").ok_or("demo scenario missing")?;
-    let clock = DemoClock { start: crate::replay::wall_ms(), t0: Instant::now(), speed: opts.speed };
+    let clock = DemoClock { start: crate::clock::wall_ms(), t0: Instant::now(), speed: opts.speed };
     let (order_tx, orders) = mpsc::channel::<Order>();
     let (log, deployer_log) = mpsc::channel::<DeployerLine>();
     let fleet_log = log.clone();

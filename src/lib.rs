@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod demo;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod kafka;
 pub mod labels;
 pub mod merge;
+pub mod observe;
 pub mod profile;
 pub mod reference;
 pub mod replay;

@@ -266,7 +266,7 @@ fn run() -> Result<()> {
                     server.stop();
                     stats?
                 }
-                None => driftwatch::kafka::run(cfg, &brokers, shutdown, &mut driftwatch::kafka::NoObserver)?,
+                None => driftwatch::kafka::run(cfg, &brokers, shutdown, &mut driftwatch::observe::NoObserver)?,
             };
             eprintln!(
                 "driftwatch run: {} messages, {} dead letters, {} commands, {} commits, {} sessions",

@@ -25,7 +25,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Float64Builder, ListArray, ListBuilder, StringArray, StringBuilder,
@@ -1002,7 +1002,7 @@ impl Profiler {
         let labelled = self.labelled;
         let source_file =
             opts.input.file_name().map_or_else(|| self.path.clone(), |n| n.to_string_lossy().into_owned());
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::clock::wall_ms();
         let profile = Profile {
             meta: ProfileMeta {
                 driftwatch_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -1936,7 +1936,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "driftwatch-profile-unit-{}-{}",
             std::process::id(),
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join(name);

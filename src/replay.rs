@@ -7,7 +7,9 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::clock::wall_ms;
 
 use memchr::memchr;
 
@@ -53,11 +55,6 @@ pub struct ReplaySummary {
     pub commands: u64,
     /// Wall time.
     pub elapsed: Duration,
-}
-
-/// Wall-clock now in epoch milliseconds (for `issued_at`).
-pub fn wall_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 struct DeadLetter {

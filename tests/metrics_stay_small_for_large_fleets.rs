@@ -9,7 +9,7 @@ use driftwatch::config::Config;
 use driftwatch::engine::{Engine, Position};
 use driftwatch::event::decode;
 use driftwatch::http::{MetricsTargets, Publisher, Shared};
-use driftwatch::kafka::{Observer, ServiceStats};
+use driftwatch::observe::{Observer, ServiceStats};
 use driftwatch::sim;
 
 fn metrics(engine: &Engine, mode: MetricsTargets) -> String {
