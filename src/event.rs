@@ -197,6 +197,16 @@ fn string<'a>(v: Loose<'a>, field: &str) -> Result<Cow<'a, str>, BadInput> {
         Loose::Str(s) if s.is_empty() => {
             Err(BadInput::new(BadReason::InvalidValue, format!("field `{field}` is an empty string")))
         }
+        // A raw control character is a syntax error; one can only come from an escape, so only
+        // an unescaped (owned) string needs the check. Names and versions key the engine's
+        // tables with a NUL between them: none may hold one.
+        Loose::Str(Cow::Owned(s)) if s.chars().any(char::is_control) => {
+            let c = s.chars().find(|c| c.is_control()).map_or(0, u32::from);
+            Err(BadInput::new(
+                BadReason::InvalidValue,
+                format!("field `{field}` holds a control character (U+{c:04X})"),
+            ))
+        }
         Loose::Str(s) => Ok(s),
         other => Err(BadInput::new(
             BadReason::WrongType,
@@ -520,6 +530,20 @@ mod tests {
         assert_eq!(reason(r#"{"type":"error","timestamp":1764001661120}"#), BadReason::MissingField);
         assert_eq!(reason(r#"{"type":"label","timestamp":1764001661120,"event_id":"e"}"#), BadReason::MissingField);
         assert_eq!(decode(b"\xff\xfe").expect_err("utf8").reason, BadReason::InvalidUtf8);
+    }
+
+    #[test]
+    fn names_with_an_escaped_control_character_are_rejected() {
+        // `x\0y` version `z` and `x` version `y\0z` would be one target otherwise.
+        for line in [
+            r#"{"type":"request","timestamp":1764001661120,"app":"x\u0000y","app_version":"z"}"#,
+            r#"{"type":"request","timestamp":1764001661120,"app":"x","app_version":"y\u0000z"}"#,
+            r#"{"type":"prediction","timestamp":1764001661120,"event_id":"p1","model":"m\n","model_version":"1"}"#,
+        ] {
+            let e = decode(line.as_bytes()).unwrap_err();
+            assert_eq!(e.reason, BadReason::InvalidValue, "{line}");
+            assert!(e.detail.contains("control character"), "{e}");
+        }
     }
 
     #[test]

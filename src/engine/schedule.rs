@@ -103,10 +103,8 @@ impl Engine {
                 continue;
             };
             self.counters.targets_evicted += 1;
-            let mut key = String::from(if t.kind == Kind::App { "a" } else { "m" });
-            key.push_str(&t.name);
-            key.push('\0');
-            key.push_str(&t.version);
+            let mut key = String::new();
+            targets::target_key_into(&mut key, t.kind, &t.name, &t.version);
             self.index.remove(key.as_str());
             if let Some(w) = t.wake {
                 self.wake_queue.remove(&(w, id));

@@ -177,10 +177,7 @@ pub fn group_key(kind: Kind, name: &str) -> String {
 
 fn target_key(kind: Kind, name: &str, version: &str) -> Box<str> {
     let mut k = String::with_capacity(name.len() + version.len() + 2);
-    k.push(if kind == Kind::App { 'a' } else { 'm' });
-    k.push_str(name);
-    k.push('\0');
-    k.push_str(version);
+    super::targets::target_key_into(&mut k, kind, name, version);
     k.into_boxed_str()
 }
 

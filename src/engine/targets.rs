@@ -3,13 +3,20 @@
 
 use super::*;
 
+/// The one encoding of a target in the engine's index: kind, name, NUL, version. Unambiguous
+/// because names and versions hold no control character (the decoder rejects them).
+pub(super) fn target_key_into(buf: &mut String, kind: Kind, name: &str, version: &str) {
+    debug_assert!(!name.contains('\0'), "a target name holds NUL: {name:?}");
+    buf.clear();
+    buf.push(if kind == Kind::App { 'a' } else { 'm' });
+    buf.push_str(name);
+    buf.push('\0');
+    buf.push_str(version);
+}
+
 impl Engine {
     pub(super) fn resolve(&mut self, kind: Kind, name: &str, version: &str, ts: Millis) -> Option<TargetId> {
-        self.key_buf.clear();
-        self.key_buf.push(if kind == Kind::App { 'a' } else { 'm' });
-        self.key_buf.push_str(name);
-        self.key_buf.push('\0');
-        self.key_buf.push_str(version);
+        target_key_into(&mut self.key_buf, kind, name, version);
         if let Some(&id) = self.index.get(self.key_buf.as_str()) {
             return Some(id);
         }
