@@ -21,7 +21,7 @@ pub fn comparable(c: &Value) -> Value {
 /// Every fractional number rounded to 12 significant digits. The decisions, counts, windows and
 /// ids of two runs must agree exactly; a statistic may differ in its last bits when a platform
 /// changes a process's floating-point rounding mode, which says nothing about driftwatch.
-fn round_floats(v: &mut Value) {
+pub fn round_floats(v: &mut Value) {
     match v {
         Value::Number(n) if n.is_f64() => {
             if let Some(r) = n.as_f64().and_then(|x| format!("{x:.11e}").parse::<f64>().ok()) {

@@ -3,7 +3,7 @@
 
 mod commands;
 #[allow(unused_imports)]
-pub use commands::comparable;
+pub use commands::{comparable, round_floats};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -5,7 +5,7 @@
 #[path = "../common/commands.rs"]
 mod commands;
 #[allow(unused_imports)]
-pub use commands::comparable;
+pub use commands::{comparable, round_floats};
 
 pub mod openapi;
 
