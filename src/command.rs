@@ -109,8 +109,9 @@ pub struct Command {
     pub target: TargetRef,
     /// Why.
     pub reason: Reason,
-    /// Event time (watermark) of the decision, RFC 3339.
-    pub decided_at: String,
+    /// Event time (watermark) of the decision, epoch milliseconds; RFC 3339 in JSON.
+    #[serde(with = "crate::time::rfc3339")]
+    pub decided_at: Millis,
     /// Wall-clock time of emission, RFC 3339 (stamped by the driver).
     pub issued_at: String,
     /// Everything a reviewer needs.
@@ -140,7 +141,7 @@ impl Command {
             command_id,
             target,
             reason,
-            decided_at: format_rfc3339(decided_at),
+            decided_at,
             issued_at: String::new(),
             evidence,
             policy: policy.to_owned(),
@@ -159,11 +160,39 @@ impl Command {
         format!("{}/{}", self.target.kind.as_str(), self.target.name)
     }
 
+    /// What decided the command, read from its evidence (every rule's evidence has these
+    /// keys; see [`crate::evidence`]).
+    pub fn headline(&self) -> Headline<'_> {
+        let e = &self.evidence;
+        Headline {
+            statistic: e["statistic"].as_str(),
+            value: e["value"].as_f64(),
+            threshold: e["threshold"].as_f64(),
+            drifted_features: e["drifted_features"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|d| Some((d["name"].as_str()?, d["value"].as_f64()?))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
     /// One line of JSON.
     pub fn to_json(&self) -> String {
         // A Command holds only strings, numbers and JSON values: serialization cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// The statistic that decided a command, against its threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Headline<'a> {
+    /// `e_value`, `p99_ratio`, `accuracy_drop_lower_bound`, `psi`…
+    pub statistic: Option<&'a str>,
+    /// Its value (none for drift, decided per feature).
+    pub value: Option<f64>,
+    /// The value that decides.
+    pub threshold: Option<f64>,
+    /// For drift: the features named, with their PSI.
+    pub drifted_features: Vec<(&'a str, f64)>,
 }
 
 /// The deterministic id: a UUID (version 8, RFC 9562) from SHA-256 of everything that makes

@@ -24,7 +24,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::command::Command;
+use crate::command::{Command, Reason};
 use crate::config::{Config, Duration as CfgDuration};
 use crate::engine::{Engine, TargetOverview};
 use crate::kafka::Delivery;
@@ -167,33 +167,24 @@ impl Observer for TerminalView {
     }
 
     fn published(&mut self, c: &Command) {
-        let e = &c.evidence;
-        let detail = match c.reason.as_str() {
-            "feature_drift" | "prediction_drift" => e["drifted_features"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|d| {
-                            format!(
-                                "{} psi {:.2}",
-                                d["name"].as_str().unwrap_or("?"),
-                                d["value"].as_f64().unwrap_or(0.0)
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default(),
+        let h = c.headline();
+        let detail = match c.reason {
+            Reason::FeatureDrift | Reason::PredictionDrift => h
+                .drifted_features
+                .iter()
+                .map(|(name, psi)| format!("{name} psi {psi:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             _ => format!(
                 "{} {:.3} (threshold {:.3})",
-                e["statistic"].as_str().unwrap_or("statistic"),
-                e["value"].as_f64().unwrap_or(f64::NAN),
-                e["threshold"].as_f64().unwrap_or(f64::NAN)
+                h.statistic.unwrap_or("statistic"),
+                h.value.unwrap_or(f64::NAN),
+                h.threshold.unwrap_or(f64::NAN)
             ),
         };
         let line = format!(
             "  {} {:<8} {}/{} {} vs {}  {}: {}",
-            c.decided_at,
+            crate::time::Rfc3339(c.decided_at),
             c.command.as_str(),
             c.target.kind.as_str(),
             c.target.name,

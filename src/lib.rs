@@ -16,6 +16,7 @@ pub mod demo;
 pub mod detect;
 pub mod engine;
 pub mod event;
+pub mod evidence;
 pub mod fleet;
 pub mod http;
 pub mod kafka;

@@ -256,3 +256,22 @@ mod tests {
         assert_eq!(format_duration(90_000), "90s");
     }
 }
+
+/// Serde for epoch milliseconds written as RFC 3339 UTC with millisecond precision:
+/// `#[serde(with = "crate::time::rfc3339")]`.
+pub mod rfc3339 {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    use super::{parse_rfc3339_unbounded, Millis, Rfc3339};
+
+    /// Writes `ms` as `2025-11-24T16:27:41.120Z`.
+    pub fn serialize<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&Rfc3339(*ms))
+    }
+
+    /// Reads any RFC 3339 date-time of the years 0000–9999.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_rfc3339_unbounded(&s).map_err(|_| D::Error::custom(format!("`{s}` is not an RFC 3339 date-time")))
+    }
+}

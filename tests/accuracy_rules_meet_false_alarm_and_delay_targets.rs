@@ -175,7 +175,7 @@ impl Delays {
                 continue;
             };
             assert_eq!(c.command, expected, "seed {seed}: {:?} instead of {expected:?}", c.command);
-            let at = driftwatch::time::parse_rfc3339(&c.decided_at).expect("decided_at");
+            let at = c.decided_at;
             assert!(at > fault, "seed {seed}: decided before the fault");
             d.labels.push(r.labels_of_7.iter().filter(|&&t| t >= fault && t < at).count() as f64);
             d.minutes.push((at - fault) as f64 / MIN as f64);

@@ -109,14 +109,14 @@ impl Engine {
         traffic.events += 1;
         traffic.errors += u64::from(is_error);
         let b = t.traffic.spec.bucket_of(ev.ts);
-        t.last_data[R_TRAFFIC] = t.last_data[R_TRAFFIC].max(b);
+        t.last_data[RingKind::Traffic] = t.last_data[RingKind::Traffic].max(b);
         let mut wake = (b + 1) * t.traffic.spec.step;
         if let Some(l) = ev.latency_ms {
             t.latency.at(ev.ts).record(l);
             t.latency_total.0 += 1;
             t.latency_total.1 += l;
             let b = t.latency.spec.bucket_of(ev.ts);
-            t.last_data[R_LATENCY] = t.last_data[R_LATENCY].max(b);
+            t.last_data[RingKind::Latency] = t.last_data[RingKind::Latency].max(b);
             wake = wake.min((b + 1) * t.latency.spec.step);
         }
         let group = t.group;
@@ -165,7 +165,7 @@ impl Engine {
                 }
                 None => {}
             }
-            t.last_data[R_DRIFT] = t.last_data[R_DRIFT].max(b);
+            t.last_data[RingKind::Drift] = t.last_data[RingKind::Drift].max(b);
             let wake = (b + 1) * step;
             if t.wake.is_none_or(|w| w > wake) {
                 self.schedule(id, wake);
@@ -237,7 +237,7 @@ impl Engine {
         m.accuracy.at(j.ts).merge(&acc);
         let b = m.accuracy.spec.bucket_of(j.ts);
         let wake = (b + 1) * m.accuracy.spec.step;
-        t.last_data[R_ACCURACY] = t.last_data[R_ACCURACY].max(b);
+        t.last_data[RingKind::Accuracy] = t.last_data[RingKind::Accuracy].max(b);
         let group = t.group;
         let needs_wake = t.wake.is_none_or(|w| w > wake);
         self.add_tick(id, group, j.ts.div_euclid(TICK_MS), Tick { traffic: Traffic::default(), accuracy: acc });

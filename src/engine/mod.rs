@@ -28,11 +28,12 @@ use crate::detect::{
     beta_binomial_cs, geometric_grid, kl_bounds, log_sum_exp, one_sample_log_e_value, RatioLikelihood,
 };
 use crate::event::{BadInput, BadReason, Event, EventType, FeatureValue, Outcome};
+use crate::evidence as ev;
 use crate::labels::{JoinCounters, Joined, LabelJoin, PendingPrediction, Value};
 use crate::reference::{FeatureTable, ModelReference, ReferenceSource};
 use crate::stats::{Accuracy, DriftSketch, Latency, Merge, Traffic};
 use crate::time::{format_rfc3339, Millis};
-use crate::window::{Extent, Ring};
+use crate::window::Ring;
 
 mod ingest;
 mod pairing;
@@ -192,15 +193,20 @@ struct Episode {
 impl Episode {
     /// Whether a retrain at `at` is due for the episode `e` (none: a new one), and the
     /// evidence saying why.
-    fn due(e: Option<Episode>, at: Millis, reminder: Millis) -> Option<(Episode, serde_json::Value)> {
+    fn due(e: Option<Episode>, at: Millis, reminder: Millis) -> Option<(Episode, ev::Episode)> {
         match e {
             None => {
                 let e = Episode { started_at: at, last_retrain: at, retrains: 1 };
-                Some((e, json!({"started_at": crate::time::format_rfc3339(at), "retrains": 1, "why": "new_episode"})))
+                Some((e, ev::Episode { started_at: at, retrains: 1, why: "new_episode", reminder_ms: None }))
             }
             Some(e) if at - e.last_retrain >= reminder => {
                 let e = Episode { last_retrain: at, retrains: e.retrains + 1, ..e };
-                let why = json!({"started_at": crate::time::format_rfc3339(e.started_at), "retrains": e.retrains, "why": "reminder", "reminder_ms": reminder});
+                let why = ev::Episode {
+                    started_at: e.started_at,
+                    retrains: e.retrains,
+                    why: "reminder",
+                    reminder_ms: Some(reminder),
+                };
                 Some((e, why))
             }
             Some(_) => None,
@@ -242,11 +248,40 @@ struct LabelWait {
     gave_up_at: Option<Millis>,
 }
 
-/// Ring kinds with their own closes.
-const R_TRAFFIC: usize = 0;
-const R_LATENCY: usize = 1;
-const R_DRIFT: usize = 2;
-const R_ACCURACY: usize = 3;
+/// The rings of a target, each closing buckets on its own step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RingKind {
+    Traffic,
+    Latency,
+    Drift,
+    Accuracy,
+}
+
+impl RingKind {
+    const ALL: [RingKind; 4] = [RingKind::Traffic, RingKind::Latency, RingKind::Drift, RingKind::Accuracy];
+}
+
+/// One bucket index per ring kind (`i64::MIN`: none yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct PerRing([i64; 4]);
+
+impl PerRing {
+    const NONE: PerRing = PerRing([i64::MIN; 4]);
+}
+
+impl std::ops::Index<RingKind> for PerRing {
+    type Output = i64;
+    fn index(&self, r: RingKind) -> &i64 {
+        &self.0[r as usize]
+    }
+}
+
+impl std::ops::IndexMut<RingKind> for PerRing {
+    fn index_mut(&mut self, r: RingKind) -> &mut i64 {
+        &mut self.0[r as usize]
+    }
+}
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Target {
@@ -270,8 +305,8 @@ struct Target {
     candidate: Option<Box<Candidate>>,
     latch: Latch,
     wake: Option<Millis>,
-    last_eval: [i64; 4],
-    last_data: [i64; 4],
+    last_eval: PerRing,
+    last_data: PerRing,
     /// Latest latency quantile ratio against the baseline (for views).
     #[serde(skip)]
     last_latency_ratio: Option<f64>,
@@ -282,12 +317,12 @@ struct Target {
 }
 
 impl Target {
-    fn step(&self, ring: usize) -> Millis {
+    fn step(&self, ring: RingKind) -> Millis {
         match ring {
-            R_TRAFFIC => self.traffic.spec.step,
-            R_LATENCY => self.latency.spec.step,
-            R_DRIFT => self.model.as_ref().map_or(i64::MAX, |m| m.drift.spec.step),
-            _ => self.model.as_ref().map_or(i64::MAX, |m| m.accuracy.spec.step),
+            RingKind::Traffic => self.traffic.spec.step,
+            RingKind::Latency => self.latency.spec.step,
+            RingKind::Drift => self.model.as_ref().map_or(i64::MAX, |m| m.drift.spec.step),
+            RingKind::Accuracy => self.model.as_ref().map_or(i64::MAX, |m| m.accuracy.spec.step),
         }
     }
 
@@ -558,7 +593,7 @@ impl Engine {
         let Some(max) = self.max_ts else { return };
         let mut wm = max + 1;
         for t in self.targets.iter().flatten() {
-            for r in [R_TRAFFIC, R_LATENCY, R_DRIFT, R_ACCURACY] {
+            for r in RingKind::ALL {
                 let step = t.step(r);
                 if step != i64::MAX && t.last_data[r] != i64::MIN {
                     wm = wm.max((t.last_data[r] + 1) * step);
@@ -566,23 +601,5 @@ impl Engine {
             }
         }
         self.advance(wm);
-    }
-}
-
-fn window_json(start: Millis, end: Millis) -> serde_json::Value {
-    json!({"start": format_rfc3339(start), "end": format_rfc3339(end)})
-}
-
-/// A rule window, with how its start was found: `time` (the last `length`), `count` (the
-/// newest buckets holding `count`), or `extended` (reached back until it held the minimum).
-fn window_json_by(start: Millis, end: Millis, extent: Extent) -> serde_json::Value {
-    json!({"start": format_rfc3339(start), "end": format_rfc3339(end), "by": extent.as_str()})
-}
-
-fn finite_or_null(x: f64) -> serde_json::Value {
-    if x.is_finite() {
-        json!(x)
-    } else {
-        serde_json::Value::Null
     }
 }

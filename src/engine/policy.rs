@@ -59,7 +59,11 @@ impl Engine {
             if decided_at < window_end {
                 obj.insert(
                     "dated".into(),
-                    json!({"at": "newest_event", "why": "the input ends before the window's last bucket does", "window_end": format_rfc3339(window_end)}),
+                    ev::to_value(&ev::Dated {
+                        at: "newest_event",
+                        why: "the input ends before the window's last bucket does",
+                        window_end,
+                    }),
                 );
             }
         }

@@ -254,7 +254,7 @@ impl Engine {
         if let Some(g) = self.groups.get_mut(group as usize).and_then(Option::as_mut) {
             g.dirty = true;
         }
-        for ring in [R_TRAFFIC, R_LATENCY, R_DRIFT, R_ACCURACY] {
+        for ring in RingKind::ALL {
             let Some(t) = self.target(id) else { return };
             let step = t.step(ring);
             if step == i64::MAX || t.last_data[ring] == i64::MIN {
@@ -271,7 +271,7 @@ impl Engine {
                 self.close_bucket(id, ring, idx);
                 idx += 1;
             }
-            if ring == R_LATENCY && from <= upto && self.view_quantiles {
+            if ring == RingKind::Latency && from <= upto && self.view_quantiles {
                 if let Some(t) = self.target_mut(id) {
                     t.latency_view = latency_view(t);
                 }
@@ -279,14 +279,14 @@ impl Engine {
             if let Some(t) = self.target_mut(id) {
                 t.last_eval[ring] = t.last_eval[ring].max(closed);
                 match ring {
-                    R_TRAFFIC => t.traffic.evict(closed),
-                    R_LATENCY => t.latency.evict(closed),
-                    R_DRIFT => {
+                    RingKind::Traffic => t.traffic.evict(closed),
+                    RingKind::Latency => t.latency.evict(closed),
+                    RingKind::Drift => {
                         if let Some(m) = t.model.as_mut() {
                             m.drift.evict_counted(closed, |s| s.events);
                         }
                     }
-                    _ => {
+                    RingKind::Accuracy => {
                         let frozen = t.latch.reviewed || t.latch.accuracy_episode.is_some();
                         if let Some(m) = t.model.as_mut() {
                             // The own reference grows by every bucket leaving the current
@@ -314,7 +314,7 @@ impl Engine {
         // Next close with data still inside a window.
         let Some(t) = self.target(id) else { return };
         let mut next = None::<Millis>;
-        for ring in [R_TRAFFIC, R_LATENCY, R_DRIFT, R_ACCURACY] {
+        for ring in RingKind::ALL {
             let step = t.step(ring);
             if step == i64::MAX || t.last_data[ring] == i64::MIN {
                 continue;
@@ -329,12 +329,21 @@ impl Engine {
         }
     }
 
-    pub(super) fn close_bucket(&mut self, id: TargetId, ring: usize, idx: i64) {
+    pub(super) fn close_bucket(&mut self, id: TargetId, ring: RingKind, idx: i64) {
         match ring {
-            R_LATENCY if self.cfg.latency.enabled => self.check_latency(id, idx),
-            R_DRIFT => self.close_drift(id, idx),
-            R_ACCURACY if self.cfg.accuracy.enabled => self.check_accuracy_vs_reference(id, idx),
-            _ => {}
+            // The traffic ring's rules run every tick (`step_candidate`), not per bucket.
+            RingKind::Traffic => {}
+            RingKind::Latency => {
+                if self.cfg.latency.enabled {
+                    self.check_latency(id, idx);
+                }
+            }
+            RingKind::Drift => self.close_drift(id, idx),
+            RingKind::Accuracy => {
+                if self.cfg.accuracy.enabled {
+                    self.check_accuracy_vs_reference(id, idx);
+                }
+            }
         }
     }
 }

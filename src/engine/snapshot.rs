@@ -509,7 +509,7 @@ mod tests {
         assert!(waiting_at_cuts > 0, "no cut fell between a request and its response");
         engine.finish();
         got.extend(engine.drain_commands());
-        let strip = |v: &[Command]| v.iter().map(|c| (c.command_id.clone(), c.decided_at.clone())).collect::<Vec<_>>();
+        let strip = |v: &[Command]| v.iter().map(|c| (c.command_id.clone(), c.decided_at)).collect::<Vec<_>>();
         assert_eq!(strip(&got), strip(&expected));
         assert_eq!(engine.pair_counters(), whole.pair_counters());
         assert_eq!(engine.counters().events, whole.counters().events);
@@ -564,7 +564,7 @@ mod tests {
         assert!(logged > 0, "the pending joins were only ever written in full");
         engine.finish();
         got.extend(engine.drain_commands());
-        let strip = |v: &[Command]| v.iter().map(|c| (c.command_id.clone(), c.decided_at.clone())).collect::<Vec<_>>();
+        let strip = |v: &[Command]| v.iter().map(|c| (c.command_id.clone(), c.decided_at)).collect::<Vec<_>>();
         assert_eq!(strip(&got), strip(&expected));
         assert_eq!(engine.counters().events, whole.counters().events);
     }
@@ -691,8 +691,7 @@ mod tests {
             got.extend(engine.drain_commands());
             assert!(engine.joins.same_pending(&whole.joins), "seed {seed}: pending joins differ at the end");
             assert_eq!(engine.counters(), whole.counters(), "seed {seed}");
-            let strip =
-                |v: &[Command]| v.iter().map(|c| (c.command_id.clone(), c.decided_at.clone())).collect::<Vec<_>>();
+            let strip = |v: &[Command]| v.iter().map(|c| (c.command_id.clone(), c.decided_at)).collect::<Vec<_>>();
             assert_eq!(strip(&got), strip(&expected), "seed {seed}");
         }
         assert!(bases > 40 && logs > 200, "both kinds of snapshot written: {bases} bases, {logs} log records");

@@ -72,7 +72,7 @@ pub struct DetectorStatus {
 /// Latency p50, p90 and p99 of `t`'s window ending with its newest closed bucket that held
 /// latencies, and that bucket.
 pub(in crate::engine) fn latency_view(t: &Target) -> Option<(i64, [f64; 3])> {
-    let idx = t.last_eval[R_LATENCY].min(t.last_data[R_LATENCY]);
+    let idx = t.last_eval[RingKind::Latency].min(t.last_data[RingKind::Latency]);
     if idx == i64::MIN {
         return None;
     }

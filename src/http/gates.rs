@@ -97,7 +97,7 @@ fn verdict(v: &View, ready: bool, kind: Kind, name: &str, version: &str) -> (Ver
         (Some(kind), Some(d)) => {
             body["reason"] = json!(d.command.reason.as_str());
             body["command_id"] = json!(d.command.command_id);
-            body["decided_at"] = json!(d.command.decided_at);
+            body["decided_at"] = json!(format_rfc3339(d.command.decided_at));
             format!("{} decided for {id}: {}", kind.as_str(), evidence_summary(&d.command))
         }
         (Some(kind), None) => {

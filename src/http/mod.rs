@@ -38,7 +38,7 @@ use crate::engine::{Counters, Engine, TargetOverview};
 use crate::event::BadReason;
 use crate::labels::JoinCounters;
 use crate::observe::{Observer, ServiceStats};
-use crate::time::{format_rfc3339, parse_rfc3339, parse_rfc3339_unbounded, Millis};
+use crate::time::{format_rfc3339, parse_rfc3339_unbounded, Millis};
 
 use history::History;
 use query::{Params, QueryError};
@@ -48,8 +48,6 @@ use query::{Params, QueryError};
 pub struct Decided {
     /// Position in the log (1, 2, …), used as the pagination cursor.
     pub seq: u64,
-    /// `decided_at` in milliseconds.
-    pub decided_ms: Millis,
     /// The command as published.
     pub command: Command,
 }
@@ -218,8 +216,7 @@ impl Publisher {
             return;
         }
         self.seq += 1;
-        let decided_ms = parse_rfc3339(&c.decided_at).unwrap_or(0);
-        self.log.push_back(Arc::new(Decided { seq: self.seq, decided_ms, command: c.clone() }));
+        self.log.push_back(Arc::new(Decided { seq: self.seq, command: c.clone() }));
         while self.log.len() > self.shared.cfg.decision_retention {
             if let Some(old) = self.log.pop_front() {
                 self.ids.remove(&old.command.command_id);
@@ -745,7 +742,7 @@ async fn decisions(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Resul
         .iter()
         .rev()
         .filter(|d| before.is_none_or(|b| d.seq < b))
-        .filter(|d| since.is_none_or(|t| d.decided_ms >= t))
+        .filter(|d| since.is_none_or(|t| d.command.decided_at >= t))
         .filter(|d| command.is_none_or(|c| d.command.command.as_str() == c))
         .filter(|d| reason.is_none_or(|r| d.command.reason.as_str() == r))
         .filter(|d| {
@@ -793,7 +790,7 @@ pub fn active_alerts(v: &View) -> Vec<Value> {
             "finding": finding,
             "reason": command.map(|d| d.command.reason.as_str()),
             "target": target,
-            "since": command.map_or_else(|| format_rfc3339(t.last_seen), |d| d.command.decided_at.clone()),
+            "since": command.map_or_else(|| format_rfc3339(t.last_seen), |d| format_rfc3339(d.command.decided_at)),
             "summary": summary,
             "command_id": command.map(|d| d.command.command_id.clone()),
         }));
@@ -803,13 +800,13 @@ pub fn active_alerts(v: &View) -> Vec<Value> {
 
 /// What decided a command: `error_rate e_value = 1.234e3 (threshold 111.1111)`.
 fn evidence_summary(c: &Command) -> String {
-    let e = &c.evidence;
+    let h = c.headline();
     format!(
         "{} {} = {} (threshold {})",
         c.reason.as_str(),
-        e["statistic"].as_str().unwrap_or("statistic"),
-        fmt_num(&e["value"]),
-        fmt_num(&e["threshold"])
+        h.statistic.unwrap_or("statistic"),
+        fmt_num(h.value),
+        fmt_num(h.threshold)
     )
 }
 
@@ -824,8 +821,8 @@ fn detector_summary(t: &TargetOverview, detector: &str) -> String {
     )
 }
 
-fn fmt_num(v: &Value) -> String {
-    match v.as_f64() {
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
         Some(x) if x.abs() >= 1000.0 => format!("{x:.3e}"),
         Some(x) => format!("{x:.4}"),
         None => "?".into(),

@@ -81,23 +81,24 @@ impl Engine {
         } else {
             return;
         };
-        let evidence = json!({
-            "test": "accuracy_difference",
-            "method": "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm",
-            "statistic": "accuracy_drop_lower_bound",
-            "value": drop_lower,
-            "threshold": if command == CommandKind::Rollback { acfg.rollback_drop } else { 0.0 },
-            "alpha": acfg.alpha,
-            "review_band": [acfg.review_drop, acfg.rollback_drop],
-            "min_accuracy": acfg.min_accuracy,
-            "below_min_accuracy": below_floor,
-            "accuracy_drop": drop,
-            "candidate": {"labelled": cand.labelled, "correct": cand.correct, "accuracy": ca, "confidence_interval": [cl, cu]},
-            "baseline": {"labelled": base.labelled, "correct": base.correct, "accuracy": ba, "confidence_interval": [bl, bu], "window": window_json(base_window.0, base_window.1)},
-            "window": window_json(c.start_sec * TICK_MS, decided_at),
-        });
+        let evidence = ev::AccuracyVsBaseline {
+            test: "accuracy_difference",
+            method: "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm",
+            statistic: "accuracy_drop_lower_bound",
+            value: drop_lower,
+            threshold: if command == CommandKind::Rollback { acfg.rollback_drop } else { 0.0 },
+            alpha: acfg.alpha,
+            band: band(&acfg, below_floor, drop),
+            candidate: ev::AccuracyArm { accuracy: Some(ca), ..arm(&cand, (cl, cu)) },
+            baseline: ev::AccuracyArm {
+                accuracy: Some(ba),
+                window: ev::Skip(Some(Some(ev::Window::new(base_window.0, base_window.1)))),
+                ..arm(&base, (bl, bu))
+            },
+            window: ev::Window::new(c.start_sec * TICK_MS, decided_at),
+        };
         let baseline = Some(c.baseline_version.clone());
-        self.decide(id, command, Reason::Accuracy, decided_at, evidence, baseline);
+        self.decide(id, command, Reason::Accuracy, decided_at, ev::to_value(&evidence), baseline);
     }
 
     pub(in crate::engine) fn check_accuracy_vs_reference(&mut self, id: TargetId, idx: i64) {
@@ -154,44 +155,66 @@ impl Engine {
             // A full window without the loss ends the episode.
             t.latch.accuracy_episode = None;
         }
-        let mut episode_json = serde_json::Value::Null;
+        let mut episode = None;
         let command = if below_floor {
             CommandKind::Rollback
         } else if verdict == Verdict::Loss {
             if t.latch.last_retrain.is_some_and(|l| decided_at - l < cooldown) {
                 return;
             }
-            let Some((episode, why)) = Episode::due(t.latch.accuracy_episode, decided_at, reminder) else {
+            let Some((state, why)) = Episode::due(t.latch.accuracy_episode, decided_at, reminder) else {
                 return;
             };
-            t.latch.accuracy_episode = Some(episode);
-            episode_json = why;
+            t.latch.accuracy_episode = Some(state);
+            episode = Some(why);
             CommandKind::Retrain
         } else if verdict == Verdict::Review && !t.latch.reviewed {
             CommandKind::Review
         } else {
             return;
         };
-        let evidence = json!({
-            "test": "accuracy_vs_reference",
-            "method": "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else the version's labels before the current window (from its first window with enough labels, growing until a loss is decided on)",
-            "statistic": "accuracy_drop_lower_bound",
-            "value": drop_lower,
-            "threshold": if command == CommandKind::Review { 0.0 } else { acfg.rollback_drop },
-            "alpha": alpha,
-            "windows_compared": windows.len(),
-            "review_band": [acfg.review_drop, acfg.rollback_drop],
-            "min_accuracy": acfg.min_accuracy,
-            "below_min_accuracy": below_floor,
-            "accuracy_drop": drop,
-            "current": {"labelled": window.labelled, "correct": window.correct, "accuracy": window.accuracy(), "confidence_interval": [cl, cu], "mae": window.mae()},
-            "reference": {"labelled": reference.labelled, "correct": reference.correct, "accuracy": reference.accuracy(), "confidence_interval": [rl, ru], "window": (rs != i64::MIN).then(|| window_json(spec.bucket_start(rs), spec.bucket_start(re + 1))), "source": if rs == i64::MIN { "profile" } else { "own_labels" }},
-            "window": window_json_by(spec.bucket_start(first), decided_at, extent),
-        });
-        let mut evidence = evidence;
-        if let (Some(obj), false) = (evidence.as_object_mut(), episode_json.is_null()) {
-            obj.insert("episode".into(), episode_json);
-        }
-        self.decide(id, command, Reason::Accuracy, decided_at, evidence, None);
+        let reference_window =
+            (rs != i64::MIN).then(|| ev::Window::new(spec.bucket_start(rs), spec.bucket_start(re + 1)));
+        let evidence = ev::AccuracyVsReference {
+            test: "accuracy_vs_reference",
+            method: "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else the version's labels before the current window (from its first window with enough labels, growing until a loss is decided on)",
+            statistic: "accuracy_drop_lower_bound",
+            value: drop_lower,
+            threshold: if command == CommandKind::Review { 0.0 } else { acfg.rollback_drop },
+            alpha,
+            windows_compared: windows.len(),
+            band: band(&acfg, below_floor, drop),
+            current: ev::AccuracyArm { mae: ev::Skip(Some(window.mae())), ..arm(&window, (cl, cu)) },
+            reference: ev::AccuracyArm {
+                window: ev::Skip(Some(reference_window)),
+                source: Some(if rs == i64::MIN { "profile" } else { "own_labels" }),
+                ..arm(&reference, (rl, ru))
+            },
+            window: ev::Window::by(spec.bucket_start(first), decided_at, extent),
+            episode,
+        };
+        self.decide(id, command, Reason::Accuracy, decided_at, ev::to_value(&evidence), None);
+    }
+}
+
+/// One arm of an accuracy comparison: its counts, accuracy and confidence interval.
+pub(in crate::engine) fn arm(a: &Accuracy, (lower, upper): (f64, f64)) -> ev::AccuracyArm {
+    ev::AccuracyArm {
+        labelled: a.labelled,
+        correct: a.correct,
+        accuracy: a.accuracy(),
+        confidence_interval: [lower, upper],
+        mae: ev::Skip(None),
+        window: ev::Skip(None),
+        source: None,
+    }
+}
+
+fn band(acfg: &AccuracyConfig, below_min_accuracy: bool, accuracy_drop: f64) -> ev::AccuracyBand {
+    ev::AccuracyBand {
+        review_band: [acfg.review_drop, acfg.rollback_drop],
+        min_accuracy: acfg.min_accuracy,
+        below_min_accuracy,
+        accuracy_drop,
     }
 }

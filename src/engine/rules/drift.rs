@@ -16,11 +16,22 @@ pub(in crate::engine) fn drifted_features(
         return Vec::new();
     }
     let p = SHIFTING_P / drift.len().max(1) as f64;
-    drift.iter().filter(|d| d.value >= threshold || (d.value >= threshold / 4.0 && d.p_value < p)).cloned().collect()
+    drift
+        .iter()
+        .filter(|d| d.value >= threshold || (d.value >= threshold * SHIFTING_SHARE && d.p_value < p))
+        .cloned()
+        .collect()
 }
 
 /// Family-wise significance of the features named as shifting with a drifted one.
 pub(in crate::engine) const SHIFTING_P: f64 = 0.001;
+
+/// The share of the PSI threshold a feature must reach to be named as shifting with one that
+/// crossed it.
+pub(in crate::engine) const SHIFTING_SHARE: f64 = 0.25;
+
+/// A drift episode ends at a window with every feature below this share of the threshold.
+pub(in crate::engine) const EPISODE_CLEAR_SHARE: f64 = 0.5;
 
 impl Engine {
     pub(in crate::engine) fn close_drift(&mut self, id: TargetId, idx: i64) {
@@ -86,7 +97,7 @@ impl Engine {
         if drifted.is_empty() {
             // A window clear of drift ends the episode: every feature below half the threshold,
             // so a shift hovering about the threshold as it fills the window is one episode.
-            if m.last_drift.iter().all(|d| d.value < dcfg.psi_threshold / 2.0) {
+            if m.last_drift.iter().all(|d| d.value < dcfg.psi_threshold * EPISODE_CLEAR_SHARE) {
                 t.latch.drift_episode = None;
             }
             return;
@@ -95,34 +106,29 @@ impl Engine {
         if t.latch.last_retrain.is_some_and(|l| decided_at - l < self.cfg.retrain.cooldown.0) {
             return;
         }
-        let Some((episode, episode_json)) =
-            Episode::due(t.latch.drift_episode, decided_at, self.cfg.retrain.reminder.0)
+        let Some((state, episode)) = Episode::due(t.latch.drift_episode, decided_at, self.cfg.retrain.reminder.0)
         else {
             return;
         };
-        t.latch.drift_episode = Some(episode);
+        t.latch.drift_episode = Some(state);
         let reason =
             if drifted.iter().any(|d| d.name != "prediction") { Reason::FeatureDrift } else { Reason::PredictionDrift };
-        let all: Vec<serde_json::Value> =
-            m.last_drift.iter().map(|d| json!({"name": d.name, "value": d.value})).collect();
-        let evidence = json!({
-            "test": "population_stability_index",
-            "method": "PSI on quantile bins of the reference (numeric) or reference categories with an unseen bucket (categorical), each with a missing-value bin; a feature at or over the threshold decides, and features shifting with it (PSI at least a quarter of the threshold, chi-square p-value below 0.001 over the features compared) are named too",
-            "statistic": "psi",
-            "threshold": dcfg.psi_threshold,
-            "drifted_features": drifted,
-            "all_features": all,
-            "unreferenced_features": unreferenced,
-            "type_mismatched_features": mismatched,
-            "absent_features": reference.absent(&m.table),
-            "current": {"events": window.events, "window": window_json_by(spec.bucket_start(first), decided_at, extent)},
-            "reference": {
-                "events": reference.events,
-                "source": reference.source,
-            },
-            "min_events": dcfg.min_events,
-            "window": window_json_by(spec.bucket_start(first), decided_at, extent),
-            "episode": episode_json,
+        let window_span = ev::Window::by(spec.bucket_start(first), decided_at, extent);
+        let evidence = ev::to_value(&ev::Drift {
+            test: "population_stability_index",
+            method: "PSI on quantile bins of the reference (numeric) or reference categories with an unseen bucket (categorical), each with a missing-value bin; a feature at or over the threshold decides, and features shifting with it (PSI at least a quarter of the threshold, chi-square p-value below 0.001 over the features compared) are named too",
+            statistic: "psi",
+            threshold: dcfg.psi_threshold,
+            drifted_features: &drifted,
+            all_features: m.last_drift.iter().map(|d| ev::FeaturePsi { name: &d.name, value: d.value }).collect(),
+            unreferenced_features: &unreferenced,
+            type_mismatched_features: &mismatched,
+            absent_features: reference.absent(&m.table),
+            current: ev::DriftSide { events: window.events, window: Some(window_span), source: None },
+            reference: ev::DriftSide { events: reference.events, window: None, source: Some(&reference.source) },
+            min_events: dcfg.min_events,
+            window: window_span,
+            episode,
         });
         self.decide(id, CommandKind::Retrain, reason, decided_at, evidence, None);
     }

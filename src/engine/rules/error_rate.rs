@@ -22,11 +22,20 @@ pub(in crate::engine) fn canary_noninferiority_log_e(c: &Candidate, max_error_ra
     log_sum_exp([ratio, own].into_iter()) - std::f64::consts::LN_2
 }
 
-/// The alternatives a non-inferiority test mixes over: 12 values below its null, each 0.8 of
-/// the one before.
-pub(in crate::engine) fn noninferiority_alternatives(null: f64) -> SmallVec<[f64; 12]> {
-    (1..=12).map(|j| null * 0.8f64.powi(j)).collect()
+/// The alternatives a non-inferiority test mixes over: [`NONINFERIORITY_ALTERNATIVES`] values
+/// below its null, each [`NONINFERIORITY_STEP`] of the one before.
+pub(in crate::engine) fn noninferiority_alternatives(null: f64) -> SmallVec<[f64; NONINFERIORITY_ALTERNATIVES]> {
+    (1..=NONINFERIORITY_ALTERNATIVES as i32).map(|j| null * NONINFERIORITY_STEP.powi(j)).collect()
 }
+
+/// How many alternatives a non-inferiority test mixes over.
+pub(in crate::engine) const NONINFERIORITY_ALTERNATIVES: usize = 12;
+
+/// The ratio between successive alternatives of a non-inferiority test.
+pub(in crate::engine) const NONINFERIORITY_STEP: f64 = 0.8;
+
+/// The largest error rate an alternative of the full-rollout test may claim.
+pub(in crate::engine) const MAX_ALTERNATIVE_ERROR_RATE: f64 = 0.999;
 
 impl Engine {
     pub(in crate::engine) fn step_candidate(
@@ -69,8 +78,11 @@ impl Engine {
             }
         } else if own.traffic.events > 0 {
             c.rollout.merge(&own.traffic);
-            let alts: Vec<f64> =
-                c.regression_alts.iter().map(|&k| (c.pre_upper * c.ratio.ratios[k]).min(0.999)).collect();
+            let alts: Vec<f64> = c
+                .regression_alts
+                .iter()
+                .map(|&k| (c.pre_upper * c.ratio.ratios[k]).min(MAX_ALTERNATIVE_ERROR_RATE))
+                .collect();
             c.last_log_e_regression = c.log_e_regression_at_switch
                 + one_sample_log_e_value(c.rollout.errors, c.rollout.events, c.pre_upper, &alts);
             let ni_alts = noninferiority_alternatives(c.pre_noninferiority_null);
@@ -124,27 +136,33 @@ impl Engine {
         if relative < er.min_relative_increase || pc - pb < er.min_absolute_increase {
             return;
         }
-        let evidence = json!({
-            "test": "sequential_error_rate_ratio",
-            "method": if c.mode == Mode::Canary {
+        let traffic = |t: Traffic, window: Option<ev::Window>| ev::Traffic {
+            events: t.events,
+            errors: t.errors,
+            error_rate: t.error_rate(),
+            window,
+        };
+        let evidence = ev::ErrorRate {
+            test: "sequential_error_rate_ratio",
+            method: if c.mode == Mode::Canary {
                 "mixture likelihood ratio of the conditional Poisson-process model (Lindon et al., KDD 2022), anytime-valid"
             } else {
                 "mixture likelihood ratio of the candidate's error rate against an upper confidence bound of the baseline's pre-switch rate, anytime-valid"
             },
-            "mode": mode_name,
-            "statistic": "e_value",
-            "value": c.last_log_e_regression.exp(),
-            "threshold": thr.exp(),
-            "alpha": er.alpha,
-            "candidate": {"events": cand.events, "errors": cand.errors, "error_rate": pc},
-            "baseline": {"events": base.events, "errors": base.errors, "error_rate": pb, "window": window_json(base_window.0, base_window.1)},
-            "relative_increase": finite_or_null(relative),
-            "absolute_increase": pc - pb,
-            "min_relative_increase": er.min_relative_increase,
-            "min_absolute_increase": er.min_absolute_increase,
-            "window": window_json(c.start_sec * TICK_MS, decided_at),
-        });
+            mode: mode_name,
+            statistic: "e_value",
+            value: c.last_log_e_regression.exp(),
+            threshold: thr.exp(),
+            alpha: er.alpha,
+            candidate: traffic(cand, None),
+            baseline: traffic(base, Some(ev::Window::new(base_window.0, base_window.1))),
+            relative_increase: ev::finite(relative),
+            absolute_increase: pc - pb,
+            min_relative_increase: er.min_relative_increase,
+            min_absolute_increase: er.min_absolute_increase,
+            window: ev::Window::new(c.start_sec * TICK_MS, decided_at),
+        };
         let baseline = Some(c.baseline_version.clone());
-        self.decide(id, CommandKind::Rollback, Reason::ErrorRate, decided_at, evidence, baseline);
+        self.decide(id, CommandKind::Rollback, Reason::ErrorRate, decided_at, ev::to_value(&evidence), baseline);
     }
 }

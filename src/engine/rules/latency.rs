@@ -19,19 +19,35 @@ pub(in crate::engine) struct LatencyComparison {
 }
 
 impl LatencyComparison {
-    pub(in crate::engine) fn to_json(&self) -> serde_json::Value {
-        json!({
-            "test": "latency_quantile_ratio",
-            "mode": self.mode,
-            "statistic": format!("p{}_ratio", (self.quantile * 100.0).round()),
-            "value": self.ratio,
-            "quantile": self.quantile,
-            "candidate": {"events": self.candidate_count, "quantile_ms": self.candidate, "p50_ms": self.candidate_p50},
-            "baseline": {"events": self.baseline_count, "quantile_ms": self.baseline, "p50_ms": self.baseline_p50, "window": window_json(self.baseline_window.0, self.baseline_window.1)},
-            "window": window_json(self.window.0, self.window.1),
-        })
+    /// The comparison as evidence; `threshold` is the rollback ratio (none in a promote).
+    pub(in crate::engine) fn evidence(&self, threshold: Option<f64>) -> ev::Latency {
+        ev::Latency {
+            test: "latency_quantile_ratio",
+            mode: self.mode,
+            statistic: format!("p{}_ratio", (self.quantile * 100.0).round()),
+            value: self.ratio,
+            quantile: self.quantile,
+            candidate: ev::LatencyArm {
+                events: self.candidate_count,
+                quantile_ms: self.candidate,
+                p50_ms: self.candidate_p50,
+                window: None,
+            },
+            baseline: ev::LatencyArm {
+                events: self.baseline_count,
+                quantile_ms: self.baseline,
+                p50_ms: self.baseline_p50,
+                window: Some(ev::Window::new(self.baseline_window.0, self.baseline_window.1)),
+            },
+            window: ev::Window::new(self.window.0, self.window.1),
+            threshold,
+        }
     }
 }
+
+/// The smallest baseline quantile divided by: below the histogram's resolution a ratio means
+/// nothing.
+pub(in crate::engine) const MIN_BASELINE_QUANTILE_MS: f64 = 0.1;
 
 impl Engine {
     pub(in crate::engine) fn latency_comparison(&self, id: TargetId, idx: i64) -> Option<LatencyComparison> {
@@ -51,7 +67,7 @@ impl Engine {
         }
         let q = self.cfg.latency.quantile;
         let cq = cand.quantile_ms(q)?;
-        let bq = base.quantile_ms(q)?.max(0.1);
+        let bq = base.quantile_ms(q)?.max(MIN_BASELINE_QUANTILE_MS);
         Some(LatencyComparison {
             quantile: q,
             candidate: cq,
@@ -84,8 +100,7 @@ impl Engine {
         }
         let baseline = t.candidate.as_ref().map(|c| c.baseline_version.clone());
         let decided_at = l.window.1;
-        let mut evidence = l.to_json();
-        evidence["threshold"] = json!(self.cfg.latency.max_ratio);
+        let evidence = ev::to_value(&l.evidence(Some(self.cfg.latency.max_ratio)));
         self.decide(id, CommandKind::Rollback, Reason::Latency, decided_at, evidence, baseline);
     }
 }

@@ -10,8 +10,12 @@ pub(in crate::engine) enum PromoteAccuracy {
     /// Labels flow but do not yet show it is not worse.
     Waiting,
     /// Shown not worse; the evidence.
-    Shown(serde_json::Value),
+    Shown(Box<ev::AccuracyNonInferiority>),
 }
+
+/// A canary is not promoted while its latency ratio is at this share of the rollback ratio or
+/// more: close to regressing is not healthy.
+pub(in crate::engine) const PROMOTE_MAX_LATENCY_SHARE: f64 = 0.8;
 
 impl Engine {
     pub(in crate::engine) fn check_promote(&mut self, id: TargetId, sec: i64, decided_at: Millis) {
@@ -32,42 +36,48 @@ impl Engine {
         }
         // Latency must not be regressing either (when there is enough to tell).
         let latency = self.latency_comparison(id, t.latency.spec.bucket_of(decided_at) - 1);
-        if latency.as_ref().is_some_and(|l| l.ratio >= self.cfg.latency.max_ratio * 0.8) {
+        if latency.as_ref().is_some_and(|l| l.ratio >= self.cfg.latency.max_ratio * PROMOTE_MAX_LATENCY_SHARE) {
             return;
         }
         let accuracy = match self.promote_accuracy(t, c) {
             PromoteAccuracy::NotLabelled => None,
             PromoteAccuracy::Waiting => return,
-            PromoteAccuracy::Shown(evidence) => Some(evidence),
+            PromoteAccuracy::Shown(evidence) => Some(*evidence),
         };
         let (base, mode_name) = match c.mode {
             Mode::Canary => (c.base.traffic, "canary"),
             Mode::Rollout => (c.pre.traffic, "full_rollout"),
         };
         let margin = c.ratio.ratios[c.noninferiority_null];
-        let evidence = json!({
-            "test": "error_rate_non_inferiority",
-            "method": if c.mode == Mode::Canary {
+        let traffic =
+            |t: &Traffic| ev::Traffic { events: t.events, errors: t.errors, error_rate: t.error_rate(), window: None };
+        let evidence = ev::Promote {
+            test: "error_rate_non_inferiority",
+            method: if c.mode == Mode::Canary {
                 "mean of two anytime-valid mixture likelihood ratios: the rate ratio against the margin, and the candidate's error rate against the minimum absolute increase"
             } else {
                 "mixture likelihood ratio of the candidate's error rate against the baseline's pre-switch rate plus the minimum effect, anytime-valid"
             },
-            "mode": mode_name,
-            "statistic": "e_value",
-            "value": c.last_log_e_noninferiority.exp(),
-            "threshold": thr.exp(),
-            "non_inferiority_margin_ratio": if c.mode == Mode::Canary { Some(margin) } else { None },
-            "non_inferiority_max_error_rate": if c.mode == Mode::Rollout { c.pre_noninferiority_null } else { self.cfg.error_rate.min_absolute_increase },
-            "candidate": {"events": c.cand.traffic.events, "errors": c.cand.traffic.errors, "error_rate": c.cand.traffic.error_rate()},
-            "baseline": {"events": base.events, "errors": base.errors, "error_rate": base.error_rate()},
-            "latency": latency.map(|l| l.to_json()),
-            "accuracy": accuracy,
-            "min_events": p.min_events,
-            "min_duration_ms": p.min_duration.0,
-            "window": window_json(c.start_sec * TICK_MS, decided_at),
-        });
+            mode: mode_name,
+            statistic: "e_value",
+            value: c.last_log_e_noninferiority.exp(),
+            threshold: thr.exp(),
+            non_inferiority_margin_ratio: if c.mode == Mode::Canary { Some(margin) } else { None },
+            non_inferiority_max_error_rate: if c.mode == Mode::Rollout {
+                c.pre_noninferiority_null
+            } else {
+                self.cfg.error_rate.min_absolute_increase
+            },
+            candidate: traffic(&c.cand.traffic),
+            baseline: traffic(&base),
+            latency: latency.map(|l| l.evidence(None)),
+            accuracy,
+            min_events: p.min_events,
+            min_duration_ms: p.min_duration.0,
+            window: ev::Window::new(c.start_sec * TICK_MS, decided_at),
+        };
         let baseline = Some(c.baseline_version.clone());
-        self.decide(id, CommandKind::Promote, Reason::Healthy, decided_at, evidence, baseline);
+        self.decide(id, CommandKind::Promote, Reason::Healthy, decided_at, ev::to_value(&evidence), baseline);
     }
 
     /// Whether a candidate model version that receives labels has shown its accuracy is not
@@ -104,14 +114,14 @@ impl Engine {
         if drop_upper >= acfg.rollback_drop || drop >= acfg.review_drop || drop_lower >= acfg.review_drop {
             return PromoteAccuracy::Waiting;
         }
-        PromoteAccuracy::Shown(json!({
-            "test": "accuracy_non_inferiority",
-            "method": "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm: upper bound of the drop below rollback_drop, observed drop below review_drop",
-            "drop_upper_bound": drop_upper,
-            "accuracy_drop": drop,
-            "review_band": [acfg.review_drop, acfg.rollback_drop],
-            "candidate": {"labelled": cand.labelled, "correct": cand.correct, "accuracy": cand.accuracy(), "confidence_interval": [cl, cu]},
-            "baseline": {"labelled": base.labelled, "correct": base.correct, "accuracy": base.accuracy(), "confidence_interval": [bl, bu], "source": source},
+        PromoteAccuracy::Shown(Box::new(ev::AccuracyNonInferiority {
+            test: "accuracy_non_inferiority",
+            method: "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm: upper bound of the drop below rollback_drop, observed drop below review_drop",
+            drop_upper_bound: drop_upper,
+            accuracy_drop: drop,
+            review_band: [acfg.review_drop, acfg.rollback_drop],
+            candidate: arm(&cand, (cl, cu)),
+            baseline: ev::AccuracyArm { source: Some(source), ..arm(&base, (bl, bu)) },
         }))
     }
 }
