@@ -42,6 +42,21 @@ fn rfc3339<S: serde::Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_rfc3339(*ms))
 }
 
+/// The test that decided: its name, method, statistic, value and threshold.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Test {
+    /// The test's name (`sequential_error_rate_ratio`, `accuracy_difference`…).
+    pub test: &'static str,
+    /// The test, in words, with its source.
+    pub method: &'static str,
+    /// The statistic (`e_value`, `accuracy_drop_lower_bound`…).
+    pub statistic: &'static str,
+    /// Its value.
+    pub value: f64,
+    /// The value that decides.
+    pub threshold: f64,
+}
+
 /// Requests and errors of one arm of an error-rate comparison.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Traffic {
@@ -59,18 +74,12 @@ pub struct Traffic {
 /// `rollback` for `error_rate`: the sequential error-rate test.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorRate {
-    /// `sequential_error_rate_ratio`.
-    pub test: &'static str,
-    /// The test, in words, with its source.
-    pub method: &'static str,
+    /// `sequential_error_rate_ratio`, its e-value and the e-value that decides (1 / alpha,
+    /// less the share spent on the baseline's bound).
+    #[serde(flatten)]
+    pub test: Test,
     /// `canary` or `full_rollout`.
     pub mode: &'static str,
-    /// `e_value`.
-    pub statistic: &'static str,
-    /// The e-value.
-    pub value: f64,
-    /// The e-value that decides (1 / alpha, less the share spent on the baseline's bound).
-    pub threshold: f64,
     /// The test's significance level.
     pub alpha: f64,
     /// The candidate.
@@ -178,16 +187,10 @@ pub struct AccuracyBand {
 /// `rollback` or `review` for `accuracy`: a candidate against its baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccuracyVsBaseline {
-    /// `accuracy_difference`.
-    pub test: &'static str,
-    /// The test, in words.
-    pub method: &'static str,
-    /// `accuracy_drop_lower_bound`.
-    pub statistic: &'static str,
-    /// The lower confidence bound of the drop.
-    pub value: f64,
-    /// The bound that decides (`rollback_drop`, or 0 for a review).
-    pub threshold: f64,
+    /// `accuracy_difference`: the lower confidence bound of the drop against the bound that
+    /// decides (`rollback_drop`, or 0 for a review).
+    #[serde(flatten)]
+    pub test: Test,
     /// Significance level.
     pub alpha: f64,
     /// Band, floor and observed drop.
@@ -219,16 +222,10 @@ pub struct Episode {
 /// `retrain`, `review` or `rollback` for `accuracy`: a model version against its reference.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccuracyVsReference {
-    /// `accuracy_vs_reference`.
-    pub test: &'static str,
-    /// The test, in words.
-    pub method: &'static str,
-    /// `accuracy_drop_lower_bound`.
-    pub statistic: &'static str,
-    /// The lower confidence bound of the drop.
-    pub value: f64,
-    /// The bound that decides.
-    pub threshold: f64,
+    /// `accuracy_vs_reference`: the lower confidence bound of the drop against the bound that
+    /// decides.
+    #[serde(flatten)]
+    pub test: Test,
     /// Significance level of the window read.
     pub alpha: f64,
     /// 1 or 2: the window of `min_labels` and the long window.
@@ -325,18 +322,11 @@ pub struct AccuracyNonInferiority {
 /// labelled) shown not worse, for long enough.
 #[derive(Debug, Clone, Serialize)]
 pub struct Promote {
-    /// `error_rate_non_inferiority`.
-    pub test: &'static str,
-    /// The test, in words.
-    pub method: &'static str,
+    /// `error_rate_non_inferiority`, its e-value and the e-value that decides (1 / alpha).
+    #[serde(flatten)]
+    pub test: Test,
     /// `canary` or `full_rollout`.
     pub mode: &'static str,
-    /// `e_value`.
-    pub statistic: &'static str,
-    /// The e-value.
-    pub value: f64,
-    /// The e-value that decides (1 / alpha).
-    pub threshold: f64,
     /// The rate-ratio margin (canary mode).
     pub non_inferiority_margin_ratio: Option<f64>,
     /// The error rate the candidate is shown below.

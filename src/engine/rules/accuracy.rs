@@ -82,11 +82,13 @@ impl Engine {
             return;
         };
         let evidence = ev::AccuracyVsBaseline {
-            test: "accuracy_difference",
-            method: "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm",
-            statistic: "accuracy_drop_lower_bound",
-            value: drop_lower,
-            threshold: if command == CommandKind::Rollback { acfg.rollback_drop } else { 0.0 },
+            test: ev::Test {
+                test: "accuracy_difference",
+                method: "difference of Beta-binomial mixture confidence sequences (anytime-valid), alpha/2 per arm",
+                statistic: "accuracy_drop_lower_bound",
+                value: drop_lower,
+                threshold: if command == CommandKind::Rollback { acfg.rollback_drop } else { 0.0 },
+            },
             alpha: acfg.alpha,
             band: band(&acfg, below_floor, drop),
             candidate: ev::AccuracyArm { accuracy: Some(ca), ..arm(&cand, (cl, cu)) },
@@ -176,11 +178,13 @@ impl Engine {
         let reference_window =
             (rs != i64::MIN).then(|| ev::Window::new(spec.bucket_start(rs), spec.bucket_start(re + 1)));
         let evidence = ev::AccuracyVsReference {
-            test: "accuracy_vs_reference",
-            method: "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else the version's labels before the current window (from its first window with enough labels, growing until a loss is decided on)",
-            statistic: "accuracy_drop_lower_bound",
-            value: drop_lower,
-            threshold: if command == CommandKind::Review { 0.0 } else { acfg.rollback_drop },
+            test: ev::Test {
+                test: "accuracy_vs_reference",
+                method: "difference of Beta-binomial mixture confidence sequences, alpha/2 per side; reference = the accuracy recorded in the version's profile, else the version's labels before the current window (from its first window with enough labels, growing until a loss is decided on)",
+                statistic: "accuracy_drop_lower_bound",
+                value: drop_lower,
+                threshold: if command == CommandKind::Review { 0.0 } else { acfg.rollback_drop },
+            },
             alpha,
             windows_compared: windows.len(),
             band: band(&acfg, below_floor, drop),

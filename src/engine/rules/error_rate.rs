@@ -143,16 +143,18 @@ impl Engine {
             window,
         };
         let evidence = ev::ErrorRate {
-            test: "sequential_error_rate_ratio",
-            method: if c.mode == Mode::Canary {
-                "mixture likelihood ratio of the conditional Poisson-process model (Lindon et al., KDD 2022), anytime-valid"
-            } else {
-                "mixture likelihood ratio of the candidate's error rate against an upper confidence bound of the baseline's pre-switch rate, anytime-valid"
+            test: ev::Test {
+                test: "sequential_error_rate_ratio",
+                method: if c.mode == Mode::Canary {
+                    "mixture likelihood ratio of the conditional Poisson-process model (Lindon et al., KDD 2022), anytime-valid"
+                } else {
+                    "mixture likelihood ratio of the candidate's error rate against an upper confidence bound of the baseline's pre-switch rate, anytime-valid"
+                },
+                statistic: "e_value",
+                value: c.last_log_e_regression.exp(),
+                threshold: thr.exp(),
             },
             mode: mode_name,
-            statistic: "e_value",
-            value: c.last_log_e_regression.exp(),
-            threshold: thr.exp(),
             alpha: er.alpha,
             candidate: traffic(cand, None),
             baseline: traffic(base, Some(ev::Window::new(base_window.0, base_window.1))),

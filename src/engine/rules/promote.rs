@@ -52,16 +52,18 @@ impl Engine {
         let traffic =
             |t: &Traffic| ev::Traffic { events: t.events, errors: t.errors, error_rate: t.error_rate(), window: None };
         let evidence = ev::Promote {
-            test: "error_rate_non_inferiority",
-            method: if c.mode == Mode::Canary {
-                "mean of two anytime-valid mixture likelihood ratios: the rate ratio against the margin, and the candidate's error rate against the minimum absolute increase"
-            } else {
-                "mixture likelihood ratio of the candidate's error rate against the baseline's pre-switch rate plus the minimum effect, anytime-valid"
+            test: ev::Test {
+                test: "error_rate_non_inferiority",
+                method: if c.mode == Mode::Canary {
+                    "mean of two anytime-valid mixture likelihood ratios: the rate ratio against the margin, and the candidate's error rate against the minimum absolute increase"
+                } else {
+                    "mixture likelihood ratio of the candidate's error rate against the baseline's pre-switch rate plus the minimum effect, anytime-valid"
+                },
+                statistic: "e_value",
+                value: c.last_log_e_noninferiority.exp(),
+                threshold: thr.exp(),
             },
             mode: mode_name,
-            statistic: "e_value",
-            value: c.last_log_e_noninferiority.exp(),
-            threshold: thr.exp(),
             non_inferiority_margin_ratio: if c.mode == Mode::Canary { Some(margin) } else { None },
             non_inferiority_max_error_rate: if c.mode == Mode::Rollout {
                 c.pre_noninferiority_null
