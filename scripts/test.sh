@@ -6,22 +6,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-need=()
-# prometheus: for promtool, which checks /metrics and the shipped alerting rules.
-for pkg in cmake pkg-config libssl-dev libcurl4-openssl-dev kcat chromium chromium-driver prometheus; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "test.sh: installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y "${need[@]}" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
-fi
+source scripts/packages.sh
+ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 # The status page's browser test: playwright-core (no browser download) drives Debian's chromium.
 npm ci --prefix tests/browser --no-audit --no-fund
 # The generated-clients test: schemathesis, pinned with its dependencies, in a venv of its own.
-for pkg in python3-venv python3-pip; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y "$pkg" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$pkg" >/dev/null; }; }
-done
 VENV="$ROOT/target/schemathesis-venv"
 if ! cmp -s tests/schemathesis/requirements.txt "$VENV/installed.txt" 2>/dev/null; then
   rm -rf "$VENV"

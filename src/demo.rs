@@ -21,13 +21,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::command::{Command, Reason};
 use crate::config::{Config, Duration as CfgDuration};
 use crate::engine::{Engine, TargetOverview};
-use crate::kafka::Delivery;
+use crate::http::ServeError;
+use crate::kafka::{send_retrying, Delivery, ServiceError};
 use crate::observe::{Observer, ServiceStats};
 use crate::sim::{self, Generator};
 use crate::time::{format_rfc3339, Millis};
@@ -46,6 +48,45 @@ pub struct DemoOptions {
     pub http: Option<String>,
     /// Event time from a retrain command to the retrained model version serving.
     pub retrain_delay: Millis,
+}
+
+/// Why the demo could not run. Each message holds its cause, so none is also a `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// librdkafka's mock cluster did not start.
+    #[error("cannot start the embedded Kafka: {0}")]
+    EmbeddedKafka(KafkaError),
+    /// A topic could not be created on the embedded cluster.
+    #[error("cannot create {topic}: {cause}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The client's error.
+        cause: KafkaError,
+    },
+    /// The built-in demo scenario is missing.
+    #[error("demo scenario missing")]
+    Scenario,
+    /// The deployer's consumer could not be created.
+    #[error("deployer: cannot create its consumer: {0}")]
+    DeployerConsumer(KafkaError),
+    /// The deployer could not subscribe to the command topics.
+    #[error("deployer: cannot subscribe to {topics}: {cause}")]
+    DeployerSubscribe {
+        /// The command topics, comma-separated.
+        topics: String,
+        /// The client's error.
+        cause: KafkaError,
+    },
+    /// The fleet's producer could not be created.
+    #[error("producer: {0}")]
+    Producer(KafkaError),
+    /// The HTTP server did not start.
+    #[error(transparent)]
+    Http(#[from] ServeError),
+    /// The service ended with an error.
+    #[error("{0}")]
+    Service(ServiceError),
 }
 
 /// Width of the time that starts every log line: two spaces and an RFC 3339 time in ms.
@@ -201,8 +242,8 @@ impl Observer for TerminalView {
 }
 
 /// Runs the demo until `duration` passes or `stop` is set. Returns the commands published.
-pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, String> {
-    let cluster = MockCluster::new(1).map_err(|e| format!("cannot start the embedded Kafka: {e}"))?;
+pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, DemoError> {
+    let cluster = MockCluster::new(1).map_err(DemoError::EmbeddedKafka)?;
     let brokers = cluster.bootstrap_servers();
     let mut cfg = Config::default();
     cfg.kafka.brokers = brokers.clone();
@@ -218,23 +259,14 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
     cfg.drift.window.length = Some(CfgDuration(5 * 60_000));
     // The mock cluster has no admin API: create every topic up front.
     cfg.kafka.create_topics = false;
-    let t = &cfg.kafka.topics;
-    for name in t.events.iter().chain([
-        &t.rollback,
-        &t.retrain,
-        &t.review,
-        &t.promote,
-        &t.decisions,
-        &t.deadletter,
-        &t.changelog,
-    ]) {
-        cluster.create_topic(name, 1, 1).map_err(|e| format!("cannot create {name}: {e}"))?;
+    for name in cfg.kafka.topics.all() {
+        cluster.create_topic(name, 1, 1).map_err(|cause| DemoError::CreateTopic { topic: name.to_owned(), cause })?;
     }
     let topic = cfg.kafka.topics.events[0].clone();
-    let command_topics = vec![t.rollback.clone(), t.promote.clone(), t.retrain.clone(), t.review.clone()];
+    let command_topics = cfg.kafka.topics.command_topics().map(str::to_owned).to_vec();
 
     // The fleet: the demo scenario, starting now, paced at `speed` × real time.
-    let scenario = sim::scenario("demo").ok_or("demo scenario missing")?;
+    let scenario = sim::scenario("demo").ok_or(DemoError::Scenario)?;
     let clock = DemoClock { start: crate::clock::wall_ms(), t0: Instant::now(), speed: opts.speed };
     let (order_tx, orders) = mpsc::channel::<Order>();
     let (log, deployer_log) = mpsc::channel::<DeployerLine>();
@@ -253,7 +285,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
         .set("bootstrap.servers", &brokers)
         .set("linger.ms", "5")
         .create()
-        .map_err(|e| format!("producer: {e}"))?;
+        .map_err(DemoError::Producer)?;
     let fleet_stop = stop.clone();
     let seed = opts.seed;
     let fleet = std::thread::spawn(move || {
@@ -285,20 +317,11 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
                 continue;
             }
             let Some(line) = g.next_line() else { break };
-            let mut record = BaseRecord::<(), [u8]>::to(&topic).payload(&line);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        r,
-                    )) => {
-                        record = r;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                    // Any other error would repeat forever: the fleet stops, the service drains.
-                    Err(_) => return,
-                }
+            let record = BaseRecord::<(), [u8]>::to(&topic).payload(&line);
+            // Any other error, or an embedded broker that takes no more for this long, would
+            // not pass: the fleet stops, the service drains.
+            if send_retrying(&producer, record, Duration::from_secs(10)).is_err() {
+                return;
             }
             producer.poll(Duration::ZERO);
         }
@@ -352,7 +375,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<Vec<String>, Str
     deployer_stop.store(true, Ordering::SeqCst);
     let _ = deployer.join();
     view.take_deployer_lines();
-    let stats = result.map_err(|e| e.to_string())?;
+    let stats = result.map_err(DemoError::Service)?;
     println!(
         "\ndemo finished: {} events consumed, {} commands published, {} deployer actions, {} commits\n",
         stats.messages, stats.commands, view.actions, stats.commits

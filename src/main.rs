@@ -259,7 +259,7 @@ fn run() -> Result<()> {
             let stats = match cfg.http.listen.clone() {
                 Some(addr) => {
                     let shared = driftwatch::http::Shared::new(cfg.http.clone());
-                    let server = driftwatch::http::serve(&addr, shared.clone()).map_err(|e| anyhow::anyhow!(e))?;
+                    let server = driftwatch::http::serve(&addr, shared.clone())?;
                     let mut publisher = driftwatch::http::Publisher::new(shared.clone());
                     let stats = driftwatch::kafka::run(cfg, &brokers, shutdown, &mut publisher);
                     shared.service_ended();
@@ -286,7 +286,7 @@ fn run() -> Result<()> {
                 http,
                 retrain_delay,
             };
-            driftwatch::demo::run(&opts, stop).map_err(|e| anyhow::anyhow!(e))?;
+            driftwatch::demo::run(&opts, stop)?;
         }
         Cmd::Config => {
             let text = driftwatch::config::reference::commented_defaults()?;
@@ -425,19 +425,10 @@ fn produce_scenario(s: sim::Scenario, seed: u64, rate_scale: f64, brokers: &str,
         if let Some(k) = &key {
             record = record.key(k.as_str());
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    record = r;
-                    producer.poll(std::time::Duration::from_millis(20));
-                }
-                Err((e, _)) => return Err(anyhow::anyhow!("producing to {topic}: {e}")),
-            }
-        }
+        // A queue full for as long as the final flush may take is a broker that is not taking
+        // the scenario.
+        driftwatch::kafka::send_retrying(&producer, record, std::time::Duration::from_secs(60))
+            .map_err(|e| anyhow::anyhow!("producing to {topic}: {e}"))?;
         n += 1;
         producer.poll(std::time::Duration::ZERO);
     }

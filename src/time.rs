@@ -178,14 +178,45 @@ impl fmt::Display for Rfc3339 {
     }
 }
 
+/// Why a duration was rejected; each message quotes the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Digits only, or nothing at all.
+    #[error("`{input}` has no unit (use ms, s, m, h, d or w)")]
+    NoUnit {
+        /// The duration as given (trimmed).
+        input: String,
+    },
+    /// The unit is not preceded by a whole number.
+    #[error("`{input}` does not start with a whole number")]
+    NotANumber {
+        /// The duration as given (trimmed).
+        input: String,
+    },
+    /// The unit is none of ms, s, m, min, h, d, w.
+    #[error("`{input}` has unknown unit `{unit}` (use ms, s, m, h, d or w)")]
+    UnknownUnit {
+        /// The duration as given (trimmed).
+        input: String,
+        /// What follows the number.
+        unit: String,
+    },
+    /// More milliseconds than an `i64` holds.
+    #[error("`{input}` is too long")]
+    TooLong {
+        /// The duration as given (trimmed).
+        input: String,
+    },
+}
+
 /// Parses a human duration: an integer followed by `ms`, `s`, `m`, `h`, `d` or `w`
 /// (`"30s"`, `"10m"`, `"6h"`, `"7d"`). Returns milliseconds.
-pub fn parse_duration(s: &str) -> Result<Millis, String> {
+pub fn parse_duration(s: &str) -> Result<Millis, DurationError> {
     let s = s.trim();
-    let split =
-        s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("`{s}` has no unit (use ms, s, m, h, d or w)"))?;
+    let input = || s.to_owned();
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| DurationError::NoUnit { input: input() })?;
     let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().map_err(|_| format!("`{s}` does not start with a whole number"))?;
+    let n: i64 = num.parse().map_err(|_| DurationError::NotANumber { input: input() })?;
     let mult = match unit {
         "ms" => 1,
         "s" => 1000,
@@ -193,9 +224,9 @@ pub fn parse_duration(s: &str) -> Result<Millis, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
-        _ => return Err(format!("`{s}` has unknown unit `{unit}` (use ms, s, m, h, d or w)")),
+        _ => return Err(DurationError::UnknownUnit { input: input(), unit: unit.to_owned() }),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too long"))
+    n.checked_mul(mult).ok_or_else(|| DurationError::TooLong { input: input() })
 }
 
 /// Formats milliseconds as the shortest exact human duration (`600000` → `"10m"`).
@@ -252,6 +283,12 @@ mod tests {
         assert_eq!(parse_duration("2w"), Ok(1_209_600_000));
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("ten minutes").is_err());
+        // The messages users see.
+        let msg = |s: &str| parse_duration(s).err().map(|e| e.to_string());
+        assert_eq!(msg(" 10 ").as_deref(), Some("`10` has no unit (use ms, s, m, h, d or w)"));
+        assert_eq!(msg("m").as_deref(), Some("`m` does not start with a whole number"));
+        assert_eq!(msg("3y").as_deref(), Some("`3y` has unknown unit `y` (use ms, s, m, h, d or w)"));
+        assert_eq!(msg("99999999999999999w").as_deref(), Some("`99999999999999999w` is too long"));
         assert_eq!(format_duration(600_000), "10m");
         assert_eq!(format_duration(90_000), "90s");
     }

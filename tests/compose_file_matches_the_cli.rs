@@ -4,223 +4,14 @@
 //! exists in the real binary's CLI; the simulated scenario exists; the mounted config file is
 //! valid; and the brokers and topic the services use are the ones the broker and config offer.
 //!
-//! The compose file is read by a small reader of the YAML subset it is written in (block maps
-//! and lists, flow lists of scalars, quoted and plain scalars, comments); anything outside the
-//! subset fails loudly. When `python3` with PyYAML is present, the result is also compared with
-//! PyYAML's, so the reader cannot silently misread the file.
+//! When `python3` with PyYAML is present, the file is also read with PyYAML and compared, so a
+//! value that YAML 1.1 readers take differently (an unquoted `no`, say) shows up here.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-// ---------------------------------------------------------------------------------------------
-// A reader for the YAML subset of docker-compose.yml.
-
-#[derive(Debug, Clone, PartialEq)]
-enum Yaml {
-    Str(String),
-    List(Vec<Yaml>),
-    Map(Vec<(String, Yaml)>),
-}
-
-impl Yaml {
-    fn get(&self, key: &str) -> Option<&Yaml> {
-        match self {
-            Yaml::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn str(&self) -> Option<&str> {
-        match self {
-            Yaml::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn entries(&self) -> &[(String, Yaml)] {
-        match self {
-            Yaml::Map(entries) => entries,
-            _ => &[],
-        }
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        match self {
-            Yaml::Str(s) => serde_json::Value::String(s.clone()),
-            Yaml::List(items) => serde_json::Value::Array(items.iter().map(Yaml::to_json).collect()),
-            Yaml::Map(entries) => {
-                serde_json::Value::Object(entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
-            }
-        }
-    }
-}
-
-struct Line {
-    number: usize,
-    indent: usize,
-    text: String,
-}
-
-/// Cuts a comment (`#` at the start or after whitespace, outside quotes) and trailing spaces.
-fn strip_comment(line: &str) -> &str {
-    let mut quote: Option<char> = None;
-    let mut prev = ' ';
-    for (i, c) in line.char_indices() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == '#' && prev.is_whitespace() => return line[..i].trim_end(),
-            None => {}
-        }
-        prev = c;
-    }
-    line.trim_end()
-}
-
-fn lines_of(text: &str) -> Vec<Line> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        assert!(!raw.contains('\t'), "line {}: tabs are not YAML indentation", i + 1);
-        let line = strip_comment(raw);
-        let body = line.trim_start();
-        if body.is_empty() || body == "---" {
-            continue;
-        }
-        out.push(Line { number: i + 1, indent: line.len() - body.len(), text: body.to_owned() });
-    }
-    out
-}
-
-/// Index of the `:` that ends a mapping key (followed by a space or the end), outside quotes.
-fn key_colon(text: &str) -> Option<usize> {
-    let mut quote: Option<char> = None;
-    let bytes = text.as_bytes();
-    for (i, c) in text.char_indices() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == ':' && (i + 1 == text.len() || bytes[i + 1] == b' ') => return Some(i),
-            None => {}
-        }
-    }
-    None
-}
-
-fn unquote(s: &str, line: usize) -> String {
-    let s = s.trim();
-    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
-        let mut out = String::new();
-        let mut chars = s[1..s.len() - 1].chars();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some(e @ ('"' | '\\' | '/')) => out.push(e),
-                other => panic!("line {line}: unsupported escape \\{other:?} in {s}"),
-            }
-        }
-        out
-    } else if s.len() >= 2 && s.starts_with('\'') && s.ends_with('\'') {
-        s[1..s.len() - 1].replace("''", "'")
-    } else {
-        for bad in ['&', '*', '|', '>', '{', '!', '%', '@', '`'] {
-            assert!(!s.starts_with(bad), "line {line}: `{s}` is outside the YAML subset this test reads");
-        }
-        assert!(!s.starts_with('"') && !s.starts_with('\''), "line {line}: unterminated quote in {s}");
-        s.to_owned()
-    }
-}
-
-/// An inline value: a flow list of scalars, or a scalar.
-fn inline_value(s: &str, line: usize) -> Yaml {
-    let s = s.trim();
-    if let Some(inner) = s.strip_prefix('[') {
-        let inner = inner.strip_suffix(']').unwrap_or_else(|| panic!("line {line}: a flow list must end on its line"));
-        let mut items = Vec::new();
-        let mut quote: Option<char> = None;
-        let mut start = 0;
-        for (i, c) in inner.char_indices() {
-            match quote {
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if c == '"' || c == '\'' => quote = Some(c),
-                None if c == '[' => panic!("line {line}: nested flow lists are outside the subset"),
-                None if c == ',' => {
-                    items.push(Yaml::Str(unquote(&inner[start..i], line)));
-                    start = i + 1;
-                }
-                None => {}
-            }
-        }
-        if !inner[start..].trim().is_empty() {
-            items.push(Yaml::Str(unquote(&inner[start..], line)));
-        }
-        Yaml::List(items)
-    } else {
-        Yaml::Str(unquote(s, line))
-    }
-}
-
-fn parse_block(lines: &[Line], i: &mut usize, indent: usize) -> Yaml {
-    let is_item = |t: &str| t == "-" || t.starts_with("- ");
-    if is_item(&lines[*i].text) {
-        let mut items = Vec::new();
-        while *i < lines.len() && lines[*i].indent == indent && is_item(&lines[*i].text) {
-            let line = &lines[*i];
-            let rest = line.text[1..].trim_start();
-            *i += 1;
-            if rest.is_empty() {
-                assert!(*i < lines.len() && lines[*i].indent > indent, "line {}: empty list item", line.number);
-                let inner = lines[*i].indent;
-                items.push(parse_block(lines, i, inner));
-            } else {
-                assert!(key_colon(rest).is_none(), "line {}: maps inside lists are outside the subset", line.number);
-                items.push(inline_value(rest, line.number));
-            }
-        }
-        return Yaml::List(items);
-    }
-    let mut entries: Vec<(String, Yaml)> = Vec::new();
-    while *i < lines.len() && lines[*i].indent == indent {
-        let line = &lines[*i];
-        assert!(!is_item(&line.text), "line {}: a list item where a key was expected", line.number);
-        let colon = key_colon(&line.text).unwrap_or_else(|| panic!("line {}: expected `key: value`", line.number));
-        let key = unquote(&line.text[..colon], line.number);
-        assert!(!entries.iter().any(|(k, _)| *k == key), "line {}: duplicate key `{key}`", line.number);
-        let rest = line.text[colon + 1..].trim();
-        *i += 1;
-        let value = if !rest.is_empty() {
-            inline_value(rest, line.number)
-        } else if *i < lines.len()
-            && (lines[*i].indent > indent || (lines[*i].indent == indent && is_item(&lines[*i].text)))
-        {
-            let inner = lines[*i].indent;
-            parse_block(lines, i, inner)
-        } else {
-            Yaml::Str(String::new())
-        };
-        entries.push((key, value));
-    }
-    Yaml::Map(entries)
-}
-
-fn parse_yaml(text: &str) -> Yaml {
-    let lines = lines_of(text);
-    assert!(!lines.is_empty(), "empty document");
-    let mut i = 0;
-    let doc = parse_block(&lines, &mut i, lines[0].indent);
-    if let Some(line) = lines.get(i) {
-        panic!("line {}: unexpected indentation", line.number);
-    }
-    doc
-}
+use serde_yaml::Value as Yaml;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -232,7 +23,37 @@ fn root() -> PathBuf {
 fn compose() -> Yaml {
     let path = root().join("docker-compose.yml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    parse_yaml(&text)
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A scalar as the text compose passes on (an empty value is empty text); `None` for a list
+/// or a map.
+fn text(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::Null => Some(String::new()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// A map's entries (none for anything else); every key of a compose file is a string.
+fn entries(v: &Yaml) -> Vec<(&str, &Yaml)> {
+    let Some(map) = v.as_mapping() else { return Vec::new() };
+    map.iter().map(|(k, v)| (k.as_str().unwrap_or_else(|| panic!("a key that is not a string: {k:?}")), v)).collect()
+}
+
+/// The document with every scalar as text, as JSON.
+fn to_json(v: &Yaml) -> serde_json::Value {
+    match v {
+        Yaml::Sequence(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
+        Yaml::Mapping(_) => {
+            serde_json::Value::Object(entries(v).into_iter().map(|(k, v)| (k.to_owned(), to_json(v))).collect())
+        }
+        Yaml::Tagged(t) => panic!("a tagged value ({}) has no place in a compose file", t.tag),
+        scalar => serde_json::Value::String(text(scalar).unwrap_or_default()),
+    }
 }
 
 /// The binary, with no `DRIFTWATCH_*` variables from the test's environment.
@@ -274,8 +95,8 @@ fn flag_takes_value(help: &str, flag: &str) -> bool {
         .any(|l| l.split(flag).nth(1).is_some_and(|rest| rest.starts_with(" <") || rest.starts_with("=<")))
 }
 
-fn services(doc: &Yaml) -> &[(String, Yaml)] {
-    doc.get("services").expect("a `services:` map").entries()
+fn services(doc: &Yaml) -> Vec<(&str, &Yaml)> {
+    entries(doc.get("services").expect("a `services:` map"))
 }
 
 fn service<'a>(doc: &'a Yaml, name: &str) -> &'a Yaml {
@@ -284,13 +105,12 @@ fn service<'a>(doc: &'a Yaml, name: &str) -> &'a Yaml {
 
 /// The services that run the driftwatch image (built from this repository).
 fn driftwatch_services(doc: &Yaml) -> Vec<(&str, &Yaml)> {
-    let image = service(doc, "driftwatch").get("image").and_then(Yaml::str).map(str::to_owned);
+    let image = service(doc, "driftwatch").get("image").and_then(Yaml::as_str);
     let found: Vec<(&str, &Yaml)> = services(doc)
-        .iter()
+        .into_iter()
         .filter(|(_, s)| {
-            s.get("build").is_some() || (image.is_some() && s.get("image").and_then(Yaml::str) == image.as_deref())
+            s.get("build").is_some() || (image.is_some() && s.get("image").and_then(Yaml::as_str) == image)
         })
-        .map(|(n, s)| (n.as_str(), s))
         .collect();
     assert!(found.len() >= 2, "expected the driftwatch and simulator services to run the driftwatch image");
     found
@@ -299,11 +119,10 @@ fn driftwatch_services(doc: &Yaml) -> Vec<(&str, &Yaml)> {
 /// A service's command as arguments to the `driftwatch` entrypoint.
 fn command(name: &str, svc: &Yaml) -> Vec<String> {
     match svc.get("command") {
-        Some(Yaml::List(items)) => items
-            .iter()
-            .map(|i| i.str().unwrap_or_else(|| panic!("{name}: command items must be strings")).to_owned())
-            .collect(),
-        Some(Yaml::Str(s)) => {
+        Some(Yaml::Sequence(items)) => {
+            items.iter().map(|i| text(i).unwrap_or_else(|| panic!("{name}: command items must be strings"))).collect()
+        }
+        Some(Yaml::String(s)) => {
             assert!(!s.contains(['"', '\'', '$', '\\']), "{name}: write a quoted or variable command as a list");
             s.split_whitespace().map(str::to_owned).collect()
         }
@@ -315,14 +134,17 @@ fn command(name: &str, svc: &Yaml) -> Vec<String> {
 fn environment(name: &str, svc: &Yaml) -> Vec<(String, String)> {
     match svc.get("environment") {
         None => Vec::new(),
-        Some(Yaml::Map(entries)) => entries
-            .iter()
-            .map(|(k, v)| (k.clone(), v.str().unwrap_or_else(|| panic!("{name}: {k} must be a scalar")).to_owned()))
+        Some(map @ Yaml::Mapping(_)) => entries(map)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = text(v).unwrap_or_else(|| panic!("{name}: {k} must be a scalar"));
+                (k.to_owned(), v)
+            })
             .collect(),
-        Some(Yaml::List(items)) => items
+        Some(Yaml::Sequence(items)) => items
             .iter()
             .map(|i| {
-                let s = i.str().unwrap_or_else(|| panic!("{name}: environment items must be strings"));
+                let s = i.as_str().unwrap_or_else(|| panic!("{name}: environment items must be strings"));
                 let (k, v) = s.split_once('=').unwrap_or((s, ""));
                 (k.to_owned(), v.to_owned())
             })
@@ -355,11 +177,11 @@ fn advertised(kafka: &Yaml) -> Vec<String> {
 
 /// The repository file mounted at `container_path` in a service (`./host:container[:ro]`).
 fn mounted_file(name: &str, svc: &Yaml, container_path: &str) -> PathBuf {
-    let Some(Yaml::List(volumes)) = svc.get("volumes") else {
+    let Some(Yaml::Sequence(volumes)) = svc.get("volumes") else {
         panic!("{name}: no volumes, so {container_path} is absent")
     };
     for v in volumes {
-        let spec = v.str().unwrap_or_else(|| panic!("{name}: use the short volume syntax"));
+        let spec = v.as_str().unwrap_or_else(|| panic!("{name}: use the short volume syntax"));
         let parts: Vec<&str> = spec.split(':').collect();
         if parts.len() >= 2 && parts[1] == container_path {
             assert!(parts[0].starts_with("./"), "{name}: {container_path} must come from the repository (./…)");
@@ -378,7 +200,7 @@ fn compose_file_parses_and_agrees_with_pyyaml() {
     for name in ["kafka", "driftwatch", "simulator"] {
         service(&doc, name);
     }
-    // Cross-check the reader with PyYAML when it is there; scalars compared as text.
+    // Cross-check with PyYAML when it is there; scalars compared as text.
     let script = "import json, sys, yaml\n\
         def s(v):\n\
         \x20   if isinstance(v, dict): return {str(k): s(x) for k, x in v.items()}\n\
@@ -391,7 +213,7 @@ fn compose_file_parses_and_agrees_with_pyyaml() {
     match out {
         Ok(out) if out.status.success() => {
             let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("PyYAML's JSON");
-            assert_eq!(doc.to_json(), theirs, "this test's YAML reader and PyYAML disagree about docker-compose.yml");
+            assert_eq!(to_json(&doc), theirs, "serde_yaml and PyYAML read docker-compose.yml differently");
         }
         Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named") => {
             eprintln!("PyYAML not installed: skipping the cross-check")
@@ -402,20 +224,18 @@ fn compose_file_parses_and_agrees_with_pyyaml() {
 }
 
 #[test]
-fn yaml_reader_handles_the_forms_compose_files_use() {
-    let doc = parse_yaml(
+fn helpers_read_the_forms_compose_files_use() {
+    let doc: Yaml = serde_yaml::from_str(
         "# c\nservices:\n  a:\n    command: [\"run\", '--x', plain]  # trailing\n    environment:\n      - K=v\n    \
          list:\n    - one\n    - \"two # not a comment\"\n    s: run --config f\n    empty:\nvolumes:\n  v:\n",
-    );
+    )
+    .expect("the forms parse");
     let a = doc.get("services").and_then(|s| s.get("a")).expect("a");
     assert_eq!(command("a", a), ["run", "--x", "plain"]);
     assert_eq!(environment("a", a), [("K".to_owned(), "v".to_owned())]);
-    assert_eq!(
-        a.get("list"),
-        Some(&Yaml::List(vec![Yaml::Str("one".into()), Yaml::Str("two # not a comment".into())]))
-    );
-    assert_eq!(a.get("s").and_then(Yaml::str), Some("run --config f"));
-    assert_eq!(a.get("empty").and_then(Yaml::str), Some(""));
+    assert_eq!(a.get("list"), Some(&Yaml::Sequence(vec!["one".into(), "two # not a comment".into()])));
+    assert_eq!(a.get("s").and_then(Yaml::as_str), Some("run --config f"));
+    assert_eq!(a.get("empty").and_then(text).as_deref(), Some(""));
     assert!(doc.get("volumes").and_then(|v| v.get("v")).is_some());
 }
 
@@ -423,7 +243,7 @@ fn yaml_reader_handles_the_forms_compose_files_use() {
 fn kafka_service_is_apache_kafka_4_in_kraft_mode() {
     let doc = compose();
     let kafka = service(&doc, "kafka");
-    let image = kafka.get("image").and_then(Yaml::str).expect("kafka image");
+    let image = kafka.get("image").and_then(Yaml::as_str).expect("kafka image");
     assert!(image.starts_with("apache/kafka:4."), "kafka image is {image}, expected apache/kafka:4.x");
     let env = environment("kafka", kafka);
     let get = |k: &str| env_value(&env, k).unwrap_or_else(|| panic!("kafka service lacks {k}"));
@@ -585,15 +405,16 @@ fn services_reach_the_broker_and_topic_the_compose_file_sets_up() {
 #[test]
 fn services_start_in_order_from_the_dockerfile() {
     let doc = compose();
-    let names: Vec<&str> = services(&doc).iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = services(&doc).into_iter().map(|(n, _)| n).collect();
     for (name, svc) in services(&doc) {
         let Some(deps) = svc.get("depends_on") else { continue };
         let deps: Vec<(String, Option<&str>)> = match deps {
-            Yaml::List(items) => items.iter().map(|d| (d.str().expect("name").to_owned(), None)).collect(),
-            Yaml::Map(entries) => {
-                entries.iter().map(|(k, v)| (k.clone(), v.get("condition").and_then(Yaml::str))).collect()
-            }
-            Yaml::Str(s) => panic!("{name}: depends_on {s}"),
+            Yaml::Sequence(items) => items.iter().map(|d| (d.as_str().expect("name").to_owned(), None)).collect(),
+            map @ Yaml::Mapping(_) => entries(map)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.get("condition").and_then(Yaml::as_str)))
+                .collect(),
+            other => panic!("{name}: depends_on {other:?}"),
         };
         for (dep, condition) in deps {
             assert!(names.contains(&dep.as_str()), "{name} depends on unknown service {dep}");
@@ -607,11 +428,11 @@ fn services_start_in_order_from_the_dockerfile() {
     }
     let dw = service(&doc, "driftwatch");
     assert_eq!(
-        dw.get("depends_on").and_then(|d| d.get("kafka")).and_then(|k| k.get("condition")).and_then(Yaml::str),
+        dw.get("depends_on").and_then(|d| d.get("kafka")).and_then(|k| k.get("condition")).and_then(Yaml::as_str),
         Some("service_healthy")
     );
     for (name, svc) in driftwatch_services(&doc) {
-        if let Some(build) = svc.get("build").and_then(Yaml::str) {
+        if let Some(build) = svc.get("build").and_then(Yaml::as_str) {
             assert!(root().join(build).join("Dockerfile").is_file(), "{name}: no Dockerfile in {build}");
         }
     }

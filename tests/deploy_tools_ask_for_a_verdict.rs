@@ -174,7 +174,7 @@ fn argo_rollouts_and_flagger_get_driftwatchs_verdicts() {
     hooked(&mut spec, "pre-rollout", r);
 
     // ---- the fleet's traffic; wait until both decisions are published
-    produce(&brokers, &n.events, &lines);
+    produce(&brokers, n.events(), &lines);
     let decided = |id: &Value| {
         let r = api.argo("/v1/decisions?limit=1000", Some(TOKEN));
         let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);

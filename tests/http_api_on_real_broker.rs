@@ -151,7 +151,7 @@ fn every_endpoint_answers_as_documented_on_a_running_service() {
     }
     spec.check_text("/", &page, "text/html");
 
-    produce(&brokers, &n.events, &lines);
+    produce(&brokers, n.events(), &lines);
     // Wait until every command replay gives has been published and listed.
     let want: BTreeSet<String> = replayed.iter().map(|c| c["command_id"].as_str().unwrap_or("").to_owned()).collect();
     let listed = || -> BTreeSet<String> {
@@ -299,7 +299,7 @@ fn every_endpoint_answers_as_documented_on_a_running_service() {
     let replay_map: BTreeMap<String, Value> =
         replayed.iter().map(|c| (c["command_id"].as_str().unwrap_or("").to_owned(), comparable(c))).collect();
     assert_eq!(listed, replay_map, "/v1/decisions lists exactly the commands replay gives");
-    let published = read_all(&brokers, &[n.decisions.as_str()], true);
+    let published = read_all(&brokers, &[n.topics.decisions.as_str()], true);
     assert_eq!(published.len(), replayed.len(), "the audit topic has each command once");
     for m in &published {
         let c = m.json();

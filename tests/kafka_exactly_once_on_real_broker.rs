@@ -58,21 +58,21 @@ fn finish(s: &Setup, b: &str, svc: &mut Service, timeout: Duration, read_committ
     let total = s.lines.len() as i64;
     let ok = wait_until(timeout, || {
         svc.assert_running();
-        committed(b, &s.n.group, &s.n.events) >= total
-            && read_all(b, &[&s.n.decisions], read_committed).len() >= s.replayed.len()
+        committed(b, &s.n.group, s.n.events()) >= total
+            && read_all(b, &[&s.n.topics.decisions], read_committed).len() >= s.replayed.len()
     });
     assert!(
         ok,
         "not done within {timeout:?}: committed {} of {total}, {} of {} decisions; log:\n{}",
-        committed(b, &s.n.group, &s.n.events),
-        read_all(b, &[&s.n.decisions], read_committed).len(),
+        committed(b, &s.n.group, s.n.events()),
+        read_all(b, &[&s.n.topics.decisions], read_committed).len(),
         s.replayed.len(),
         svc.log_tail()
     );
     // Anything extra (a duplicate) would show up within a few commit intervals.
     std::thread::sleep(Duration::from_secs(3));
     svc.terminate(Duration::from_secs(10));
-    let topics: Vec<&str> = s.n.all()[1..7].to_vec();
+    let topics: Vec<&str> = s.n.outputs();
     read_all(b, &topics, read_committed)
 }
 
@@ -94,12 +94,12 @@ fn start_live(
         .unwrap_or_default()
         .contains("state restored")));
     let feed = {
-        let (b, topic, lines) = (b.to_owned(), s.n.events.clone(), s.lines.clone());
+        let (b, topic, lines) = (b.to_owned(), s.n.events().to_owned(), s.lines.clone());
         std::thread::spawn(move || produce_paced(&b, &topic, &lines, chunks, pause))
     };
     let total = s.lines.len() as i64;
     assert!(
-        wait_until(Duration::from_secs(60), || committed(b, &s.n.group, &s.n.events) >= total / 5),
+        wait_until(Duration::from_secs(60), || committed(b, &s.n.group, s.n.events()) >= total / 5),
         "service made no progress; log:\n{}",
         svc.log_tail()
     );
@@ -124,20 +124,20 @@ fn kill_dash_nine_at_three_points_loses_and_duplicates_nothing() {
     let quarter = s.lines.len() / 4;
     let mut kills = Vec::new();
     for part in 0..3 {
-        produce(&b, &s.n.events, &s.lines[part * quarter..(part + 1) * quarter]);
+        produce(&b, s.n.events(), &s.lines[part * quarter..(part + 1) * quarter]);
         let at = (part * quarter + quarter / 2) as i64;
         let reached = wait_until(Duration::from_secs(90), || {
             svc.assert_running();
-            committed(&b, &s.n.group, &s.n.events) >= at
+            committed(&b, &s.n.group, s.n.events()) >= at
         });
         assert!(reached, "committed offset never reached {at}; log:\n{}", svc.log_tail());
         svc.kill9();
-        let c = committed(&b, &s.n.group, &s.n.events);
+        let c = committed(&b, &s.n.group, s.n.events());
         kills.push(c);
         eprintln!("kill -9 at committed offset {c} of {total} ({:?})", t0.elapsed());
         svc = Service::start(&s.cfg, &b, &[], log.clone());
     }
-    produce(&b, &s.n.events, &s.lines[3 * quarter..]);
+    produce(&b, s.n.events(), &s.lines[3 * quarter..]);
     let msgs = finish(&s, &b, &mut svc, Duration::from_secs(120), true);
     eprintln!("done in {:?}; kills at {kills:?}", t0.elapsed());
     assert!(kills.windows(2).all(|w| w[0] < w[1]) && kills[2] < total, "kill points not distinct: {kills:?}");
@@ -155,7 +155,7 @@ fn broker_outage_mid_stream_recovers_without_a_restart() {
     let log = s.dir.join("service.log");
     let (mut svc, feed) = start_live(&s, &b, &[], 300, Duration::from_millis(100));
     let total = s.lines.len() as i64;
-    let before = committed(&b, &s.n.group, &s.n.events);
+    let before = committed(&b, &s.n.group, s.n.events());
     eprintln!("broker down at committed offset {before} of {total} ({:?})", t0.elapsed());
     kafka_sh("down");
     std::thread::sleep(Duration::from_secs(20));
@@ -181,9 +181,9 @@ fn at_least_once_after_a_crash_equals_replay_after_dedup() {
     assert!(wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log)
         .unwrap_or_default()
         .contains("state restored")));
-    produce(&b, &s.n.events, &s.lines);
+    produce(&b, s.n.events(), &s.lines);
     let total = s.lines.len() as i64;
-    assert!(wait_until(Duration::from_secs(90), || committed(&b, &s.n.group, &s.n.events) >= total / 2));
+    assert!(wait_until(Duration::from_secs(90), || committed(&b, &s.n.group, s.n.events()) >= total / 2));
     svc.kill9();
     svc = Service::start(&s.cfg, &b, &[], log.clone());
     let msgs = finish(&s, &b, &mut svc, Duration::from_secs(120), false);
@@ -216,7 +216,7 @@ fn input_partitions_added_mid_stream_neither_lose_nor_repeat_events() {
         rdkafka::config::ClientConfig::new().set("bootstrap.servers", &b).create().expect("admin client");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let added = rt
-        .block_on(admin.create_partitions(&[NewPartitions::new(&s.n.events, 2)], &AdminOptions::new()))
+        .block_on(admin.create_partitions(&[NewPartitions::new(s.n.events(), 2)], &AdminOptions::new()))
         .expect("create partitions");
     assert!(added.iter().all(|r| r.is_ok()), "adding a partition failed: {added:?}");
     assert!(
@@ -227,7 +227,7 @@ fn input_partitions_added_mid_stream_neither_lose_nor_repeat_events() {
         svc.log_tail()
     );
     assert!(
-        committed(&b, &s.n.group, &s.n.events) < total,
+        committed(&b, &s.n.group, s.n.events()) < total,
         "the input was all read before the rebalance: the test proves nothing"
     );
     feed.join().expect("feeder");
@@ -243,7 +243,7 @@ fn input_partitions_added_mid_stream_neither_lose_nor_repeat_events() {
         sum("events_by_type") + sum("bad_input")
     };
     assert!(
-        wait_until(Duration::from_secs(60), || committed(&b, &s.n.group, &s.n.events) >= total && counted() >= total),
+        wait_until(Duration::from_secs(60), || committed(&b, &s.n.group, s.n.events()) >= total && counted() >= total),
         "not all input counted: {} of {total}; log:\n{}",
         counted(),
         svc.log_tail()

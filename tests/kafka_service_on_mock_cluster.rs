@@ -13,7 +13,7 @@ use rdkafka::mocking::MockCluster;
 
 fn mock_with_topics(n: &Names) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("mock cluster");
-    for t in n.all() {
+    for t in n.topics.all() {
         cluster.create_topic(t, 1, 1).expect("create topic");
     }
     cluster
@@ -42,26 +42,26 @@ fn run_scenario(
     assert!(!replayed.is_empty(), "replay of {scenario} gives no command: the test would prove nothing");
 
     let mut svc = Service::start(&cfg, &brokers, &[], dir.join("service.log"));
-    produce(&brokers, &n.events, &lines);
+    produce(&brokers, n.events(), &lines);
     let t0 = Instant::now();
     let want = replayed.len();
     let mut msgs = Vec::new();
     let (mut audit, mut dead) = (0, 0);
     let ok = wait_until(Duration::from_secs(60), || {
         svc.assert_running();
-        msgs = read_all(&brokers, &n.all()[1..7], false);
-        audit = msgs.iter().filter(|m| m.topic == n.decisions).count();
-        dead = msgs.iter().filter(|m| m.topic == n.deadletter).count();
+        msgs = read_all(&brokers, &n.outputs(), false);
+        audit = msgs.iter().filter(|m| m.topic == n.topics.decisions).count();
+        dead = msgs.iter().filter(|m| m.topic == n.topics.deadletter).count();
         audit >= want && dead >= bad
     });
     if !ok {
         let mut reasons = std::collections::BTreeMap::new();
-        for m in msgs.iter().filter(|m| m.topic == n.deadletter) {
+        for m in msgs.iter().filter(|m| m.topic == n.topics.deadletter) {
             *reasons.entry(m.headers.get("driftwatch.reason").cloned().unwrap_or_default()).or_insert(0) += 1;
         }
         let src: Vec<&str> = msgs
             .iter()
-            .filter(|m| m.topic == n.deadletter)
+            .filter(|m| m.topic == n.topics.deadletter)
             .map(|m| m.headers.get("driftwatch.source").map_or("", String::as_str))
             .collect();
         eprintln!(
@@ -78,7 +78,7 @@ fn run_scenario(
     eprintln!("{scenario}: {} lines, {want} commands on the mock in {:?}", lines.len(), t0.elapsed());
     // Nothing more than replay's must come later either: give it a few commit intervals.
     std::thread::sleep(Duration::from_secs(2));
-    msgs = read_all(&brokers, &n.all()[1..7], false);
+    msgs = read_all(&brokers, &n.outputs(), false);
     let took = svc.terminate(Duration::from_secs(10));
     eprintln!("{scenario}: exited 0 {took:?} after SIGTERM");
     drop(cluster);
@@ -89,7 +89,7 @@ fn run_scenario(
 fn canary_error_rollback_reaches_kafka_as_replay_decides_it() {
     let (msgs, replayed, _, n, _) = run_scenario("canary-error", 0.3, 25);
     assert!(replayed.iter().any(|c| c["command"] == "rollback" && key_of(c) == "app/checkout"));
-    for m in msgs.iter().filter(|m| m.topic != n.deadletter) {
+    for m in msgs.iter().filter(|m| m.topic != n.topics.deadletter) {
         assert_eq!(m.key.as_deref(), Some("app/checkout"));
         let c: driftwatch::command::Command =
             serde_json::from_slice(&m.payload).expect("payload parses as the contract's command");
@@ -104,7 +104,7 @@ fn bad_input_goes_to_the_dead_letter_topic_unchanged_with_its_reason() {
     let (msgs, replayed, bad, n, lines) = run_scenario("bad-input", 0.3, 25);
     assert!(bad > 0, "bad-input has no bad lines");
     compare_with_replay(&n, &msgs, &replayed, true).unwrap_or_else(|e| panic!("{e}"));
-    let dead: Vec<&Msg> = msgs.iter().filter(|m| m.topic == n.deadletter).collect();
+    let dead: Vec<&Msg> = msgs.iter().filter(|m| m.topic == n.topics.deadletter).collect();
     assert_eq!(dead.len(), bad, "dead letters on Kafka vs bad lines in replay");
     let reasons: Vec<&str> = BadReason::ALL.iter().map(|r| r.as_str()).collect();
     for m in dead {
@@ -112,7 +112,7 @@ fn bad_input_goes_to_the_dead_letter_topic_unchanged_with_its_reason() {
         assert!(reasons.contains(&reason), "unknown reason header {reason:?}");
         let source = m.headers.get("driftwatch.source").expect("driftwatch.source header");
         let (topic_part, offset) = source.rsplit_once('/').expect("topic/partition/offset");
-        assert_eq!(topic_part, format!("{}/0", n.events), "source {source}");
+        assert_eq!(topic_part, format!("{}/0", n.events()), "source {source}");
         let offset: usize = offset.parse().expect("offset");
         assert_eq!(m.payload, lines[offset], "dead letter differs from input line {offset}");
     }

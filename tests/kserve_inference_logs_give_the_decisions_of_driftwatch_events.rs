@@ -246,13 +246,14 @@ fn setup(name: &str) -> Setup {
     let brokers = brokers();
     let dir = temp_dir(name);
     let n = Names::new(name);
-    let logs = n.events.replace(".events", ".kserve");
+    let logs = n.events().replace(".events", ".kserve");
     let cfg = write_config(&dir, &n, "exactly_once", true, "");
     let mut text = std::fs::read_to_string(&cfg).expect("config");
-    text = text.replace(&format!("events = [\"{}\"]", n.events), &format!("events = [\"{}\", \"{logs}\"]", n.events));
+    text =
+        text.replace(&format!("events = [\"{}\"]", n.events()), &format!("events = [\"{}\", \"{logs}\"]", n.events()));
     text.push_str(&format!(
         "formats = {{ \"{logs}\" = \"kserve\", \"{events}\" = \"driftwatch\" }}\n\n[fleet]\nresponse_timeout = \"10s\"\n\n[fleet.kserve]\nversion_header = \"X-Model-Version\"\ncolumns = [\"clicks\", \"price\"]\n",
-        events = n.events
+        events = n.events()
     ));
     std::fs::write(&cfg, &text).expect("config");
     let cfg_s = cfg.to_str().expect("utf-8 path");
@@ -279,7 +280,7 @@ fn setup(name: &str) -> Setup {
         assert!(summary.iter().any(|s| s == want), "expected {want} among {summary:#?}");
     }
     create_topic(&brokers, &logs, 2);
-    create_topic(&brokers, &n.events, 1);
+    create_topic(&brokers, n.events(), 1);
     Setup { brokers, dir, n, logs, cfg, f, expected }
 }
 
@@ -304,13 +305,13 @@ fn kserve_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
         records.push((logs.clone(), r.partition, r.headers.clone(), r.payload.clone()));
     }
     for (_, l) in &f.labels {
-        records.push((n.events.clone(), 0, Vec::new(), l.to_string().into_bytes()));
+        records.push((n.events().to_owned(), 0, Vec::new(), l.to_string().into_bytes()));
     }
     produce_with_headers(&brokers, &records);
 
     // `replay --format kserve` of the topics as kcat dumps them.
     let kserve_dump = kcat_dump(&brokers, &logs, &dir, "kserve.kcat.jsonl");
-    let labels_dump = kcat_dump(&brokers, &n.events, &dir, "labels.kcat.jsonl");
+    let labels_dump = kcat_dump(&brokers, n.events(), &dir, "labels.kcat.jsonl");
     let dead_file = dir.join("dead.jsonl");
     let replayed = replay_args(&[
         "replay",
@@ -340,7 +341,7 @@ fn kserve_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
     let all = f.kserve.len() as i64 + bad.len() as i64;
     finish_and_compare(svc, &brokers, &n, &[(&logs, 2)], all, &expected);
 
-    let dead_msgs = read_all(&brokers, &[&n.deadletter], true);
+    let dead_msgs = read_all(&brokers, &[&n.topics.deadletter], true);
     let dead_reasons: Vec<&str> =
         dead_msgs.iter().map(|m| m.headers.get("driftwatch.reason").map_or("", String::as_str)).collect();
     assert_eq!(dead_reasons, bad.iter().map(|b| b.1).collect::<Vec<_>>());
@@ -356,7 +357,8 @@ fn a_kill_between_requests_and_their_responses_loses_and_repeats_nothing() {
     // at 40%: requests whose response is after the cut wait in the changelog at the kill.
     let mut timed: Vec<(i64, WithHeaders)> =
         f.kserve.iter().map(|r| (r.ts, (logs.clone(), r.partition, r.headers.clone(), r.payload.clone()))).collect();
-    timed.extend(f.labels.iter().map(|(t, l)| (*t, (n.events.clone(), 0, Vec::new(), l.to_string().into_bytes()))));
+    timed
+        .extend(f.labels.iter().map(|(t, l)| (*t, (n.events().to_owned(), 0, Vec::new(), l.to_string().into_bytes()))));
     timed.sort_by_key(|r| r.0);
     let records: Vec<WithHeaders> = timed.into_iter().map(|r| r.1).collect();
     let cut = records.len() * 2 / 5;

@@ -141,7 +141,7 @@ fn generated_clients_find_the_api_as_described() {
     let addr = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{addr}");
     let mut svc = Service::start(&cfg, &b, &["--http", &addr], dir.join("service.log"));
-    produce(&b, &n.events, &lines);
+    produce(&b, n.events(), &lines);
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
     let listed = || -> usize {
         agent

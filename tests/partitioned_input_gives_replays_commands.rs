@@ -60,11 +60,11 @@ fn setup(name: &str, topics: usize, partitions: i32) -> Setup {
     let dir = temp_dir(name);
     let cfg = write_config(&dir, &n, "exactly_once", true, CONFIG);
     let topic_names: Vec<String> =
-        (0..topics).map(|i| if i == 0 { n.events.clone() } else { format!("{}.{i}", n.events) }).collect();
+        (0..topics).map(|i| if i == 0 { n.events().to_owned() } else { format!("{}.{i}", n.events()) }).collect();
     let list = topic_names.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
     let text = std::fs::read_to_string(&cfg)
         .expect("config")
-        .replace(&format!("events = [\"{}\"]", n.events), &format!("events = [{list}]"))
+        .replace(&format!("events = [\"{}\"]", n.events()), &format!("events = [{list}]"))
         .replace("idle_timeout = \"1s\"", "idle_timeout = \"5s\"");
     std::fs::write(&cfg, text).expect("config");
     for t in &topic_names {
@@ -128,22 +128,22 @@ impl Setup {
         let b = brokers();
         let ok = wait_until(Duration::from_secs(180), || {
             svc.assert_running();
-            self.committed() >= produced && read_all(&b, &[&self.n.decisions], true).len() >= replayed.len()
+            self.committed() >= produced && read_all(&b, &[&self.n.topics.decisions], true).len() >= replayed.len()
         });
         assert!(
             ok,
             "not done: committed {} of {produced}, {} of {} decisions; log:\n{}",
             self.committed(),
-            read_all(&b, &[&self.n.decisions], true).len(),
+            read_all(&b, &[&self.n.topics.decisions], true).len(),
             replayed.len(),
             svc.log_tail()
         );
         std::thread::sleep(Duration::from_secs(3));
         svc.terminate(Duration::from_secs(15));
-        let msgs = read_all(&b, &self.n.all()[1..7], true);
+        let msgs = read_all(&b, &self.n.outputs(), true);
         compare_with_replay(&self.n, &msgs, replayed, false)
             .unwrap_or_else(|e| panic!("{e}\nservice log: {}", svc.log.display()));
-        let dead = msgs.iter().filter(|m| m.topic == self.n.deadletter).count();
+        let dead = msgs.iter().filter(|m| m.topic == self.n.topics.deadletter).count();
         assert_eq!(dead, bad, "dead letters vs bad lines in replay");
         let log = std::fs::read_to_string(&svc.log).unwrap_or_default();
         assert!(!log.contains("session ended"), "a session failed; log:\n{}", svc.log_tail());

@@ -301,13 +301,13 @@ fn seldon_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
     let cfg = write_config(&dir, &n, "exactly_once", true, "");
     let mut text = std::fs::read_to_string(&cfg).expect("config");
     let inputs: Vec<String> =
-        std::iter::once(n.events.clone()).chain(seldon_topics.iter().map(|(t, _)| t.to_string())).collect();
-    text = text.replace(&format!("events = [\"{}\"]", n.events), &format!("events = {inputs:?}"));
+        std::iter::once(n.events().to_owned()).chain(seldon_topics.iter().map(|(t, _)| t.to_string())).collect();
+    text = text.replace(&format!("events = [\"{}\"]", n.events()), &format!("events = {inputs:?}"));
     // Labels stay driftwatch events, whatever `replay --format` says.
     let formats: Vec<String> = seldon_topics
         .iter()
         .map(|(t, _)| format!("\"{t}\" = \"seldon\""))
-        .chain([format!("\"{}\" = \"driftwatch\"", n.events)])
+        .chain([format!("\"{}\" = \"driftwatch\"", n.events())])
         .collect();
     text.push_str(&format!(
         "formats = {{ {} }}\n\n[fleet]\nresponse_timeout = \"10s\"\n\n[fleet.seldon]\nversion_header = \"x-model-version\"\ncolumns = [\"clicks\", \"price\"]\n",
@@ -345,7 +345,7 @@ fn seldon_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
     for (t, p) in &seldon_topics {
         create_topic(&brokers, t, *p);
     }
-    create_topic(&brokers, &n.events, 1);
+    create_topic(&brokers, n.events(), 1);
 
     // The Seldon records and the labels on the broker, four broken records among them.
     let middle = t0 + 20 * 60_000;
@@ -362,7 +362,7 @@ fn seldon_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
         records.push(((r.topic.clone(), r.partition, r.headers.clone(), r.payload.clone()), Some(r.ts)));
     }
     for (t, l) in &f.labels {
-        records.push(((n.events.clone(), 0, Vec::new(), l.to_string().into_bytes()), Some(*t)));
+        records.push(((n.events().to_owned(), 0, Vec::new(), l.to_string().into_bytes()), Some(*t)));
     }
     let timed: Vec<(&WithHeaders, Option<i64>)> = records.iter().map(|(r, t)| (r, *t)).collect();
     produce_timed(&brokers, &timed);
@@ -377,7 +377,7 @@ fn seldon_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
     for (i, (t, _)) in seldon_topics.iter().enumerate() {
         args.push(kcat_dump(&brokers, t, &dir, &format!("seldon-{i}.kcat.jsonl")).to_str().expect("path").to_owned());
     }
-    args.push(kcat_dump(&brokers, &n.events, &dir, "labels.kcat.jsonl").to_str().expect("path").to_owned());
+    args.push(kcat_dump(&brokers, n.events(), &dir, "labels.kcat.jsonl").to_str().expect("path").to_owned());
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let replayed = replay_args(&arg_refs);
     assert_eq!(comparable_all(&replayed), comparable_all(&expected), "replay --format seldon of kcat dumps");
@@ -396,7 +396,7 @@ fn seldon_records_on_the_broker_decide_as_the_equivalent_driftwatch_events() {
     let svc = Service::start(&cfg, &brokers, &[], dir.join("run.log"));
     let all = (f.seldon.len() + bad.len()) as i64;
     finish_and_compare(svc, &brokers, &n, &seldon_topics, all, &expected);
-    let dead_msgs = read_all(&brokers, &[&n.deadletter], true);
+    let dead_msgs = read_all(&brokers, &[&n.topics.deadletter], true);
     let dead_reasons: Vec<&str> =
         dead_msgs.iter().map(|m| m.headers.get("driftwatch.reason").map_or("", String::as_str)).collect();
     assert_eq!(dead_reasons, bad.iter().map(|b| b.1).collect::<Vec<_>>());

@@ -71,6 +71,20 @@ impl TopicsConfig {
             CommandKind::Promote => &self.promote,
         }
     }
+
+    /// The command topics, in the order of [`CommandKind::ALL`].
+    pub fn command_topics(&self) -> [&str; 4] {
+        CommandKind::ALL.map(|k| self.for_command(k))
+    }
+
+    /// Every topic driftwatch reads or writes: the input topics, then the command topics, the
+    /// decisions, the dead letters and last the changelog.
+    pub fn all(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = self.events.iter().map(String::as_str).collect();
+        all.extend(self.command_topics());
+        all.extend([self.decisions.as_str(), self.deadletter.as_str(), self.changelog.as_str()]);
+        all
+    }
 }
 
 /// The `[kafka]` section.
@@ -174,5 +188,31 @@ impl KafkaConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_topic_of_the_section_once() {
+        let t = TopicsConfig { events: vec!["in.a".into(), "in.b".into()], ..TopicsConfig::default() };
+        let all = t.all();
+        // Every name the section holds, whatever fields it gains.
+        let mut named: Vec<String> = Vec::new();
+        for (key, v) in serde_json::to_value(&t).expect("topics serialize").as_object().into_iter().flatten() {
+            match v {
+                serde_json::Value::String(s) => named.push(s.clone()),
+                serde_json::Value::Array(a) => named.extend(a.iter().filter_map(|s| s.as_str().map(str::to_owned))),
+                _ => assert_eq!(key, "formats", "a topic field `{key}` of an unexpected shape"),
+            }
+        }
+        assert_eq!(all.len(), named.len(), "{all:?} vs {named:?}");
+        for name in &named {
+            assert_eq!(all.iter().filter(|t| *t == name).count(), 1, "{name} in {all:?}");
+        }
+        assert_eq!(&all[..2], ["in.a", "in.b"]);
+        assert_eq!(all.last(), Some(&"driftwatch.changelog"));
     }
 }

@@ -15,6 +15,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
+use super::DemoError;
 use crate::command::{Command, CommandKind};
 use crate::config::Kind;
 use crate::sim::{FleetAction, FleetChange};
@@ -80,7 +81,7 @@ pub(super) struct DeployerSetup {
 }
 
 /// Subscribes to the command topics and starts the deployer's thread.
-pub(super) fn spawn(setup: DeployerSetup) -> Result<JoinHandle<()>, String> {
+pub(super) fn spawn(setup: DeployerSetup) -> Result<JoinHandle<()>, DemoError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &setup.brokers)
         .set("group.id", "driftwatch-demo-deployer")
@@ -88,9 +89,9 @@ pub(super) fn spawn(setup: DeployerSetup) -> Result<JoinHandle<()>, String> {
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "20")
         .create()
-        .map_err(|e| format!("deployer: cannot create its consumer: {e}"))?;
+        .map_err(DemoError::DeployerConsumer)?;
     let topics: Vec<&str> = setup.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|e| format!("deployer: cannot subscribe to {}: {e}", topics.join(", ")))?;
+    consumer.subscribe(&topics).map_err(|cause| DemoError::DeployerSubscribe { topics: topics.join(", "), cause })?;
     Ok(std::thread::spawn(move || {
         let mut seen = HashSet::new();
         let mut stopping = false;

@@ -358,21 +358,48 @@ impl Drop for Server {
     }
 }
 
+/// Why the HTTP server did not start. The cause is part of each message, so none is also a
+/// `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address does not parse.
+    #[error("--http: `{addr}` is not an address such as 0.0.0.0:9464")]
+    Address {
+        /// The address as given.
+        addr: String,
+    },
+    /// The address cannot be bound (in use, not this host's, a privileged port).
+    #[error("--http: cannot listen on {addr}: {cause}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        cause: std::io::Error,
+    },
+    /// The bound socket cannot be made non-blocking or tell its address.
+    #[error("--http: {0}")]
+    Socket(std::io::Error),
+    /// The server's runtime cannot be built.
+    #[error("--http: runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The server's thread cannot start.
+    #[error("--http: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Starts the server on its own threads (a small runtime, apart from the service loop).
-pub fn serve(addr: &str, shared: Arc<Shared>) -> Result<Server, String> {
-    let addr: SocketAddr =
-        addr.parse().map_err(|_| format!("--http: `{addr}` is not an address such as 0.0.0.0:9464"))?;
-    let std_listener =
-        std::net::TcpListener::bind(addr).map_err(|e| format!("--http: cannot listen on {addr}: {e}"))?;
-    std_listener.set_nonblocking(true).map_err(|e| format!("--http: {e}"))?;
-    let local = std_listener.local_addr().map_err(|e| format!("--http: {e}"))?;
+pub fn serve(addr: &str, shared: Arc<Shared>) -> Result<Server, ServeError> {
+    let addr: SocketAddr = addr.parse().map_err(|_| ServeError::Address { addr: addr.to_owned() })?;
+    let std_listener = std::net::TcpListener::bind(addr).map_err(|cause| ServeError::Bind { addr, cause })?;
+    std_listener.set_nonblocking(true).map_err(ServeError::Socket)?;
+    let local = std_listener.local_addr().map_err(ServeError::Socket)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("driftwatch-http")
         .enable_all()
         .build()
-        .map_err(|e| format!("--http: runtime: {e}"))?;
+        .map_err(ServeError::Runtime)?;
     let thread = std::thread::Builder::new()
         .name("driftwatch-http".into())
         .spawn(move || {
@@ -398,7 +425,7 @@ pub fn serve(addr: &str, shared: Arc<Shared>) -> Result<Server, String> {
             });
             runtime.shutdown_timeout(StdDuration::from_secs(1));
         })
-        .map_err(|e| format!("--http: {e}"))?;
+        .map_err(ServeError::Thread)?;
     tracing::info!("serving HTTP on http://{local}");
     Ok(Server { addr: local, shutdown: Some(tx), thread: Some(thread) })
 }

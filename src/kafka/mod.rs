@@ -40,10 +40,12 @@ use crate::engine::{Engine, Position};
 use crate::event::{spare_features, Decoder, Features};
 
 mod input;
+mod produce;
 use crate::clock::wall_ms;
 pub use crate::config::kafka::{Delivery, KafkaConfig, TopicsConfig};
 pub use crate::observe::{NoObserver, Observer, ServiceStats};
 use input::{Batch, Inputs, Record, IN_FLIGHT_BATCHES};
+pub use produce::send_retrying;
 
 /// A failure of the service.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,9 @@ pub enum ServiceError {
     /// A profile in config cannot be loaded.
     #[error("{0}")]
     Profile(String),
+    /// The runtime that drives admin requests cannot be built.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
     /// The poll thread could not start, stopped or panicked.
     #[error("{0}")]
     Thread(String),
@@ -78,7 +83,7 @@ impl ServiceError {
             ServiceError::Kafka { source, .. } => {
                 matches!(source, KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_))
             }
-            ServiceError::State(_) | ServiceError::Profile(_) => true,
+            ServiceError::State(_) | ServiceError::Profile(_) | ServiceError::Runtime(_) => true,
             ServiceError::Thread(_) => false,
         }
     }
@@ -297,29 +302,21 @@ pub fn run(
 fn ensure_topics(k: &KafkaConfig, brokers: &str) -> Result<(), ServiceError> {
     let admin: AdminClient<DefaultClientContext> =
         client_config(k, brokers, &BTreeMap::new()).create().map_err(kafka("creating the admin client"))?;
-    let t = &k.topics;
-    let mut plain: Vec<&str> = t.events.iter().map(String::as_str).collect();
-    plain.extend([
-        t.rollback.as_str(),
-        t.retrain.as_str(),
-        t.review.as_str(),
-        t.promote.as_str(),
-        t.decisions.as_str(),
-        t.deadletter.as_str(),
-    ]);
-    let mut topics: Vec<NewTopic<'_>> = plain
-        .iter()
-        .map(|name| NewTopic::new(name, k.partitions, TopicReplication::Fixed(k.replication_factor)))
+    let topics: Vec<NewTopic<'_>> = k
+        .topics
+        .all()
+        .into_iter()
+        .map(|name| {
+            let topic = NewTopic::new(name, k.partitions, TopicReplication::Fixed(k.replication_factor));
+            if name == k.topics.changelog {
+                // The state is the latest record of each key, which may be large.
+                topic.set("cleanup.policy", "compact").set("max.message.bytes", "16777216")
+            } else {
+                topic
+            }
+        })
         .collect();
-    topics.push(
-        NewTopic::new(&t.changelog, k.partitions, TopicReplication::Fixed(k.replication_factor))
-            .set("cleanup.policy", "compact")
-            .set("max.message.bytes", "16777216"),
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ServiceError::Profile(format!("runtime: {e}")))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ServiceError::Runtime)?;
     let opts = AdminOptions::new().operation_timeout(Some(StdDuration::from_secs(20)));
     let results = rt.block_on(admin.create_topics(topics.iter(), &opts)).map_err(kafka("creating topics"))?;
     for r in results {
@@ -391,6 +388,10 @@ fn read_changelog(k: &KafkaConfig, brokers: &str) -> Result<BTreeMap<String, Vec
     Ok(state)
 }
 
+/// How long a record waits for room in a full producer queue before the session ends: as long
+/// as a commit waits for the queue to be flushed.
+const QUEUE_FULL_WAIT: StdDuration = StdDuration::from_secs(60);
+
 fn send(
     producer: &BaseProducer,
     topic: &str,
@@ -405,16 +406,7 @@ fn send(
     if let Some(h) = headers {
         record = record.headers(h);
     }
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                producer.poll(StdDuration::from_millis(50));
-            }
-            Err((e, _)) => return Err(ServiceError::Kafka { context: "producing", source: e }),
-        }
-    }
+    send_retrying(producer, record, QUEUE_FULL_WAIT).map_err(kafka("producing"))
 }
 
 /// Waits until every produced message is acknowledged. `BaseProducer::flush` (also called by

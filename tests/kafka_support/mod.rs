@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use driftwatch::command::CommandKind;
+use driftwatch::kafka::TopicsConfig;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -36,14 +38,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// Topic names and group of one test, all unique to it.
 #[derive(Debug, Clone)]
 pub struct Names {
-    pub events: String,
-    pub rollback: String,
-    pub retrain: String,
-    pub review: String,
-    pub promote: String,
-    pub decisions: String,
-    pub deadletter: String,
-    pub changelog: String,
+    /// The topics, as the service's config names them; one input topic.
+    pub topics: TopicsConfig,
     pub group: String,
     pub txid: String,
 }
@@ -57,36 +53,32 @@ impl Names {
         );
         let t = |s: &str| format!("dwt.{nonce}.{s}");
         Names {
-            events: t("events"),
-            rollback: t("rollback"),
-            retrain: t("retrain"),
-            review: t("review"),
-            promote: t("promote"),
-            decisions: t("decisions"),
-            deadletter: t("deadletter"),
-            changelog: t("changelog"),
+            topics: TopicsConfig {
+                events: vec![t("events")],
+                rollback: t("rollback"),
+                retrain: t("retrain"),
+                review: t("review"),
+                promote: t("promote"),
+                decisions: t("decisions"),
+                deadletter: t("deadletter"),
+                changelog: t("changelog"),
+                formats: Default::default(),
+            },
             group: format!("dwt-{nonce}"),
             txid: format!("dwt-{nonce}-tx"),
         }
     }
 
-    /// Every topic, inputs first.
-    pub fn all(&self) -> Vec<&str> {
-        vec![
-            &self.events,
-            &self.rollback,
-            &self.retrain,
-            &self.review,
-            &self.promote,
-            &self.decisions,
-            &self.deadletter,
-            &self.changelog,
-        ]
+    /// The input topic.
+    pub fn events(&self) -> &str {
+        &self.topics.events[0]
     }
 
-    /// The command topics (not the audit log).
-    pub fn command_topics(&self) -> Vec<&str> {
-        vec![&self.rollback, &self.retrain, &self.review, &self.promote]
+    /// The topics the service writes its output to: commands, decisions and dead letters (not
+    /// the changelog).
+    pub fn outputs(&self) -> Vec<&str> {
+        let all = self.topics.all();
+        all[self.topics.events.len()..all.len() - 1].to_vec()
     }
 }
 
@@ -116,14 +108,14 @@ changelog = "{changelog}"
 "#,
         group = n.group,
         txid = n.txid,
-        events = n.events,
-        rollback = n.rollback,
-        retrain = n.retrain,
-        review = n.review,
-        promote = n.promote,
-        decisions = n.decisions,
-        deadletter = n.deadletter,
-        changelog = n.changelog,
+        events = n.events(),
+        rollback = n.topics.rollback,
+        retrain = n.topics.retrain,
+        review = n.topics.review,
+        promote = n.topics.promote,
+        decisions = n.topics.decisions,
+        deadletter = n.topics.deadletter,
+        changelog = n.topics.changelog,
     );
     std::fs::write(&path, text).expect("write config");
     path
@@ -318,17 +310,7 @@ pub fn produce_paced(brokers: &str, topic: &str, lines: &[Vec<u8>], chunks: usiz
     let producer = input_producer(brokers);
     for part in lines.chunks(lines.len().div_ceil(chunks.max(1)).max(1)) {
         for line in part {
-            let mut record = BaseRecord::<(), [u8]>::to(topic).payload(line.as_slice()).partition(0);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        record = r;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
-            producer.poll(Duration::ZERO);
+            send_waiting(&producer, BaseRecord::<(), [u8]>::to(topic).payload(line.as_slice()).partition(0));
         }
         if !pause.is_zero() {
             producer.poll(pause);
@@ -462,12 +444,9 @@ pub fn key_of(c: &Value) -> String {
 /// offsets. Returns a description of the mismatch, if any.
 pub fn compare_with_replay(n: &Names, msgs: &[Msg], replayed: &[Value], dedup: bool) -> Result<(), String> {
     let mut problems = Vec::new();
-    let topic_of = |c: &Value| match c["command"].as_str().unwrap_or("") {
-        "rollback" => n.rollback.clone(),
-        "retrain" => n.retrain.clone(),
-        "review" => n.review.clone(),
-        "promote" => n.promote.clone(),
-        other => format!("<unknown command {other}>"),
+    let topic_of = |c: &Value| match serde_json::from_value::<CommandKind>(c["command"].clone()) {
+        Ok(kind) => n.topics.for_command(kind).to_owned(),
+        Err(_) => format!("<unknown command {}>", c["command"]),
     };
     let expected = by_id(replayed);
     for c in replayed {
@@ -476,8 +455,8 @@ pub fn compare_with_replay(n: &Names, msgs: &[Msg], replayed: &[Value], dedup: b
     for audit in [true, false] {
         let mut got = Vec::new();
         for m in msgs {
-            let is_audit = m.topic == n.decisions;
-            if is_audit != audit || !(is_audit || n.command_topics().contains(&m.topic.as_str())) {
+            let is_audit = m.topic == n.topics.decisions;
+            if is_audit != audit || !(is_audit || n.topics.command_topics().contains(&m.topic.as_str())) {
                 continue;
             }
             let c = m.json();
@@ -545,17 +524,12 @@ pub fn produce_keyed(brokers: &str, records: &[Keyed<'_>]) {
     producer.flush(Duration::from_secs(120)).expect("flush input");
 }
 
-/// Sends one record, waiting while the producer's queue is full; any other error fails the test.
-fn send_waiting<K: rdkafka::message::ToBytes + ?Sized>(producer: &BaseProducer, mut record: BaseRecord<'_, K, [u8]>) {
-    loop {
-        match producer.send(record) {
-            Ok(()) => break,
-            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                producer.poll(Duration::from_millis(10));
-            }
-            Err((e, r)) => panic!("producing to {}/{:?}: {e}", r.topic, r.partition),
-        }
+/// Sends one record, waiting while the producer's queue is full (through a broker restart, as
+/// long as the final flush may take); any other error fails the test.
+fn send_waiting<K: rdkafka::message::ToBytes + ?Sized>(producer: &BaseProducer, record: BaseRecord<'_, K, [u8]>) {
+    let (topic, partition) = (record.topic, record.partition);
+    if let Err(e) = driftwatch::kafka::send_retrying(producer, record, Duration::from_secs(300)) {
+        panic!("producing to {topic}/{partition:?}: {e}");
     }
     producer.poll(Duration::ZERO);
 }
@@ -669,7 +643,7 @@ pub fn finish_and_compare(
 ) {
     let committed = || inputs.iter().map(|(t, p)| committed_sum(brokers, &n.group, t, *p).max(0)).sum::<i64>();
     let complete = wait_until(Duration::from_secs(180), || {
-        read_all(brokers, &[&n.decisions], true).len() >= expected.len() && committed() >= all
+        read_all(brokers, &[&n.topics.decisions], true).len() >= expected.len() && committed() >= all
     });
     std::thread::sleep(Duration::from_secs(2));
     svc.terminate(Duration::from_secs(30));
@@ -680,8 +654,8 @@ pub fn finish_and_compare(
         committed(),
         svc.log_tail()
     );
-    let mut topics = n.command_topics();
-    topics.push(&n.decisions);
+    let mut topics = n.topics.command_topics().to_vec();
+    topics.push(&n.topics.decisions);
     let msgs = read_all(brokers, &topics, true);
     compare_with_replay(n, &msgs, expected, false).unwrap_or_else(|e| panic!("run vs equivalent events: {e}"));
 }
