@@ -8,6 +8,9 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
+// A panic on input or on a broker's answer takes the service down: outside tests, errors are
+// returned, and an invariant that cannot fail says why where it is relied on.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod clock;
 pub mod command;

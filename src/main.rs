@@ -1,5 +1,7 @@
 //! The `driftwatch` command line: parses arguments, builds a driver, runs it.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
