@@ -283,57 +283,45 @@ impl<'a> Scanner<'a> {
             Some(b't') => self.literal(b"true", Loose::Bool(true)),
             Some(b'f') => self.literal(b"false", Loose::Bool(false)),
             Some(b'n') => self.literal(b"null", Loose::Null),
-            Some(b'{') => self.skip_object(depth + 1).map(|()| Loose::Object),
-            Some(b'[') => self.skip_array(depth + 1).map(|()| Loose::Array),
+            Some(b'{') => self.skip_container::<true>(depth + 1).map(|()| Loose::Object),
+            Some(b'[') => self.skip_container::<false>(depth + 1).map(|()| Loose::Array),
             _ => Err(Fail::Syntax("a value", self.i)),
         }
     }
 
-    fn skip_object(&mut self, depth: usize) -> R<()> {
+    /// Skips an object (`OBJECT`) or an array whose opening byte is next: the members' or
+    /// items' values are checked as JSON and dropped.
+    fn skip_container<const OBJECT: bool>(&mut self, depth: usize) -> R<()> {
         if depth > MAX_DEPTH {
             return Err(Fail::Syntax("less nesting", self.i));
         }
-        self.expect(b'{', "an object")?;
+        let (open, close) = if OBJECT { (b'{', b'}') } else { (b'[', b']') };
+        self.expect(open, if OBJECT { "an object" } else { "an array" })?;
         self.ws();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.i += 1;
             return Ok(());
         }
         loop {
             self.ws();
-            self.string()?;
-            self.ws();
-            self.expect(b':', "a colon")?;
-            self.ws();
-            self.value(depth)?;
-            self.ws();
-            if self.after_member()? {
-                return Ok(());
+            if OBJECT {
+                self.string()?;
+                self.ws();
+                self.expect(b':', "a colon")?;
+                self.ws();
             }
-        }
-    }
-
-    fn skip_array(&mut self, depth: usize) -> R<()> {
-        if depth > MAX_DEPTH {
-            return Err(Fail::Syntax("less nesting", self.i));
-        }
-        self.expect(b'[', "an array")?;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
             self.value(depth)?;
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
-                Some(b']') => {
+                Some(b) if b == close => {
                     self.i += 1;
                     return Ok(());
                 }
-                _ => return Err(Fail::Syntax("a comma or a closing bracket", self.i)),
+                _ => {
+                    let what = if OBJECT { "a comma or a closing brace" } else { "a comma or a closing bracket" };
+                    return Err(Fail::Syntax(what, self.i));
+                }
             }
         }
     }

@@ -206,6 +206,17 @@ fn open_source(path: &Path, size: u64) -> Result<Source, ProfileError> {
         format: format.name(),
         message: e.to_string(),
     };
+    // A text format's inferred schema (widened), and its file back at the start with a counter
+    // of the bytes read from there.
+    let rewind = |inferred: Result<(Schema, usize), ArrowError>, buf: BufReader<File>| {
+        let (schema, records) = inferred.map_err(|e| corrupt(&e))?;
+        if records == 0 {
+            return Err(ProfileError::NoRows { path: p.clone() });
+        }
+        let mut file = buf.into_inner();
+        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        Ok((Arc::new(widen_inferred(schema)), file, Arc::new(AtomicU64::new(0))))
+    };
     let file = File::open(path).map_err(io_err)?;
     match format {
         InputFormat::Parquet => {
@@ -259,14 +270,8 @@ fn open_source(path: &Path, size: u64) -> Result<Source, ProfileError> {
             use arrow::csv::reader::Format;
             let fmt = Format::default().with_header(true);
             let mut buf = BufReader::new(file);
-            let (schema, records) = fmt.infer_schema(&mut buf, Some(INFER_RECORDS)).map_err(|e| corrupt(&e))?;
-            if records == 0 {
-                return Err(ProfileError::NoRows { path: p });
-            }
-            let schema = Arc::new(widen_inferred(schema));
-            let mut file = buf.into_inner();
-            file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-            let read = Arc::new(AtomicU64::new(0));
+            let inferred = fmt.infer_schema(&mut buf, Some(INFER_RECORDS));
+            let (schema, file, read) = rewind(inferred, buf)?;
             let s2 = schema.clone();
             Ok(Source {
                 format,
@@ -295,15 +300,8 @@ fn open_source(path: &Path, size: u64) -> Result<Source, ProfileError> {
             if first.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b == b'[') {
                 return Err(corrupt(&"the file holds a JSON array; profiles read JSON Lines (one object per line)"));
             }
-            let (schema, records) =
-                arrow::json::reader::infer_json_schema(&mut buf, Some(INFER_RECORDS)).map_err(|e| corrupt(&e))?;
-            if records == 0 {
-                return Err(ProfileError::NoRows { path: p });
-            }
-            let schema = Arc::new(widen_inferred(schema));
-            let mut file = buf.into_inner();
-            file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-            let read = Arc::new(AtomicU64::new(0));
+            let inferred = arrow::json::reader::infer_json_schema(&mut buf, Some(INFER_RECORDS));
+            let (schema, file, read) = rewind(inferred, buf)?;
             let full = schema.clone();
             Ok(Source {
                 format,
