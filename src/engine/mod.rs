@@ -48,7 +48,7 @@ mod view;
 pub use pairing::PairCounters;
 use rules::*;
 use view::latency_view;
-pub use view::{DetectorStatus, TargetOverview};
+pub use view::{Detector, DetectorStatus, Finding, TargetOverview, TargetState, UnknownName};
 
 /// Index of a target in the engine's table.
 pub type TargetId = u32;

@@ -1,6 +1,9 @@
 //! What the engine shows of each target to views (terminal, HTTP): its state, its detectors'
 //! latest statistics against their thresholds, its latency quantiles.
 
+use std::fmt;
+use std::str::FromStr;
+
 use super::*;
 
 /// What the engine knows of one target, for views (terminal, HTTP).
@@ -46,8 +49,8 @@ pub struct TargetOverview {
     pub labels: Option<(u64, f64)>,
     /// Each detector's latest statistic and threshold.
     pub detectors: Vec<DetectorStatus>,
-    /// healthy, suspect, rolled_back, retrain, review or promoted.
-    pub state: &'static str,
+    /// Where it stands.
+    pub state: TargetState,
     /// A rollback is decided (latched).
     pub rolled_back: bool,
     /// A promotion is decided (latched), whatever was decided after it.
@@ -57,8 +60,8 @@ pub struct TargetOverview {
 /// A detector's latest statistic against its threshold.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DetectorStatus {
-    /// `error_rate`, `promote`, `latency`, `drift` or `accuracy`.
-    pub detector: &'static str,
+    /// Which detector.
+    pub detector: Detector,
     /// The feature, for drift (`prediction` for the output).
     pub feature: Option<String>,
     /// What `value` measures (`e_value`, `p99_ratio`, `psi`, `accuracy_drop_lower_bound`).
@@ -67,6 +70,159 @@ pub struct DetectorStatus {
     pub value: Option<f64>,
     /// The detector decides when `value` reaches this.
     pub threshold: f64,
+}
+
+/// Where a target stands, as views show it: the latest decision latched for it, else whether
+/// its error-rate test is past half its threshold. Its wire name is snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    /// Nothing decided, nothing suspicious.
+    Healthy,
+    /// A candidate whose error-rate test is past half its threshold (log scale), nothing decided.
+    Suspect,
+    /// A rollback is decided.
+    RolledBack,
+    /// A retrain is decided.
+    Retrain,
+    /// A review is decided.
+    Review,
+    /// A promotion is decided.
+    Promoted,
+}
+
+/// How an alert shows a target whose state is a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finding {
+    /// The finding's name: rollback, retrain, review or suspect.
+    pub name: &'static str,
+    /// critical, warning or info.
+    pub severity: &'static str,
+    /// The alert's state: firing once a command is decided, pending before.
+    pub alert_state: &'static str,
+    /// The command that stands behind the finding, if any.
+    pub command: Option<CommandKind>,
+}
+
+impl TargetState {
+    /// Every state, in the order of the HTTP API's documentation.
+    pub const ALL: [TargetState; 6] = [
+        TargetState::Healthy,
+        TargetState::Suspect,
+        TargetState::RolledBack,
+        TargetState::Retrain,
+        TargetState::Review,
+        TargetState::Promoted,
+    ];
+
+    /// The states that are findings, most severe first (the order of the findings metric).
+    pub const FINDINGS: [TargetState; 4] =
+        [TargetState::RolledBack, TargetState::Retrain, TargetState::Review, TargetState::Suspect];
+
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Healthy => "healthy",
+            TargetState::Suspect => "suspect",
+            TargetState::RolledBack => "rolled_back",
+            TargetState::Retrain => "retrain",
+            TargetState::Review => "review",
+            TargetState::Promoted => "promoted",
+        }
+    }
+
+    /// The finding this state is, if it is one.
+    pub fn finding(self) -> Option<Finding> {
+        let (name, severity, alert_state, command) = match self {
+            TargetState::RolledBack => ("rollback", "critical", "firing", Some(CommandKind::Rollback)),
+            TargetState::Retrain => ("retrain", "warning", "firing", Some(CommandKind::Retrain)),
+            TargetState::Review => ("review", "warning", "firing", Some(CommandKind::Review)),
+            TargetState::Suspect => ("suspect", "info", "pending", None),
+            TargetState::Healthy | TargetState::Promoted => return None,
+        };
+        Some(Finding { name, severity, alert_state, command })
+    }
+}
+
+impl fmt::Display for TargetState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for TargetState {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<TargetState, UnknownName> {
+        UnknownName::find(s, &TargetState::ALL, TargetState::as_str)
+    }
+}
+
+/// A detector whose latest statistic views show. Its wire name is snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// The candidate's error-rate regression test (e-value).
+    ErrorRate,
+    /// The candidate's error-rate non-inferiority test that promotes it (e-value).
+    Promote,
+    /// The candidate/baseline latency quantile ratio.
+    Latency,
+    /// A feature's (or the prediction's) PSI against the reference.
+    Drift,
+    /// The lower confidence bound of the accuracy drop.
+    Accuracy,
+}
+
+impl Detector {
+    /// Every detector, in the order a target lists them.
+    pub const ALL: [Detector; 5] =
+        [Detector::ErrorRate, Detector::Promote, Detector::Latency, Detector::Drift, Detector::Accuracy];
+
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detector::ErrorRate => "error_rate",
+            Detector::Promote => "promote",
+            Detector::Latency => "latency",
+            Detector::Drift => "drift",
+            Detector::Accuracy => "accuracy",
+        }
+    }
+}
+
+impl fmt::Display for Detector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for Detector {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Detector, UnknownName> {
+        UnknownName::find(s, &Detector::ALL, Detector::as_str)
+    }
+}
+
+/// A name that is none of a closed set's (a state, a detector, a query parameter's values).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be one of {}, got `{got}`", expected.join(", "))]
+pub struct UnknownName {
+    /// The name given.
+    pub got: String,
+    /// The names known, in order.
+    pub expected: Vec<&'static str>,
+}
+
+impl UnknownName {
+    /// The member of `all` whose `name` is `s`.
+    pub fn find<T: Copy>(s: &str, all: &[T], name: fn(T) -> &'static str) -> Result<T, UnknownName> {
+        all.iter()
+            .copied()
+            .find(|x| name(*x) == s)
+            .ok_or_else(|| UnknownName { got: s.to_owned(), expected: all.iter().map(|x| name(*x)).collect() })
+    }
 }
 
 /// Latency p50, p90 and p99 of `t`'s window ending with its newest closed bucket that held
@@ -113,29 +269,29 @@ impl Engine {
         let latency_ms = view.filter(|(idx, _)| idx + t.latency.spec.buckets() as i64 > lb).map(|(_, q)| q);
         let er_threshold = self.error_rate_threshold();
         let state = if t.latch.rolled_back {
-            "rolled_back"
+            TargetState::RolledBack
         } else if t.latch.last_retrain.is_some() {
-            "retrain"
+            TargetState::Retrain
         } else if t.latch.reviewed {
-            "review"
+            TargetState::Review
         } else if t.latch.promoted {
-            "promoted"
+            TargetState::Promoted
         } else if t.candidate.as_ref().is_some_and(|c| c.last_log_e_regression > 0.5 * er_threshold) {
-            "suspect"
+            TargetState::Suspect
         } else {
-            "healthy"
+            TargetState::Healthy
         };
         let mut detectors = Vec::new();
         if let Some(c) = t.candidate.as_ref() {
             detectors.push(DetectorStatus {
-                detector: "error_rate",
+                detector: Detector::ErrorRate,
                 feature: None,
                 statistic: "e_value".into(),
                 value: Some(c.last_log_e_regression.exp()),
                 threshold: er_threshold.exp(),
             });
             detectors.push(DetectorStatus {
-                detector: "promote",
+                detector: Detector::Promote,
                 feature: None,
                 statistic: "e_value".into(),
                 value: Some(c.last_log_e_noninferiority.exp()),
@@ -143,7 +299,7 @@ impl Engine {
             });
             if self.cfg.latency.enabled {
                 detectors.push(DetectorStatus {
-                    detector: "latency",
+                    detector: Detector::Latency,
                     feature: None,
                     statistic: format!("p{}_ratio", (self.cfg.latency.quantile * 100.0).round()),
                     value: t.last_latency_ratio,
@@ -155,7 +311,7 @@ impl Engine {
         if let Some(m) = t.model.as_ref() {
             for d in &m.last_drift {
                 detectors.push(DetectorStatus {
-                    detector: "drift",
+                    detector: Detector::Drift,
                     feature: Some(d.name.clone()),
                     statistic: "psi".into(),
                     value: Some(d.value),
@@ -164,7 +320,7 @@ impl Engine {
             }
             if self.cfg.accuracy.enabled && (m.labels.matched > 0 || m.last_accuracy_drop.is_some()) {
                 detectors.push(DetectorStatus {
-                    detector: "accuracy",
+                    detector: Detector::Accuracy,
                     feature: None,
                     statistic: "accuracy_drop_lower_bound".into(),
                     value: m.last_accuracy_drop,
@@ -204,6 +360,48 @@ impl Engine {
             state,
             rolled_back: t.latch.rolled_back,
             promoted: t.latch.promoted,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_detectors_round_trip_through_their_names() {
+        for s in TargetState::ALL {
+            assert_eq!(s.as_str().parse::<TargetState>(), Ok(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        for d in Detector::ALL {
+            assert_eq!(d.as_str().parse::<Detector>(), Ok(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+            assert_eq!(d.to_string(), d.as_str());
+        }
+        let e = "sick".parse::<TargetState>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "must be one of healthy, suspect, rolled_back, retrain, review, promoted, got `sick`"
+        );
+        let e = "Drift".parse::<Detector>().unwrap_err();
+        assert_eq!(e.to_string(), "must be one of error_rate, promote, latency, drift, accuracy, got `Drift`");
+    }
+
+    #[test]
+    fn the_alert_table_covers_exactly_the_finding_states() {
+        let with_finding: Vec<TargetState> = TargetState::ALL.into_iter().filter(|s| s.finding().is_some()).collect();
+        let mut listed = TargetState::FINDINGS.to_vec();
+        listed.sort_by_key(|s| TargetState::ALL.iter().position(|x| x == s));
+        listed.dedup();
+        assert_eq!(listed, with_finding);
+        let names: Vec<&str> = TargetState::FINDINGS.iter().filter_map(|s| s.finding()).map(|f| f.name).collect();
+        assert_eq!(names, ["rollback", "retrain", "review", "suspect"]);
+        for s in TargetState::FINDINGS {
+            let f = s.finding().unwrap();
+            // A firing finding has a command behind it; a pending one has none yet.
+            assert_eq!(f.alert_state == "firing", f.command.is_some(), "{s}");
         }
     }
 }

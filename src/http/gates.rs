@@ -29,7 +29,7 @@ use super::{
 };
 use crate::command::CommandKind;
 use crate::config::Kind;
-use crate::engine::TargetOverview;
+use crate::engine::{Detector, TargetOverview, TargetState};
 use crate::time::format_rfc3339;
 
 /// What driftwatch says about one target version, for a deploy tool.
@@ -88,7 +88,7 @@ fn verdict(v: &View, ready: bool, kind: Kind, name: &str, version: &str) -> (Ver
         (Verdict::Rollback, Some(CommandKind::Rollback))
     } else if t.promoted {
         (Verdict::Promote, Some(CommandKind::Promote))
-    } else if t.state == "review" {
+    } else if t.state == TargetState::Review {
         (Verdict::Review, Some(CommandKind::Review))
     } else {
         (Verdict::Pending, None)
@@ -112,8 +112,10 @@ fn verdict(v: &View, ready: bool, kind: Kind, name: &str, version: &str) -> (Ver
 
 fn pending_detail(t: &TargetOverview, id: &str) -> String {
     match t.state {
-        "suspect" => format!("{id} is suspect, nothing decided yet: {}", detector_summary(t, "error_rate")),
-        "retrain" => {
+        TargetState::Suspect => {
+            format!("{id} is suspect, nothing decided yet: {}", detector_summary(t, Detector::ErrorRate))
+        }
+        TargetState::Retrain => {
             format!("{id}: retrain decided, which is not a rollout verdict; nothing decided about the rollout")
         }
         _ if t.baseline.is_none() => {
@@ -122,7 +124,7 @@ fn pending_detail(t: &TargetOverview, id: &str) -> String {
         _ => format!(
             "nothing decided yet for {id}: {} events in the window; {}",
             t.window_events,
-            detector_summary(t, "promote")
+            detector_summary(t, Detector::Promote)
         ),
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::config::Kind;
+use crate::engine::Detector;
 use crate::time::Millis;
 
 use super::{Shared, View};
@@ -77,7 +78,7 @@ impl History {
             if t.window_events > 0 {
                 g.error_rate.entry(t.version.clone()).or_default().push(at, t.window_error_rate, self.cap);
             }
-            for d in t.detectors.iter().filter(|d| d.detector == "drift") {
+            for d in t.detectors.iter().filter(|d| d.detector == Detector::Drift) {
                 if let (Some(f), Some(v)) = (&d.feature, d.value) {
                     let (thr, s) = g.drift.entry((t.version.clone(), f.clone())).or_default();
                     *thr = d.threshold;

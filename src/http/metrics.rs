@@ -12,7 +12,7 @@ use crate::event::BadReason;
 
 use super::{MetricsTargets, View};
 use crate::config::Kind;
-use crate::engine::TargetOverview;
+use crate::engine::{Detector, TargetOverview, TargetState};
 
 /// A rendered exposition, plain and gzip-compressed.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ fn exported(v: &View) -> Vec<&TargetOverview> {
                 .iter()
                 .filter(|t| {
                     t.baseline.is_some()
-                        || t.state != "healthy"
+                        || t.state != TargetState::Healthy
                         || baselines.contains(&(t.kind, t.name.as_str(), t.version.as_str()))
                 })
                 .collect()
@@ -241,9 +241,13 @@ pub fn render(v: &View) -> Rendered {
     }
     let alerts = v.alerts();
     o.family("driftwatch_active_findings", "gauge", "Active findings (see /v1/alerts) by finding and severity.");
-    for (_, finding, severity, _, _) in super::FINDINGS {
-        let n = alerts.iter().filter(|a| a["finding"] == finding).count();
-        o.sample("driftwatch_active_findings", &format!("finding=\"{finding}\",severity=\"{severity}\""), n as f64);
+    for f in TargetState::FINDINGS.iter().filter_map(|s| s.finding()) {
+        let n = alerts.iter().filter(|a| a["finding"] == f.name).count();
+        o.sample(
+            "driftwatch_active_findings",
+            &format!("finding=\"{}\",severity=\"{}\"", f.name, f.severity),
+            n as f64,
+        );
     }
 
     o.family(
@@ -252,8 +256,9 @@ pub fn render(v: &View) -> Rendered {
         "Tracked versions by kind and state (all of them, whatever `http.metrics_targets` exports).",
     );
     let mut by_state: std::collections::BTreeMap<(&str, &str), usize> = std::collections::BTreeMap::new();
+    // Keyed by names: the series sort by their labels.
     for t in &v.targets {
-        *by_state.entry((t.kind.as_str(), t.state)).or_default() += 1;
+        *by_state.entry((t.kind.as_str(), t.state.as_str())).or_default() += 1;
     }
     for ((kind, state), n) in by_state {
         o.sample("driftwatch_targets_by_state", &format!("kind=\"{kind}\",state=\"{state}\""), n as f64);
@@ -304,18 +309,18 @@ pub fn render(v: &View) -> Rendered {
     }
     for (detector, name, help) in [
         (
-            "error_rate",
+            Detector::ErrorRate,
             "driftwatch_target_error_rate_e_value",
             "Current e-value of the candidate's error-rate regression test.",
         ),
-        ("latency", "driftwatch_target_latency_ratio", "Latest candidate/baseline latency quantile ratio."),
+        (Detector::Latency, "driftwatch_target_latency_ratio", "Latest candidate/baseline latency quantile ratio."),
         (
-            "drift",
+            Detector::Drift,
             "driftwatch_target_drift_psi",
             "Latest PSI of each feature (and of the prediction) against the reference.",
         ),
         (
-            "accuracy",
+            Detector::Accuracy,
             "driftwatch_target_accuracy_drop",
             "Latest lower confidence bound of the accuracy drop against the reference.",
         ),
@@ -367,7 +372,7 @@ mod tests {
         text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok())
     }
 
-    fn target(name: &str, version: &str, baseline: Option<&str>, state: &'static str) -> TargetOverview {
+    fn target(name: &str, version: &str, baseline: Option<&str>, state: TargetState) -> TargetOverview {
         TargetOverview {
             kind: Kind::App,
             name: name.into(),
@@ -389,7 +394,7 @@ mod tests {
             labels: None,
             detectors: Vec::new(),
             state,
-            rolled_back: state == "rolled_back",
+            rolled_back: state == TargetState::RolledBack,
             promoted: false,
         }
     }
@@ -398,11 +403,11 @@ mod tests {
     fn per_version_series_follow_metrics_targets() {
         let mut v = View {
             targets: vec![
-                target("cart", "1.0", None, "healthy"),
-                target("cart", "1.1", Some("1.0"), "healthy"),
-                target("search", "4", None, "healthy"),
-                target("search", "5", None, "rolled_back"),
-                target("users", "2", None, "healthy"),
+                target("cart", "1.0", None, TargetState::Healthy),
+                target("cart", "1.1", Some("1.0"), TargetState::Healthy),
+                target("search", "4", None, TargetState::Healthy),
+                target("search", "5", None, TargetState::RolledBack),
+                target("users", "2", None, TargetState::Healthy),
             ],
             ..View::default()
         };

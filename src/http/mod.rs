@@ -34,7 +34,7 @@ use crate::clock::wall_ms;
 use crate::command::{Command, CommandKind};
 pub use crate::config::http::{HttpConfig, MetricsTargets};
 use crate::config::Kind;
-use crate::engine::{Counters, Engine, TargetOverview};
+use crate::engine::{Counters, Detector, Engine, TargetOverview, TargetState};
 use crate::event::BadReason;
 use crate::labels::JoinCounters;
 use crate::observe::{Observer, ServiceStats};
@@ -649,12 +649,10 @@ fn parse_kind(s: &str, parameter: &str) -> Result<Kind, QueryError> {
     }
 }
 
-const STATES: [&str; 6] = ["healthy", "suspect", "rolled_back", "retrain", "review", "promoted"];
-
 async fn targets(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Result<Response, QueryError> {
     let p = Params::parse(q.as_deref(), &["kind", "name", "state", "limit", "cursor"])?;
     let kind = p.get("kind").map(|k| parse_kind(k, "kind")).transpose()?;
-    let state = p.one_of("state", &STATES)?;
+    let state = p.parsed::<TargetState>("state")?;
     let limit = p.limit(100, 1000)?;
     let after = p.text("cursor").map(|c| query::decode_cursor(c, "cursor")).transpose()?;
     let v = s.view();
@@ -786,35 +784,26 @@ async fn decisions(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Resul
     Ok(json_response(&json!({"decisions": items, "next_cursor": next, "retained": v.decisions.len()})))
 }
 
-/// Target states that are findings: (state, finding, severity, alert state, the command that
-/// stands behind it).
-pub const FINDINGS: [(&str, &str, &str, &str, Option<CommandKind>); 4] = [
-    ("rolled_back", "rollback", "critical", "firing", Some(CommandKind::Rollback)),
-    ("retrain", "retrain", "warning", "firing", Some(CommandKind::Retrain)),
-    ("review", "review", "warning", "firing", Some(CommandKind::Review)),
-    ("suspect", "suspect", "info", "pending", None),
-];
-
 /// The active findings of a view, newest state first.
 pub fn active_alerts(v: &View) -> Vec<Value> {
     let mut out = Vec::new();
     for t in &v.targets {
-        let Some(&(_, finding, severity, state, command_kind)) = FINDINGS.iter().find(|f| f.0 == t.state) else {
+        let Some(f) = t.state.finding() else {
             continue;
         };
         let target =
             json!({"kind": t.kind.as_str(), "name": t.name, "version": t.version, "baseline_version": t.baseline});
         let id = format!("{}/{}/{}", t.kind.as_str(), t.name, t.version);
-        let command = command_kind.and_then(|kind| v.last_decision(kind, t));
+        let command = f.command.and_then(|kind| v.last_decision(kind, t));
         let summary = match command {
-            Some(d) => format!("{finding} {id}: {}", evidence_summary(&d.command)),
-            None => format!("{id} is suspect: {}", detector_summary(t, "error_rate")),
+            Some(d) => format!("{} {id}: {}", f.name, evidence_summary(&d.command)),
+            None => format!("{id} is suspect: {}", detector_summary(t, Detector::ErrorRate)),
         };
         out.push(json!({
-            "id": format!("{id}/{finding}"),
-            "state": state,
-            "severity": severity,
-            "finding": finding,
+            "id": format!("{id}/{}", f.name),
+            "state": f.alert_state,
+            "severity": f.severity,
+            "finding": f.name,
             "reason": command.map(|d| d.command.reason.as_str()),
             "target": target,
             "since": command.map_or_else(|| format_rfc3339(t.last_seen), |d| format_rfc3339(d.command.decided_at)),
@@ -838,11 +827,11 @@ fn evidence_summary(c: &Command) -> String {
 }
 
 /// A detector's latest statistic against its threshold: `error-rate e-value 3.210 of threshold 111.1`.
-fn detector_summary(t: &TargetOverview, detector: &str) -> String {
+fn detector_summary(t: &TargetOverview, detector: Detector) -> String {
     let d = t.detectors.iter().find(|d| d.detector == detector);
     format!(
         "{} e-value {} of threshold {}",
-        detector.replace('_', "-"),
+        detector.as_str().replace('_', "-"),
         d.and_then(|d| d.value).map_or("?".into(), |x| format!("{x:.3}")),
         d.map_or("?".into(), |d| format!("{:.1}", d.threshold))
     )

@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 
 use crate::config::Kind;
+use crate::engine::UnknownName;
 
 /// A bad query parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,15 +71,18 @@ impl Params {
 
     /// The value of `key`, which must be one of `choices`.
     pub fn one_of(&self, key: &str, choices: &[&'static str]) -> Result<Option<&'static str>, QueryError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => choices
-                .iter()
-                .find(|c| **c == v)
-                .copied()
-                .map(Some)
-                .ok_or_else(|| QueryError::new(key, format!("must be one of {}, got `{v}`", choices.join(", ")))),
-        }
+        self.get(key)
+            .map(|v| UnknownName::find(v, choices, |c| c).map_err(|e| QueryError::new(key, e.to_string())))
+            .transpose()
+    }
+
+    /// The value of `key` parsed as a `T`, if given; the parse error is the message.
+    pub fn parsed<T>(&self, key: &str) -> Result<Option<T>, QueryError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        self.get(key).map(|v| v.parse().map_err(|e: T::Err| QueryError::new(key, e.to_string()))).transpose()
     }
 
     /// The `limit` parameter: 1 to `max`, `default` when absent.
@@ -202,6 +207,22 @@ mod tests {
         assert_eq!((p.text("name"), p.text("cursor")), (None, Some("x")));
         let p = Params::parse(Some("limit=0"), &["limit"]).unwrap();
         assert_eq!(p.limit(100, 1000).unwrap_err().parameter, "limit");
+    }
+
+    #[test]
+    fn values_of_a_closed_set_are_parsed_or_listed() {
+        use crate::engine::TargetState;
+        let p = Params::parse(Some("state=review&severity=loud"), &["state", "severity"]).unwrap();
+        assert_eq!(p.parsed::<TargetState>("state"), Ok(Some(TargetState::Review)));
+        assert_eq!(p.parsed::<TargetState>("absent"), Ok(None));
+        let e = p.one_of("severity", &["critical", "warning", "info"]).unwrap_err();
+        assert_eq!(e.to_string(), "bad parameter `severity`: must be one of critical, warning, info, got `loud`");
+        let p = Params::parse(Some("state=ok"), &["state"]).unwrap();
+        let e = p.parsed::<TargetState>("state").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bad parameter `state`: must be one of healthy, suspect, rolled_back, retrain, review, promoted, got `ok`"
+        );
     }
 
     #[test]
