@@ -107,9 +107,7 @@ impl Engine {
         let acfg = self.cfg.accuracy;
         let cooldown = self.cfg.retrain.cooldown.0;
         let reminder = self.cfg.retrain.reminder.0;
-        let Some(t) = self.targets.get_mut(id as usize).and_then(Option::as_mut) else {
-            return;
-        };
+        let Some(t) = self.target_mut(id) else { return };
         if t.latch.rolled_back {
             return;
         }

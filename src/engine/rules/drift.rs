@@ -36,9 +36,7 @@ pub(in crate::engine) const EPISODE_CLEAR_SHARE: f64 = 0.5;
 impl Engine {
     pub(in crate::engine) fn close_drift(&mut self, id: TargetId, idx: i64) {
         let dcfg = self.cfg.drift;
-        let Some(t) = self.targets.get_mut(id as usize).and_then(Option::as_mut) else {
-            return;
-        };
+        let Some(t) = targets::issued_mut(&mut self.targets, id) else { return };
         let Some(m) = t.model.as_mut() else { return };
         let spec = m.drift.spec;
         if m.reference.is_none() {

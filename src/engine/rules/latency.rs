@@ -55,7 +55,7 @@ impl Engine {
         let c = t.candidate.as_ref()?;
         let spec = t.latency.spec;
         let (cand, first) = t.latency.window(idx, i64::MIN, Latency::count);
-        let base_t = self.target(c.baseline).filter(|b| b.gen == c.baseline_gen);
+        let base_t = self.target_of_gen(c.baseline, c.baseline_gen);
         let same_span = base_t.map(|b| b.latency.sum(first, idx));
         let min = self.cfg.latency.min_events;
         let (base, mode, bw) = match same_span {

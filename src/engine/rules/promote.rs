@@ -90,8 +90,7 @@ impl Engine {
         let acfg = self.cfg.accuracy;
         let Some(m) = t.model.as_ref() else { return PromoteAccuracy::NotLabelled };
         let baseline_labelled = self
-            .target(c.baseline)
-            .filter(|b| b.gen == c.baseline_gen)
+            .target_of_gen(c.baseline, c.baseline_gen)
             .and_then(|b| b.model.as_ref())
             .is_some_and(|bm| bm.labels.matched > 0);
         if !acfg.enabled || (m.labels.matched == 0 && !baseline_labelled) {
