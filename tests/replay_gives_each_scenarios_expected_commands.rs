@@ -53,7 +53,9 @@ fn check(name: &str) {
                 "scenario {name}: drifted features"
             );
             for d in c["evidence"]["drifted_features"].as_array().into_iter().flatten() {
-                assert!(d["value"].as_f64() >= d["threshold"].as_f64(), "{d}");
+                let (value, threshold) =
+                    (d["value"].as_f64().expect("value"), d["threshold"].as_f64().expect("threshold"));
+                assert!(value >= threshold, "{d}");
                 assert_eq!(d["statistic"], "psi");
             }
         }

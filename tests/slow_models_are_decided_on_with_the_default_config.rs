@@ -116,7 +116,8 @@ fn a_slow_models_shift_is_one_retrain_naming_the_shifted_features() {
         // the rule's minimum, and says so.
         let w = &r["evidence"]["window"];
         assert_eq!(w["by"], "extended", "seed {seed}: {w}");
-        assert!(r["evidence"]["current"]["events"].as_u64() >= Some(1000), "seed {seed}: {:#}", r["evidence"]);
+        let events = r["evidence"]["current"]["events"].as_u64().expect("current events");
+        assert!(events >= 1000, "seed {seed}: {:#}", r["evidence"]);
         assert_eq!(r["evidence"]["reference"]["source"]["source"], "warm_up", "seed {seed}: {:#}", r["evidence"]);
         let after = predictions_between(&times, shift_ts, millis(&r["decided_at"]));
         assert!(after <= 2_000, "seed {seed}: retrain {after} predictions after the shift");
@@ -160,8 +161,9 @@ fn a_slow_models_accuracy_loss_is_one_review() {
         assert_eq!(r["command"], "review", "seed {seed}: {:#}", r["evidence"]);
         let e = &r["evidence"];
         assert_eq!(e["reference"]["source"], "own_labels", "seed {seed}: {e:#}");
-        assert!(e["reference"]["labelled"].as_u64() >= Some(40_000), "seed {seed}: {e:#}");
-        assert!(e["current"]["labelled"].as_u64() >= Some(4_000), "seed {seed}: {e:#}");
+        let labelled = |arm: &str| e[arm]["labelled"].as_u64().expect("labelled");
+        assert!(labelled("reference") >= 40_000, "seed {seed}: {e:#}");
+        assert!(labelled("current") >= 4_000, "seed {seed}: {e:#}");
         assert_eq!(e["window"]["by"], "extended", "seed {seed}: {e:#}");
         let after = predictions_between(&times, shift_ts, millis(&r["decided_at"]));
         println!("seed {seed}: review {after} predictions after the shift: {e}");

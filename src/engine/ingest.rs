@@ -100,7 +100,7 @@ impl Engine {
             t.late += 1;
             let group = t.group;
             self.counters.late_events += 1;
-            if let Some(g) = self.groups.get_mut(group as usize).and_then(Option::as_mut) {
+            if let Some(g) = targets::issued_mut(&mut self.groups, group) {
                 g.dirty = true;
             }
             return;
@@ -129,9 +129,7 @@ impl Engine {
     }
 
     pub(super) fn record_prediction(&mut self, id: TargetId, ev: &Event<'_>, late: bool) {
-        let Some(t) = self.targets.get_mut(id as usize).and_then(Option::as_mut) else {
-            return;
-        };
+        let Some(t) = targets::issued_mut(&mut self.targets, id) else { return };
         let gen = t.gen;
         let Some(m) = t.model.as_mut() else { return };
         if !late {
@@ -214,7 +212,7 @@ impl Engine {
     pub(super) fn apply_join(&mut self, j: Joined<(TargetId, u32)>) {
         let (id, gen) = j.target;
         let late = j.ts < self.watermark;
-        let Some(t) = self.target_mut(id).filter(|t| t.gen == gen) else { return };
+        let Some(t) = self.target_of_gen_mut(id, gen) else { return };
         if let Some(m) = t.model.as_mut() {
             m.labels.matched += 1;
         }

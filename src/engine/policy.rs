@@ -77,3 +77,78 @@ impl Engine {
         self.out.push(cmd);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::testkit::*;
+    use super::*;
+
+    /// App `shop`'s canary fails 20% of requests and is twice as slow; app `cart`'s is
+    /// healthy.
+    fn two_apps() -> Stream {
+        let mut s = canary(30, 3, (100, latency(1.0)), (5, latency(2.0)));
+        let end = CANARY_START + 30 * MIN;
+        s.app("cart", "1.0", (T0, end), 3, 0, latency(1.0));
+        s.app("cart", "2.0", (CANARY_START, end), 3, 0, latency(1.0));
+        s
+    }
+
+    /// Errors and latency both call for a rollback of `shop` 2.0, for half an hour: one is
+    /// issued, and nothing else for that version after it.
+    #[test]
+    fn a_rollback_is_issued_once_per_target() {
+        let s = two_apps();
+        let (engine, cmds) = s.run(Config::default());
+        let shop: Vec<&Command> = cmds.iter().filter(|c| c.target.name == "shop").collect();
+        assert_eq!(shop.len(), 1, "{}", list(&cmds));
+        assert_eq!((shop[0].command, &*shop[0].target.version), (CommandKind::Rollback, "2.0"));
+        // Both rules would decide it, each on its own.
+        let latency_off = config(|c| c.latency.enabled = false);
+        let error_rate_off = config(|c| c.error_rate.enabled = false);
+        for (reason, cfg) in [(Reason::ErrorRate, latency_off), (Reason::Latency, error_rate_off)] {
+            let cmds = s.commands(cfg);
+            only(&cmds, CommandKind::Rollback, reason, "2.0");
+        }
+        assert_eq!(engine.counters().commands, [1, 0, 0, 1], "{}", list(&cmds));
+    }
+
+    /// Dry run withholds nothing: the same commands, with the same ids and times, each marked.
+    #[test]
+    fn dry_run_marks_every_command() {
+        let s = two_apps();
+        let live = s.commands(Config::default());
+        let dry = s.commands(config(|c| c.dry_run = true));
+        assert_eq!(live.len(), 2, "{}", list(&live));
+        assert_eq!(dry.len(), live.len(), "{}", list(&dry));
+        for (d, l) in dry.iter().zip(&live) {
+            assert!(d.dry_run && !l.dry_run);
+            assert_eq!(Command { dry_run: false, ..d.clone() }, *l);
+        }
+    }
+
+    /// Every command names its policy and where the input stood when it was decided.
+    #[test]
+    fn commands_carry_the_policy_and_the_input_offsets() {
+        let s = two_apps();
+        let cmds = s.commands(config(|c| c.policy = "canary-gates".into()));
+        assert_eq!(cmds.len(), 2, "{}", list(&cmds));
+        for c in &cmds {
+            assert_eq!(c.policy, "canary-gates");
+            let offset = c.evidence["input_offsets"]["in"].as_u64().expect("an offset for `in`");
+            assert!(offset > 0 && (offset as usize) < s.events(), "offset {offset}");
+        }
+        let other = s.commands(Config::default());
+        assert_ne!(cmds[0].command_id, other[0].command_id, "the policy is part of the id");
+    }
+
+    /// The decision log keeps the newest `limits.decision_log` decisions.
+    #[test]
+    fn the_decision_log_keeps_the_newest() {
+        let s = two_apps();
+        let (engine, cmds) = s.run(Config::default());
+        assert_eq!(engine.decisions().collect::<Vec<_>>(), cmds.iter().collect::<Vec<_>>());
+        let (engine, cmds) = s.run(config(|c| c.limits.decision_log = 1));
+        assert_eq!(cmds.len(), 2, "{}", list(&cmds));
+        assert_eq!(engine.decisions().collect::<Vec<_>>(), [&cmds[1]]);
+    }
+}

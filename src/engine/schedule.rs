@@ -19,9 +19,7 @@ impl Engine {
 
     /// Adds a tick to the target's group for second `sec`, queueing the second when new.
     pub(super) fn add_tick(&mut self, id: TargetId, group: u32, sec: i64, tick: Tick) {
-        let Some(g) = self.groups.get_mut(group as usize).and_then(Option::as_mut) else {
-            return;
-        };
+        let Some(g) = targets::issued_mut(&mut self.groups, group) else { return };
         g.dirty = true;
         let pos = match g.pending.back() {
             Some(p) if p.sec == sec => g.pending.len() - 1,
@@ -110,7 +108,7 @@ impl Engine {
                 self.wake_queue.remove(&(w, id));
             }
             let mut drop_group = false;
-            if let Some(g) = self.groups[t.group as usize].as_mut() {
+            if let Some(g) = targets::issued_mut(&mut self.groups, t.group) {
                 g.members.retain(|&m| m != id);
                 for p in &mut g.pending {
                     p.ticks.retain(|(m, _)| *m != id);
@@ -143,9 +141,7 @@ impl Engine {
     }
 
     pub(super) fn fold_second(&mut self, g: u32, sec: i64) {
-        let Some(group) = self.groups.get_mut(g as usize).and_then(Option::as_mut) else {
-            return;
-        };
+        let Some(group) = targets::issued_mut(&mut self.groups, g) else { return };
         let Some(front) = group.pending.front() else {
             return;
         };
@@ -158,7 +154,7 @@ impl Engine {
         group.dirty = true;
         let mut newcomers: Vec<TargetId> = Vec::new();
         for (id, tick) in &entry.ticks {
-            if let Some(t) = self.targets.get_mut(*id as usize).and_then(Option::as_mut) {
+            if let Some(t) = targets::issued_mut(&mut self.targets, *id) {
                 if tick.traffic.events > 0 {
                     t.last_tick_sec = sec;
                 }
@@ -180,22 +176,20 @@ impl Engine {
         let tick_of = |id: TargetId| entry.ticks.iter().find(|(t, _)| *t == id).map(|(_, t)| *t).unwrap_or_default();
         let mut i = 0;
         // Members are read by index: stepping a candidate never adds or removes one.
-        while let Some(id) =
-            self.groups.get(g as usize).and_then(Option::as_ref).and_then(|gr| gr.members.get(i).copied())
-        {
+        while let Some(id) = targets::issued(&self.groups, g).and_then(|gr| gr.members.get(i).copied()) {
             i += 1;
             let Some(base) = self.target(id).and_then(|t| t.candidate.as_ref()).map(|c| c.baseline) else {
                 continue;
             };
-            let base_last = self.target(base).map_or(i64::MIN, |b| b.last_tick_sec);
+            // The baseline may have been forgotten since.
+            let base_last =
+                self.targets.get(base as usize).and_then(Option::as_ref).map_or(i64::MIN, |b| b.last_tick_sec);
             self.step_candidate(id, sec, tick_of(id), tick_of(base), base_last);
         }
     }
 
     pub(super) fn register(&mut self, g: u32, id: TargetId, sec: i64) {
-        let Some(group) = self.groups.get(g as usize).and_then(Option::as_ref) else {
-            return;
-        };
+        let Some(group) = targets::issued(&self.groups, g) else { return };
         let pinned = group.pinned.clone();
         let windows = group.windows;
         let members = group.members.clone();
@@ -226,7 +220,7 @@ impl Engine {
                         .max_by_key(|m| self.target(*m).map_or(i64::MIN, |t| t.last_tick_sec))
                 })
         };
-        if let Some(gr) = self.groups.get_mut(g as usize).and_then(Option::as_mut) {
+        if let Some(gr) = targets::issued_mut(&mut self.groups, g) {
             gr.members.push(id);
         }
         let Some(b) = baseline else {
@@ -251,7 +245,7 @@ impl Engine {
         }
         t.wake = None;
         let group = t.group;
-        if let Some(g) = self.groups.get_mut(group as usize).and_then(Option::as_mut) {
+        if let Some(g) = targets::issued_mut(&mut self.groups, group) {
             g.dirty = true;
         }
         for ring in RingKind::ALL {

@@ -202,12 +202,12 @@ impl Engine {
                 }
             }
             for &g in &dirty {
-                let Some(group) = self.groups[g as usize].as_ref() else { continue };
+                let Some(group) = targets::issued(&self.groups, g) else { continue };
                 let rec = GroupOut { format: FORMAT, group, targets: by_group.remove(&g).unwrap_or_default() };
                 out.push((group_key(group.kind, &group.name), Some(encode(&rec))));
             }
             for g in dirty {
-                if let Some(group) = self.groups[g as usize].as_mut() {
+                if let Some(group) = targets::issued_mut(&mut self.groups, g) {
                     group.dirty = false;
                 }
             }

@@ -14,6 +14,24 @@ pub(super) fn target_key_into(buf: &mut String, kind: Kind, name: &str, version:
     buf.push_str(version);
 }
 
+/// Entry `id` of a table whose ids the engine hands out and takes back itself (targets,
+/// groups). The ids the engine holds name present entries, so a missing one is a broken
+/// invariant: debug builds stop on it; release builds skip the work, as they always did.
+#[inline]
+pub(super) fn issued<T>(table: &[Option<T>], id: u32) -> Option<&T> {
+    let entry = table.get(id as usize).and_then(Option::as_ref);
+    debug_assert!(entry.is_some(), "entry {id} of the engine's {} table is missing", std::any::type_name::<T>());
+    entry
+}
+
+/// [`issued`], mutable.
+#[inline]
+pub(super) fn issued_mut<T>(table: &mut [Option<T>], id: u32) -> Option<&mut T> {
+    let entry = table.get_mut(id as usize).and_then(Option::as_mut);
+    debug_assert!(entry.is_some(), "entry {id} of the engine's {} table is missing", std::any::type_name::<T>());
+    entry
+}
+
 impl Engine {
     pub(super) fn resolve(&mut self, kind: Kind, name: &str, version: &str, ts: Millis) -> Option<TargetId> {
         target_key_into(&mut self.key_buf, kind, name, version);
@@ -25,8 +43,7 @@ impl Engine {
             return None;
         }
         let group = self.group_of(kind, name);
-        let windows =
-            self.groups[group as usize].as_ref().map_or_else(|| self.cfg.windows_for(kind, name), |g| g.windows);
+        let windows = issued(&self.groups, group).map_or_else(|| self.cfg.windows_for(kind, name), |g| g.windows);
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let model = (kind == Kind::Model).then(|| {
@@ -80,7 +97,7 @@ impl Engine {
                 (self.targets.len() - 1) as TargetId
             }
         };
-        if let Some(g) = self.groups[group as usize].as_mut() {
+        if let Some(g) = issued_mut(&mut self.groups, group) {
             g.live += 1;
         }
         self.index.insert(self.key_buf.as_str().into(), id);
@@ -122,14 +139,30 @@ impl Engine {
         id
     }
 
+    /// A target the engine holds the id of (see [`issued`]).
     #[inline]
     pub(super) fn target(&self, id: TargetId) -> Option<&Target> {
-        self.targets.get(id as usize).and_then(Option::as_ref)
+        issued(&self.targets, id)
     }
 
+    /// [`Engine::target`], mutable.
     #[inline]
     pub(super) fn target_mut(&mut self, id: TargetId) -> Option<&mut Target> {
-        self.targets.get_mut(id as usize).and_then(Option::as_mut)
+        issued_mut(&mut self.targets, id)
+    }
+
+    /// A target that may have been forgotten since its id was taken (a candidate's baseline,
+    /// the version a pending prediction came from): the one at `id` if it is of generation
+    /// `gen`.
+    #[inline]
+    pub(super) fn target_of_gen(&self, id: TargetId, gen: u32) -> Option<&Target> {
+        self.targets.get(id as usize).and_then(Option::as_ref).filter(|t| t.gen == gen)
+    }
+
+    /// [`Engine::target_of_gen`], mutable.
+    #[inline]
+    pub(super) fn target_of_gen_mut(&mut self, id: TargetId, gen: u32) -> Option<&mut Target> {
+        self.targets.get_mut(id as usize).and_then(Option::as_mut).filter(|t| t.gen == gen)
     }
 
     pub(super) fn new_candidate(

@@ -504,6 +504,7 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
     let created = rt.block_on(admin.create_topics(&topics, &AdminOptions::new())).expect("create topic");
+    assert_eq!(created.len(), topics.len(), "creating {topic}: {created:?}");
     assert!(created.iter().all(|r| r.is_ok()), "creating {topic}: {created:?}");
 }
 

@@ -107,9 +107,7 @@ impl Engine {
         let acfg = self.cfg.accuracy;
         let cooldown = self.cfg.retrain.cooldown.0;
         let reminder = self.cfg.retrain.reminder.0;
-        let Some(t) = self.targets.get_mut(id as usize).and_then(Option::as_mut) else {
-            return;
-        };
+        let Some(t) = self.target_mut(id) else { return };
         if t.latch.rolled_back {
             return;
         }
@@ -220,5 +218,135 @@ fn band(acfg: &AccuracyConfig, below_min_accuracy: bool, accuracy_drop: f64) -> 
         min_accuracy: acfg.min_accuracy,
         below_min_accuracy,
         accuracy_drop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+
+    fn acc(labelled: u64, accuracy: f64) -> Accuracy {
+        Accuracy { labelled, correct: (labelled as f64 * accuracy).round() as u64, ..Accuracy::default() }
+    }
+
+    fn verdict(base: Accuracy, cand: Accuracy, acfg: &AccuracyConfig) -> (Verdict, AccuracyGap) {
+        let gap = AccuracyGap::of(&base, &cand, acfg.alpha);
+        (gap.verdict(acfg), gap)
+    }
+
+    /// With a million labels a side the drop is known to a fraction of a point: the verdict
+    /// follows the band, 1 to 5 points a review, 5 or more a loss, under 1 point nothing.
+    #[test]
+    fn verdict_follows_the_review_and_rollback_band() {
+        let acfg = AccuracyConfig::default();
+        let n = 1_000_000;
+        for (cand, expected) in [
+            (0.895, Verdict::Nothing),
+            (0.885, Verdict::Review),
+            (0.855, Verdict::Review),
+            (0.845, Verdict::Loss),
+            (0.70, Verdict::Loss),
+        ] {
+            let (v, gap) = verdict(acc(n, 0.90), acc(n, cand), &acfg);
+            assert_eq!(v, expected, "0.90 against {cand}: {gap:?}");
+            // Each of these drops is shown: the band decides, not the confidence.
+            assert!(gap.drop_lower > 0.0, "{gap:?}");
+        }
+        // The same band, set wider.
+        let wide = AccuracyConfig { review_drop: 0.02, rollback_drop: 0.08, ..acfg };
+        assert_eq!(verdict(acc(n, 0.90), acc(n, 0.885), &wide).0, Verdict::Nothing);
+        assert_eq!(verdict(acc(n, 0.90), acc(n, 0.845), &wide).0, Verdict::Review);
+        assert_eq!(verdict(acc(n, 0.90), acc(n, 0.81), &wide).0, Verdict::Loss);
+    }
+
+    /// A drop inside the band that the labels cannot show yet (its lower bound at or under
+    /// zero) is no review; with enough labels it is.
+    #[test]
+    fn a_review_needs_the_drop_shown() {
+        let acfg = AccuracyConfig::default();
+        let (v, gap) = verdict(acc(300, 0.90), acc(300, 0.87), &acfg);
+        assert_eq!(v, Verdict::Nothing, "{gap:?}");
+        assert!(gap.drop_lower <= 0.0 && gap.drop >= acfg.review_drop, "{gap:?}");
+        let (v, gap) = verdict(acc(100_000, 0.90), acc(100_000, 0.87), &acfg);
+        assert_eq!(v, Verdict::Review, "{gap:?}");
+    }
+
+    /// `min_accuracy` rolls back a version confidently below it, whatever its baseline does.
+    #[test]
+    fn below_min_accuracy_is_graver_than_any_drop() {
+        let n = 100_000;
+        let floor = |m: f64| AccuracyConfig { min_accuracy: Some(m), ..AccuracyConfig::default() };
+        assert_eq!(verdict(acc(n, 0.90), acc(n, 0.90), &floor(0.95)).0, Verdict::BelowFloor);
+        assert_eq!(verdict(acc(n, 0.90), acc(n, 0.90), &floor(0.85)).0, Verdict::Nothing);
+        assert_eq!(verdict(acc(n, 0.90), acc(n, 0.80), &floor(0.85)).0, Verdict::BelowFloor);
+        assert_eq!(verdict(acc(n, 0.90), acc(n, 0.80), &AccuracyConfig::default()).0, Verdict::Loss);
+    }
+
+    /// A canary right 60% of the time against 95%: a loss the first labels show, held back
+    /// until each side has the minimum number of labels.
+    #[test]
+    fn rollback_waits_for_min_labels_on_each_side() {
+        let s = labelled_canary(20, 2, right(95), right(60));
+        let mut first = None;
+        for min in [300, 600] {
+            let cmds = s.commands(config(|c| c.accuracy.min_labels = min));
+            let c = only(&cmds, CommandKind::Rollback, Reason::Accuracy, "2");
+            assert_decided_at_minimum(c, "labelled", min, 10);
+            assert_eq!(c.target.baseline_version.as_deref(), Some("1"));
+            assert_eq!(text(c, "statistic"), "accuracy_drop_lower_bound");
+            assert_eq!(num(c, "threshold"), 0.05);
+            assert!(num(c, "value") >= 0.05, "{}", c.evidence);
+            assert!((num(c, "accuracy_drop") - 0.35).abs() < 0.03, "{}", c.evidence);
+            assert!(first.is_none_or(|f| c.decided_at > f), "a higher minimum decides later");
+            first = Some(c.decided_at);
+        }
+        // 2,400 labels each: a minimum above that is never met.
+        let cmds = s.commands(config(|c| c.accuracy.min_labels = 3_000));
+        assert_none(&cmds, CommandKind::Rollback, "2");
+    }
+
+    /// A canary 3 points less accurate: one review (none repeated, no rollback, no promote);
+    /// none when the review band starts above 3 points.
+    #[test]
+    fn review_inside_the_band_once() {
+        let s = labelled_canary(40, 5, right(100), right(97));
+        let cmds = s.commands(Config::default());
+        let c = only(&cmds, CommandKind::Review, Reason::Accuracy, "2");
+        assert_eq!(num(c, "threshold"), 0.0);
+        let lower = num(c, "value");
+        assert!(lower > 0.0 && lower < 0.05, "{}", c.evidence);
+        assert!((num(c, "accuracy_drop") - 0.03).abs() < 0.01, "{}", c.evidence);
+        assert_eq!(c.evidence["review_band"], serde_json::json!([0.01, 0.05]));
+        assert_eq!(of(&cmds, CommandKind::Rollback, "2").len(), 0, "{}", list(&cmds));
+        assert_eq!(of(&cmds, CommandKind::Promote, "2").len(), 0, "{}", list(&cmds));
+
+        let cmds = s.commands(config(|c| c.accuracy.review_drop = 0.04));
+        assert_none(&cmds, CommandKind::Review, "2");
+    }
+
+    /// One model version, right 95% of the time for half an hour, then 60%: against its own
+    /// earlier labels that is a loss, and the remedy is one retrain.
+    #[test]
+    fn a_loss_against_the_own_reference_asks_for_one_retrain() {
+        let mut s = Stream::default();
+        let drop_at = T0 + 30 * MIN;
+        s.model("fraud", "1", (T0, drop_at), 2, |n| labelled(right(95)(n)));
+        s.model("fraud", "1", (drop_at, drop_at + 60 * MIN), 2, |n| labelled(right(60)(n)));
+        let cmds = s.commands(Config::default());
+        let c = only(&cmds, CommandKind::Retrain, Reason::Accuracy, "1");
+        assert!(c.decided_at > drop_at, "{}", list(&cmds));
+        assert_eq!(c.target.baseline_version, None);
+        assert_eq!(text(c, "reference.source"), "own_labels");
+        assert_eq!(text(c, "episode.why"), "new_episode");
+        assert_eq!(num(c, "episode.retrains"), 1.0);
+        assert!(num(c, "value") >= 0.05 && num(c, "current.labelled") >= 300.0, "{}", c.evidence);
+        assert_eq!(cmds.len(), 1, "{}", list(&cmds));
+
+        // The same half hour without the loss: nothing.
+        let mut s = Stream::default();
+        s.model("fraud", "1", (T0, drop_at + 60 * MIN), 2, |n| labelled(right(95)(n)));
+        let cmds = s.commands(Config::default());
+        assert!(cmds.is_empty(), "{}", list(&cmds));
     }
 }

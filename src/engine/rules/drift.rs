@@ -36,9 +36,7 @@ pub(in crate::engine) const EPISODE_CLEAR_SHARE: f64 = 0.5;
 impl Engine {
     pub(in crate::engine) fn close_drift(&mut self, id: TargetId, idx: i64) {
         let dcfg = self.cfg.drift;
-        let Some(t) = self.targets.get_mut(id as usize).and_then(Option::as_mut) else {
-            return;
-        };
+        let Some(t) = targets::issued_mut(&mut self.targets, id) else { return };
         let Some(m) = t.model.as_mut() else { return };
         let spec = m.drift.spec;
         if m.reference.is_none() {
@@ -146,5 +144,153 @@ impl Engine {
         m.reference = Some(Arc::new(r));
         m.reference_end = idx;
         m.warm = DriftSketch::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use crate::command::{CommandKind, Reason};
+    use crate::config::{Config, Duration};
+    use crate::time::Millis;
+
+    /// End of the warm-up reference of [`drifting`]: its first ten minutes.
+    const REFERENCE_END: Millis = T0 + 10 * MIN;
+
+    /// Values of `x` spread evenly over [0, 1).
+    fn even(n: u64) -> f64 {
+        ((n * 37) % 100) as f64 / 100.0 + 0.005
+    }
+
+    /// Values of `x` moved to [0.5, 1): drift far over any threshold.
+    fn moved(n: u64) -> f64 {
+        0.5 + even(n) / 2.0
+    }
+
+    /// 15% of the values piled at 0.95, the rest spread evenly: a PSI of about 0.14.
+    fn piled(n: u64) -> f64 {
+        if n % 20 < 3 {
+            0.95
+        } else {
+            even(n)
+        }
+    }
+
+    /// Values of `x`, by event number.
+    type Values = fn(u64) -> f64;
+
+    /// Model `fraud` 1, two predictions a second: feature `x` spread evenly over the warm-up
+    /// reference (the first ten minutes), then from each `(minutes, x)` in turn.
+    fn drifting(phases: &[(i64, Values)]) -> Stream {
+        let mut s = Stream::default();
+        let row = |x: f64| (format!(r#"{{"x":{x}}}"#), "0.5".to_owned(), None);
+        s.model("fraud", "1", (T0, REFERENCE_END), 2, |n| row(even(n)));
+        let mut at = REFERENCE_END;
+        for &(minutes, x) in phases {
+            s.model("fraud", "1", (at, at + minutes * MIN), 2, |n| row(x(n)));
+            at += minutes * MIN;
+        }
+        s
+    }
+
+    fn retrains(cmds: &[crate::command::Command]) -> Vec<&crate::command::Command> {
+        of(cmds, CommandKind::Retrain, "1")
+    }
+
+    /// 120 events a minute after the reference: the first window with 1,000 of them (nine
+    /// minutes) decides; a minimum over the 1,800 there are is never met.
+    #[test]
+    fn retrain_waits_for_min_events_in_the_window() {
+        let s = drifting(&[(15, moved)]);
+        let cmds = s.commands(Config::default());
+        let c = only(&cmds, CommandKind::Retrain, Reason::FeatureDrift, "1");
+        let events = num(c, "current.events");
+        assert!((1_000.0..1_120.0).contains(&events), "current events {events}");
+        assert_eq!(num(c, "min_events"), 1_000.0);
+        assert_eq!(c.decided_at, REFERENCE_END + 9 * MIN);
+        assert_eq!(num(c, "reference.events"), 1_200.0);
+
+        let cmds = s.commands(config(|c| c.drift.min_events = 2_000));
+        assert_none(&cmds, CommandKind::Retrain, "1");
+    }
+
+    /// A PSI of about 0.14: under the default threshold of 0.2 nothing, under 0.1 a retrain
+    /// naming `x` with its PSI.
+    #[test]
+    fn retrain_at_the_psi_threshold() {
+        let s = drifting(&[(20, piled)]);
+        let cmds = s.commands(Config::default());
+        assert_none(&cmds, CommandKind::Retrain, "1");
+
+        let cmds = s.commands(config(|c| c.drift.psi_threshold = 0.1));
+        let c = only(&cmds, CommandKind::Retrain, Reason::FeatureDrift, "1");
+        assert_eq!(text(c, "statistic"), "psi");
+        assert_eq!(num(c, "threshold"), 0.1);
+        let drifted = c.evidence["drifted_features"].as_array().expect("drifted_features");
+        assert_eq!(drifted.len(), 1, "{}", c.evidence);
+        assert_eq!(drifted[0]["name"], "x");
+        let psi = drifted[0]["value"].as_f64().expect("a PSI");
+        assert!((0.1..0.2).contains(&psi), "PSI {psi}");
+        assert_eq!(drifted[0]["threshold"], 0.1);
+    }
+
+    /// Steady features and a prediction that moved: `prediction_drift`, naming the prediction.
+    #[test]
+    fn a_moved_prediction_is_prediction_drift() {
+        let mut s = Stream::default();
+        let row = |x: f64, p: f64| (format!(r#"{{"x":{x}}}"#), format!("{p}"), None);
+        s.model("fraud", "1", (T0, REFERENCE_END), 2, |n| row(even(n), even(n + 11)));
+        s.model("fraud", "1", (REFERENCE_END, REFERENCE_END + 15 * MIN), 2, |n| row(even(n), moved(n + 11)));
+        let cmds = s.commands(Config::default());
+        let c = only(&cmds, CommandKind::Retrain, Reason::PredictionDrift, "1");
+        let drifted = c.evidence["drifted_features"].as_array().expect("drifted_features");
+        let names: Vec<&str> = drifted.iter().filter_map(|d| d["name"].as_str()).collect();
+        assert_eq!(names, ["prediction"], "{}", c.evidence);
+    }
+
+    /// Drift for half an hour, half an hour without (the episode ends), drift again: a second
+    /// retrain only when the cooldown has passed since the first.
+    #[test]
+    fn retrain_again_only_after_the_cooldown() {
+        let s = drifting(&[(30, moved), (30, even), (30, moved)]);
+        let cmds = s.commands(Config::default());
+        assert_eq!(retrains(&cmds).len(), 1, "6 h cooldown: {}", list(&cmds));
+
+        let cmds = s.commands(config(|c| c.retrain.cooldown = Duration(45 * MIN)));
+        let r = retrains(&cmds);
+        assert_eq!(r.len(), 2, "45 min cooldown: {}", list(&cmds));
+        assert!(r[1].decided_at - r[0].decided_at >= 45 * MIN, "{}", list(&cmds));
+        assert!(r[1].decided_at >= REFERENCE_END + 60 * MIN, "the second is for the second shift");
+        for c in r {
+            assert_eq!(text(c, "episode.why"), "new_episode");
+            assert_eq!(num(c, "episode.retrains"), 1.0);
+        }
+    }
+
+    /// Drift lasting five hours: one retrain, then a reminder every `retrain.reminder`, never
+    /// closer than the cooldown.
+    #[test]
+    fn a_lasting_episode_is_reminded_of() {
+        let s = drifting(&[(300, moved)]);
+        let cmds = s.commands(Config::default());
+        assert_eq!(retrains(&cmds).len(), 1, "30 d reminder: {}", list(&cmds));
+
+        for (reminder, cooldown, gap, count) in [(120, 60, 120, 3), (60, 180, 180, 2)] {
+            let cmds = s.commands(config(|c| {
+                c.retrain.reminder = Duration(reminder * MIN);
+                c.retrain.cooldown = Duration(cooldown * MIN);
+            }));
+            let r = retrains(&cmds);
+            assert_eq!(r.len(), count, "reminder {reminder} min, cooldown {cooldown} min: {}", list(&cmds));
+            for (i, c) in r.iter().enumerate() {
+                assert_eq!(num(c, "episode.retrains"), (i + 1) as f64);
+                assert_eq!(text(c, "episode.why"), if i == 0 { "new_episode" } else { "reminder" });
+                if i > 0 {
+                    assert_eq!(c.decided_at - r[i - 1].decided_at, gap * MIN, "{}", list(&cmds));
+                    assert_eq!(num(c, "episode.reminder_ms"), (reminder * MIN) as f64);
+                    assert_eq!(text(c, "episode.started_at"), crate::time::format_rfc3339(r[0].decided_at));
+                }
+            }
+        }
     }
 }

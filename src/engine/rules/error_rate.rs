@@ -168,3 +168,66 @@ impl Engine {
         self.decide(id, CommandKind::Rollback, Reason::ErrorRate, decided_at, ev::to_value(&evidence), baseline);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use crate::command::{CommandKind, Reason};
+    use crate::config::Config;
+
+    /// A canary failing 20% of requests against 1%: the test is confident within a few dozen
+    /// events, so the minimum number of events on each side is what holds the decision back.
+    #[test]
+    fn rollback_waits_for_min_events_on_each_side() {
+        let s = canary(20, 2, (100, latency(1.0)), (5, latency(1.0)));
+        let mut first = None;
+        for min in [200, 400] {
+            let cmds = s.commands(config(|c| c.error_rate.min_events = min));
+            let c = only(&cmds, CommandKind::Rollback, Reason::ErrorRate, "2.0");
+            assert_decided_at_minimum(c, "events", min, 10);
+            assert_eq!(c.target.baseline_version.as_deref(), Some("1.0"));
+            assert_eq!(text(c, "mode"), "canary");
+            assert_eq!(text(c, "statistic"), "e_value");
+            assert!(num(c, "value") >= num(c, "threshold"), "{}", c.evidence);
+            // 1 / (alpha × (1 − the share spent on the baseline's bound)).
+            assert!((num(c, "threshold") - 1.0 / (0.01 * 0.9)).abs() < 1e-6, "{}", c.evidence);
+            assert!(first.is_none_or(|f| c.decided_at > f), "a higher minimum decides later");
+            first = Some(c.decided_at);
+        }
+        // 2,400 events each: a minimum above that is never met.
+        let cmds = s.commands(config(|c| c.error_rate.min_events = 2_500));
+        assert_none(&cmds, CommandKind::Rollback, "2.0");
+    }
+
+    /// 3% errors against 1%: a rise of 2 points, or +200%. Rolled back when the minimum
+    /// absolute and relative increases are both below it, not when either is above it.
+    #[test]
+    fn rollback_needs_the_minimum_increases() {
+        let s = canary(30, 5, (100, latency(1.0)), (33, latency(1.0)));
+        type Set = fn(&mut Config, f64);
+        let absolute: Set = |c, v| c.error_rate.min_absolute_increase = v;
+        let relative: Set = |c, v| c.error_rate.min_relative_increase = v;
+        for (set, increase, below, above) in
+            [(absolute, "absolute_increase", 0.015, 0.025), (relative, "relative_increase", 1.5, 2.5)]
+        {
+            let cmds = s.commands(config(|c| set(c, below)));
+            let c = only(&cmds, CommandKind::Rollback, Reason::ErrorRate, "2.0");
+            assert!(num(c, increase) >= below, "{}", c.evidence);
+            assert_eq!(num(c, &format!("min_{increase}")), below);
+            assert!(num(c, "candidate.error_rate") > num(c, "baseline.error_rate"));
+
+            let cmds = s.commands(config(|c| set(c, above)));
+            assert_none(&cmds, CommandKind::Rollback, "2.0");
+        }
+    }
+
+    /// Versions failing alike: no rollback, however long they serve.
+    #[test]
+    fn equal_error_rates_are_not_rolled_back() {
+        let s = canary(60, 5, (50, latency(1.0)), (50, latency(1.0)));
+        let cmds = s.commands(Config::default());
+        assert!(cmds.iter().all(|c| c.command != CommandKind::Rollback), "{}", list(&cmds));
+        // The healthy canary is promoted instead: the run did decide something.
+        assert_eq!(of(&cmds, CommandKind::Promote, "2.0").len(), 1, "{}", list(&cmds));
+    }
+}

@@ -55,7 +55,7 @@ impl Engine {
         let c = t.candidate.as_ref()?;
         let spec = t.latency.spec;
         let (cand, first) = t.latency.window(idx, i64::MIN, Latency::count);
-        let base_t = self.target(c.baseline).filter(|b| b.gen == c.baseline_gen);
+        let base_t = self.target_of_gen(c.baseline, c.baseline_gen);
         let same_span = base_t.map(|b| b.latency.sum(first, idx));
         let min = self.cfg.latency.min_events;
         let (base, mode, bw) = match same_span {
@@ -102,5 +102,49 @@ impl Engine {
         let decided_at = l.window.1;
         let evidence = ev::to_value(&l.evidence(Some(self.cfg.latency.max_ratio)));
         self.decide(id, CommandKind::Rollback, Reason::Latency, decided_at, evidence, baseline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use crate::command::{CommandKind, Reason};
+    use crate::config::Config;
+
+    /// A canary twice as slow, 120 latencies a minute on each side: decided on the first bucket
+    /// whose window holds the minimum on both sides.
+    #[test]
+    fn rollback_waits_for_min_events_in_the_window() {
+        let s = canary(15, 2, (0, latency(1.0)), (0, latency(2.0)));
+        for (min, minutes) in [(500, 5), (700, 6)] {
+            let cmds = s.commands(config(|c| c.latency.min_events = min));
+            let c = only(&cmds, CommandKind::Rollback, Reason::Latency, "2.0");
+            assert_decided_at_minimum(c, "events", min, 120);
+            assert_eq!(c.decided_at, CANARY_START + minutes * MIN, "min {min}");
+            assert_eq!(text(c, "mode"), "canary");
+            assert_eq!(c.target.baseline_version.as_deref(), Some("1.0"));
+        }
+        // A 10-minute window holds 1,200 events a side: a minimum above that is never met.
+        let cmds = s.commands(config(|c| c.latency.min_events = 1_300));
+        assert_none(&cmds, CommandKind::Rollback, "2.0");
+    }
+
+    /// A canary 30% slower at p99: under the default ratio of 1.5 it stays, under 1.2 it is
+    /// rolled back, with the ratio and the threshold in the evidence.
+    #[test]
+    fn rollback_at_max_ratio() {
+        let s = canary(15, 2, (0, latency(1.0)), (0, latency(1.3)));
+        let cmds = s.commands(Config::default());
+        assert_none(&cmds, CommandKind::Rollback, "2.0");
+
+        let cmds = s.commands(config(|c| c.latency.max_ratio = 1.2));
+        let c = only(&cmds, CommandKind::Rollback, Reason::Latency, "2.0");
+        assert_eq!(text(c, "statistic"), "p99_ratio");
+        assert_eq!(num(c, "threshold"), 1.2);
+        assert_eq!(num(c, "quantile"), 0.99);
+        let ratio = num(c, "value");
+        assert!((1.25..1.35).contains(&ratio), "p99 ratio {ratio}");
+        let (cq, bq) = (num(c, "candidate.quantile_ms"), num(c, "baseline.quantile_ms"));
+        assert!((cq / bq - ratio).abs() < 1e-9 && bq > 140.0 && bq < 155.0, "{}", c.evidence);
     }
 }

@@ -6,6 +6,8 @@ mod drift;
 mod error_rate;
 mod latency;
 mod promote;
+#[cfg(test)]
+pub(in crate::engine) mod testkit;
 
 pub(in crate::engine) use accuracy::*;
 pub(in crate::engine) use error_rate::*;

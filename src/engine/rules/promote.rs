@@ -90,8 +90,7 @@ impl Engine {
         let acfg = self.cfg.accuracy;
         let Some(m) = t.model.as_ref() else { return PromoteAccuracy::NotLabelled };
         let baseline_labelled = self
-            .target(c.baseline)
-            .filter(|b| b.gen == c.baseline_gen)
+            .target_of_gen(c.baseline, c.baseline_gen)
             .and_then(|b| b.model.as_ref())
             .is_some_and(|bm| bm.labels.matched > 0);
         if !acfg.enabled || (m.labels.matched == 0 && !baseline_labelled) {
@@ -125,5 +124,100 @@ impl Engine {
             candidate: arm(&cand, (cl, cu)),
             baseline: ev::AccuracyArm { source: Some(source), ..arm(&base, (bl, bu)) },
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use crate::command::{CommandKind, Reason};
+    use crate::config::{Config, Duration};
+
+    /// A canary as healthy as its baseline, three requests a second each for half an hour.
+    fn healthy(cand_latency: f64) -> Stream {
+        canary(30, 3, (0, latency(1.0)), (0, latency(cand_latency)))
+    }
+
+    /// With no errors on either side the test shows the canary not worse within its first
+    /// thousand events: the time it must serve decides when it is promoted.
+    #[test]
+    fn promote_after_min_duration() {
+        let s = healthy(1.0);
+        for minutes in [15, 20] {
+            let cmds = s.commands(config(|c| c.promote.min_duration = Duration(minutes * MIN)));
+            let c = only(&cmds, CommandKind::Promote, Reason::Healthy, "2.0");
+            assert_eq!(c.decided_at, CANARY_START + minutes * MIN, "{}", list(&cmds));
+            assert_eq!(num(c, "min_duration_ms"), (minutes * MIN) as f64);
+            assert_eq!(text(c, "window.start"), crate::time::format_rfc3339(CANARY_START));
+            assert!(num(c, "candidate.events") >= 2_000.0, "{}", c.evidence);
+            assert!(num(c, "value") >= num(c, "threshold"), "{}", c.evidence);
+            assert_eq!(c.target.baseline_version.as_deref(), Some("1.0"));
+            assert_eq!(cmds.len(), 1, "{}", list(&cmds));
+        }
+        let cmds = s.commands(config(|c| c.promote.min_duration = Duration(31 * MIN)));
+        assert!(cmds.is_empty(), "the canary served 30 minutes: {}", list(&cmds));
+    }
+
+    /// 180 events a minute: promoted once it has served the minimum, never when the half hour
+    /// does not reach it.
+    #[test]
+    fn promote_after_min_events() {
+        let s = healthy(1.0);
+        let cmds = s.commands(config(|c| c.promote.min_events = 4_000));
+        let c = only(&cmds, CommandKind::Promote, Reason::Healthy, "2.0");
+        let events = num(c, "candidate.events");
+        assert!((4_000.0..4_003.0).contains(&events), "candidate events {events}");
+        assert_eq!(num(c, "min_events"), 4_000.0);
+
+        let cmds = s.commands(config(|c| c.promote.min_events = 5_500));
+        assert!(cmds.is_empty(), "5,400 events served: {}", list(&cmds));
+    }
+
+    /// A canary 30% slower at p99 is not rolled back (the ratio is under 1.5) but not promoted
+    /// either: 1.3 is over 0.8 × 1.5. 10% slower, it is, with the latency in the evidence.
+    #[test]
+    fn no_promote_while_latency_is_close_to_regressing() {
+        let cmds = healthy(1.3).commands(Config::default());
+        assert!(cmds.is_empty(), "{}", list(&cmds));
+
+        let cmds = healthy(1.1).commands(Config::default());
+        let c = only(&cmds, CommandKind::Promote, Reason::Healthy, "2.0");
+        let ratio = num(c, "latency.value");
+        assert!((1.05..1.15).contains(&ratio), "p99 ratio {ratio}");
+        assert_eq!(c.evidence["latency"]["threshold"], serde_json::Value::Null);
+    }
+
+    /// A model version whose predictions are labelled is promoted only once its accuracy is
+    /// shown not worse; one without labels on either side on traffic alone.
+    #[test]
+    fn a_labelled_model_is_promoted_only_with_its_accuracy_shown() {
+        let always = |_| true;
+        let cmds = labelled_canary(30, 3, always, always).commands(Config::default());
+        let c = only(&cmds, CommandKind::Promote, Reason::Healthy, "2");
+        let a = &c.evidence["accuracy"];
+        assert_eq!(a["test"], "accuracy_non_inferiority", "{}", c.evidence);
+        assert!(a["candidate"]["labelled"].as_u64().is_some_and(|n| n >= 300), "{a}");
+        assert!(a["drop_upper_bound"].as_f64().is_some_and(|d| d < 0.05), "{a}");
+        assert_eq!(a["baseline"]["source"], "baseline");
+
+        // Labels for its first hundred predictions only: never enough to show it.
+        let end = CANARY_START + 30 * MIN;
+        let mut s = Stream::default();
+        s.model("fraud", "1", (T0, end), 3, |_| labelled(true));
+        s.model("fraud", "2", (CANARY_START, end), 3, |n| {
+            let (f, p, l) = labelled(true);
+            (f, p, l.filter(|_| n < 100))
+        });
+        let cmds = s.commands(Config::default());
+        assert_none(&cmds, CommandKind::Promote, "2");
+
+        // No labels at all.
+        let mut s = Stream::default();
+        let unlabelled = |_| ("{}".to_owned(), r#""a""#.to_owned(), None);
+        s.model("fraud", "1", (T0, end), 3, unlabelled);
+        s.model("fraud", "2", (CANARY_START, end), 3, unlabelled);
+        let cmds = s.commands(Config::default());
+        let c = only(&cmds, CommandKind::Promote, Reason::Healthy, "2");
+        assert_eq!(c.evidence["accuracy"], serde_json::Value::Null, "{}", c.evidence);
     }
 }
