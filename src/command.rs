@@ -77,6 +77,16 @@ impl Reason {
             Reason::Healthy => "healthy",
         }
     }
+
+    /// All reasons.
+    pub const ALL: [Reason; 6] = [
+        Reason::ErrorRate,
+        Reason::Latency,
+        Reason::Accuracy,
+        Reason::FeatureDrift,
+        Reason::PredictionDrift,
+        Reason::Healthy,
+    ];
 }
 
 impl fmt::Display for Reason {

@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::clock::wall_ms;
-use crate::command::{Command, CommandKind};
+use crate::command::{Command, CommandKind, Reason};
 pub use crate::config::http::{HttpConfig, MetricsTargets};
 use crate::config::Kind;
 use crate::engine::{Counters, Detector, Engine, TargetOverview, TargetState};
@@ -747,9 +747,8 @@ async fn decisions(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Resul
             })
         })
         .transpose()?;
-    let command = p.one_of("command", &["rollback", "retrain", "review", "promote"])?;
-    let reason =
-        p.one_of("reason", &["error_rate", "latency", "accuracy", "feature_drift", "prediction_drift", "healthy"])?;
+    let command = p.choice("command", &CommandKind::ALL, CommandKind::as_str)?;
+    let reason = p.choice("reason", &Reason::ALL, Reason::as_str)?;
     let target = p.get("target").map(|t| query::parse_target(t, "target")).transpose()?;
     let limit = p.limit(100, 1000)?;
     let before = p
@@ -768,8 +767,8 @@ async fn decisions(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Resul
         .rev()
         .filter(|d| before.is_none_or(|b| d.seq < b))
         .filter(|d| since.is_none_or(|t| d.command.decided_at >= t))
-        .filter(|d| command.is_none_or(|c| d.command.command.as_str() == c))
-        .filter(|d| reason.is_none_or(|r| d.command.reason.as_str() == r))
+        .filter(|d| command.is_none_or(|c| d.command.command == c))
+        .filter(|d| reason.is_none_or(|r| d.command.reason == r))
         .filter(|d| {
             target.as_ref().is_none_or(|(k, n, ver)| {
                 d.command.target.kind == *k

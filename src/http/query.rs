@@ -71,8 +71,13 @@ impl Params {
 
     /// The value of `key`, which must be one of `choices`.
     pub fn one_of(&self, key: &str, choices: &[&'static str]) -> Result<Option<&'static str>, QueryError> {
+        self.choice(key, choices, |c| c)
+    }
+
+    /// The value of `key`, which must name one of `all`.
+    pub fn choice<T: Copy>(&self, key: &str, all: &[T], name: fn(T) -> &'static str) -> Result<Option<T>, QueryError> {
         self.get(key)
-            .map(|v| UnknownName::find(v, choices, |c| c).map_err(|e| QueryError::new(key, e.to_string())))
+            .map(|v| UnknownName::find(v, all, name).map_err(|e| QueryError::new(key, e.to_string())))
             .transpose()
     }
 
