@@ -92,7 +92,19 @@ impl ServiceError {
 /// Input positions: next offset to read per topic/partition.
 type Positions = HashMap<(String, i32), i64>;
 
-const POSITIONS_KEY: &str = "positions";
+/// The changelog key of the input positions record (the other keys are the engine's state).
+pub const POSITIONS_KEY: &str = "positions";
+
+/// The value of the changelog's input positions record: `[[topic, partition, next offset to
+/// read], ...]`.
+pub fn encode_positions(positions: &[(String, i32, i64)]) -> Vec<u8> {
+    serde_json::to_vec(positions).unwrap_or_default()
+}
+
+/// Reads the value of the changelog's input positions record (see [`encode_positions`]).
+pub fn decode_positions(value: &[u8]) -> Result<Vec<(String, i32, i64)>, serde_json::Error> {
+    serde_json::from_slice(value)
+}
 
 struct Ctx {
     /// Positions of the restored or last committed state.
@@ -451,8 +463,7 @@ impl Committer<'_> {
             .lock()
             .map(|p| p.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect())
             .unwrap_or_default();
-        let encoded = serde_json::to_vec(&pos).unwrap_or_default();
-        send(producer, &k.topics.changelog, POSITIONS_KEY, Some(&encoded), None)?;
+        send(producer, &k.topics.changelog, POSITIONS_KEY, Some(&encode_positions(&pos)), None)?;
         let mut tpl = TopicPartitionList::new();
         for (t, p, o) in &pos {
             tpl.add_partition_offset(t, *p, Offset::Offset(*o)).map_err(kafka("building offsets"))?;
@@ -559,7 +570,7 @@ fn session(
     // beginning on top of the restored state would count every event twice.
     let restored_positions: Positions = match state.get(POSITIONS_KEY) {
         None => Positions::new(),
-        Some(b) => serde_json::from_slice::<Vec<(String, i32, i64)>>(b)
+        Some(b) => decode_positions(b)
             .map_err(|e| crate::engine::snapshot::SnapshotError::Decode {
                 key: POSITIONS_KEY.into(),
                 reason: format!("input positions: {e}"),

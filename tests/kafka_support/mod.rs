@@ -25,7 +25,18 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_driftwatch");
+/// The `driftwatch` binary: cargo's, in a test; in an example (cargo names no binary to
+/// examples), the one built beside it: `target/<profile>/driftwatch` for
+/// `target/<profile>/examples/<name>`.
+pub fn bin() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_driftwatch") {
+        Some(b) => PathBuf::from(b),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.join("driftwatch")))
+            .unwrap_or_else(|| PathBuf::from("driftwatch")),
+    }
+}
 
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -82,15 +93,28 @@ impl Names {
     }
 }
 
-/// Writes a config file for `driftwatch run` (and `replay`, which ignores `[kafka]`).
+/// Writes a config file for `driftwatch run` (and `replay`, which ignores `[kafka]`), committing
+/// every 200 ms.
 pub fn write_config(dir: &Path, n: &Names, delivery: &str, create_topics: bool, extra_kafka: &str) -> PathBuf {
+    write_config_committing(dir, n, delivery, create_topics, "200ms", extra_kafka)
+}
+
+/// As [`write_config`], with `commit_interval` (a duration such as `1s`).
+pub fn write_config_committing(
+    dir: &Path,
+    n: &Names,
+    delivery: &str,
+    create_topics: bool,
+    commit_interval: &str,
+    extra_kafka: &str,
+) -> PathBuf {
     let path = dir.join(format!("{}.toml", n.group));
     let text = format!(
         r#"[kafka]
 group_id = "{group}"
 transactional_id = "{txid}"
 delivery = "{delivery}"
-commit_interval = "200ms"
+commit_interval = "{commit_interval}"
 idle_timeout = "1s"
 create_topics = {create_topics}
 partitions = 1
@@ -141,7 +165,7 @@ pub struct Service {
 impl Service {
     pub fn start(config: &Path, brokers: &str, extra: &[&str], log: PathBuf) -> Service {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open service log");
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(["run", "--config", &config.to_string_lossy(), "--brokers", brokers])
             .args(extra)
             .env("RUST_LOG", "driftwatch=info,rdkafka=warn")
@@ -250,7 +274,7 @@ pub fn write_lines(path: &Path, lines: &[Vec<u8>]) {
 /// `driftwatch replay --config cfg file`: (commands, number of bad lines).
 pub fn replay(config: &Path, file: &Path) -> (Vec<Value>, usize) {
     let dead = file.with_extension("dead.jsonl");
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["replay", "-q", "--config"])
         .arg(config)
         .arg("--dead-letter")
@@ -595,7 +619,7 @@ pub fn write_jsonl(path: &Path, events: &[(i64, Value)]) {
 /// Runs `driftwatch` with `args` (no config from the environment) and returns the commands it
 /// prints.
 pub fn replay_args(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(BIN).args(args).env_remove("DRIFTWATCH_CONFIG").output().expect("replay");
+    let out = Command::new(bin()).args(args).env_remove("DRIFTWATCH_CONFIG").output().expect("replay");
     assert!(out.status.success(), "replay {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("command JSON")).collect()
 }
