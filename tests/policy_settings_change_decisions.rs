@@ -4,6 +4,9 @@
 mod common;
 
 use common::*;
+use driftwatch::config::Config;
+use driftwatch::engine::{Engine, Position};
+use driftwatch::event::decode;
 
 fn config(dir: &std::path::Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
@@ -12,15 +15,37 @@ fn config(dir: &std::path::Path, name: &str, text: &str) -> String {
 }
 
 #[test]
-fn pinned_baseline_reverses_the_comparison() {
+fn a_pinned_baseline_is_judged_against_nothing() {
     let dir = temp_dir("pinned");
     let input = simulate(&dir, "canary-error", 1, &[]);
     let cfg = config(&dir, "pin.toml", "[[baselines]]\nkind = \"app\"\nname = \"checkout\"\nversion = \"2.4.0\"\n");
+    let (default, _) = replay(&[&input], &[]);
+    assert!(
+        default.iter().any(|c| c["command"] == "rollback"
+            && c["target"]["version"] == "2.4.0"
+            && c["target"]["baseline_version"] == "2.3.0"),
+        "without the pin, 2.4.0 (4% errors) is rolled back against 2.3.0 (1%): {default:?}"
+    );
     let (cmds, _) = replay(&[&input], &["--config", &cfg]);
-    // 2.4.0 fails 4% but is now the baseline: it is never rolled back, and 2.3.0 (1%) is
-    // compared with it.
-    assert!(cmds.iter().all(|c| c["target"]["version"] != "2.4.0"), "{cmds:?}");
-    assert!(cmds.iter().all(|c| c["target"]["baseline_version"] == "2.4.0"), "{cmds:?}");
+    // 2.4.0 fails 4% but is now the baseline: it is judged against nothing, and 2.3.0, which
+    // served before it, is no candidate of it (only later versions are).
+    assert_eq!(cmds, Vec::<serde_json::Value>::new());
+    // The same stream through the engine itself: its view names the baseline of each version.
+    let text = std::fs::read(&input).expect("read input");
+    let pin = std::fs::read_to_string(&cfg).expect("read config");
+    let mut engine = Engine::new(Config::from_toml(&pin).expect("config"));
+    for (i, line) in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+        let ev = decode(line).expect("simulate writes valid events");
+        engine.ingest(&ev, Position { source: 0, offset: i as u64 }).expect("in order");
+    }
+    engine.finish();
+    let view = engine.overview();
+    let baseline_of = |version: &str| {
+        let t = view.iter().find(|t| t.name == "checkout" && t.version == version);
+        t.unwrap_or_else(|| panic!("checkout {version} tracked: {view:?}")).baseline.clone()
+    };
+    assert_eq!(baseline_of("2.4.0"), None, "the pinned baseline is compared with nothing");
+    assert_eq!(baseline_of("2.3.0"), None, "an earlier version is no candidate of a later pinned one");
 }
 
 #[test]
