@@ -178,13 +178,17 @@ impl Engine {
         // Members are read by index: stepping a candidate never adds or removes one.
         while let Some(id) = targets::issued(&self.groups, g).and_then(|gr| gr.members.get(i).copied()) {
             i += 1;
-            let Some(base) = self.target(id).and_then(|t| t.candidate.as_ref()).map(|c| c.baseline) else {
+            let Some((base, gen)) =
+                self.target(id).and_then(|t| t.candidate.as_ref()).map(|c| (c.baseline, c.baseline_gen))
+            else {
                 continue;
             };
-            // The baseline may have been forgotten since.
-            let base_last =
-                self.targets.get(base as usize).and_then(Option::as_ref).map_or(i64::MIN, |b| b.last_tick_sec);
-            self.step_candidate(id, sec, tick_of(id), tick_of(base), base_last);
+            // The baseline may have been forgotten since, and its slot given to another target.
+            let (base_tick, base_last) = match self.target_of_gen(base, gen) {
+                Some(b) => (tick_of(base), b.last_tick_sec),
+                None => (Default::default(), i64::MIN),
+            };
+            self.step_candidate(id, sec, tick_of(id), base_tick, base_last);
         }
     }
 
