@@ -14,30 +14,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use kafka_support::openapi::{Reply, Spec};
+use kafka_support::openapi::{Api, Reply, Spec};
 use kafka_support::*;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "api-token-for-argo";
 const HOOK_TOKEN: &str = "hook-token-for-flagger";
 const VERDICT: &str = "/v1/verdict/{kind}/{name}/{version}";
-
-struct Api {
-    base: String,
-    agent: ureq::Agent,
-}
-
-fn reply(r: Result<ureq::Response, ureq::Error>, what: &str) -> Reply {
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{what}: {e}"),
-    };
-    let status = resp.status();
-    let content_type = resp.header("content-type").unwrap_or("").to_owned();
-    let body = resp.into_string().expect("UTF-8 body");
-    Reply { status, content_type, body }
-}
 
 impl Api {
     /// What Argo Rollouts' web metric provider sends: GET with the configured headers.
@@ -46,13 +29,13 @@ impl Api {
         if let Some(t) = token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
-        reply(req.call(), &format!("GET {path}"))
+        Reply::of(req.call(), &format!("GET {path}"))
     }
 
     /// What Flagger sends: POST of the JSON payload with `Content-Type: application/json` only.
     fn flagger(&self, hook: &str, payload: &str) -> Reply {
         let req = self.agent.post(&format!("{}/v1/flagger/{hook}", self.base)).set("Content-Type", "application/json");
-        reply(req.send_string(payload), &format!("POST /v1/flagger/{hook}"))
+        Reply::of(req.send_string(payload), &format!("POST /v1/flagger/{hook}"))
     }
 
     /// A hook called through a proxy that adds the bearer token.
@@ -62,7 +45,7 @@ impl Api {
             .post(&format!("{}/v1/flagger/{hook}", self.base))
             .set("Content-Type", "application/json")
             .set("Authorization", &format!("Bearer {TOKEN}"));
-        reply(req.send_string(payload), &format!("POST /v1/flagger/{hook}"))
+        Reply::of(req.send_string(payload), &format!("POST /v1/flagger/{hook}"))
     }
 }
 
@@ -137,12 +120,7 @@ fn argo_rollouts_and_flagger_get_driftwatchs_verdicts() {
     let rollback = find("rollback", "checkout", "2.4.0");
     let promote = find("promote", "search", "5.2.0");
 
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut svc = Service::start(&cfg, &brokers, &["--http", &addr], dir.join("service.log"));
-    let api = Api {
-        base: format!("http://{addr}"),
-        agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build(),
-    };
+    let (mut svc, api) = Api::start(&cfg, &brokers, dir.join("service.log"));
     let mut spec = Spec::load();
     assert!(
         wait_until(Duration::from_secs(60), || {
@@ -319,7 +297,7 @@ fn argo_rollouts_and_flagger_get_driftwatchs_verdicts() {
     let r = api.flagger_with_bearer("pre-rollout", &format!("{}?x", payload("c", "Progressing", json!({}))));
     assert_eq!(r.status, 400);
     spec.check_method("post", "/v1/flagger/pre-rollout", "trailing", &r);
-    let r = reply(
+    let r = Reply::of(
         api.agent
             .post(&format!("{}/v1/flagger/confirm-promotion?debug=1", api.base))
             .set("Authorization", &format!("Bearer {TOKEN}"))

@@ -11,21 +11,15 @@
 mod kafka_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use kafka_support::openapi::{Reply, Spec};
+use kafka_support::openapi::{Api, Reply, Spec};
 use kafka_support::*;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "t0ken-for-tests";
-
-struct Api {
-    base: String,
-    agent: ureq::Agent,
-}
 
 impl Api {
     fn get_with(&self, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Reply {
@@ -36,24 +30,7 @@ impl Api {
         for (k, v) in headers {
             req = req.set(k, v);
         }
-        let resp = match req.call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("GET {path}: {e}"),
-        };
-        let status = resp.status();
-        let content_type = resp.header("content-type").unwrap_or("").to_owned();
-        let gzip = resp.header("content-encoding") == Some("gzip");
-        let mut raw = Vec::new();
-        resp.into_reader().take(64 << 20).read_to_end(&mut raw).expect("read body");
-        let body = if gzip {
-            let mut s = String::new();
-            flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut s).expect("gzip body");
-            s
-        } else {
-            String::from_utf8(raw).expect("UTF-8 body")
-        };
-        Reply { status, content_type, body }
+        Reply::of(req.call(), &format!("GET {path}"))
     }
 
     fn get(&self, path: &str) -> Reply {
@@ -114,13 +91,7 @@ fn every_endpoint_answers_as_documented_on_a_running_service() {
     assert_eq!(bad_lines, 3);
     assert!(replayed.iter().any(|c| c["command"] == "rollback"), "the mix has a rollback");
 
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut svc = Service::start(&cfg, &brokers, &["--http", &addr], dir.join("service.log"));
-    let api = Api {
-        base: format!("http://{addr}"),
-        agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build(),
-    };
+    let (mut svc, api) = Api::start(&cfg, &brokers, dir.join("service.log"));
     let mut spec = Spec::load();
 
     // Health and readiness need no token.

@@ -2,16 +2,61 @@
 //! schema of its (method, path, status), and the pairs seen recorded.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jsonschema::Validator;
 use serde_json::{json, Value};
+
+use super::{free_port, Service};
 
 /// One HTTP answer.
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: String,
+}
+
+impl Reply {
+    /// The answer to a request, whatever its status; a gzip body is decoded. Panics, naming
+    /// `what`, only when there is no answer at all.
+    pub fn of(r: Result<ureq::Response, ureq::Error>, what: &str) -> Reply {
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{what}: {e}"),
+        };
+        let status = resp.status();
+        let content_type = resp.header("content-type").unwrap_or("").to_owned();
+        let gzip = resp.header("content-encoding") == Some("gzip");
+        let mut raw = Vec::new();
+        resp.into_reader().take(64 << 20).read_to_end(&mut raw).expect("read body");
+        let body = if gzip {
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut s).expect("gzip body");
+            s
+        } else {
+            String::from_utf8(raw).expect("UTF-8 body")
+        };
+        Reply { status, content_type, body }
+    }
+}
+
+/// A client of one running service's HTTP API. Each test adds the requests it makes.
+pub struct Api {
+    pub base: String,
+    pub agent: ureq::Agent,
+}
+
+impl Api {
+    /// Starts the service with `config` and its HTTP API on a free port, and a client of it.
+    pub fn start(config: &Path, brokers: &str, log: PathBuf) -> (Service, Api) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let svc = Service::start(config, brokers, &["--http", &addr], log);
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+        (svc, Api { base: format!("http://{addr}"), agent })
+    }
 }
 
 /// The OpenAPI document as JSON, and validators built from its schemas.
