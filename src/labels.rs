@@ -165,7 +165,33 @@ fn insert_ordered(order: &mut VecDeque<(Millis, u64)>, entry: (Millis, u64)) {
     }
 }
 
+/// Entries an eviction order may hold beyond twice what is pending before it is compacted.
+const ORDER_SLACK: usize = 1024;
+
+/// Drops the entries of `order` that stand for nothing pending (`live` says which do) once
+/// they outnumber the pending ones, and gives back capacity it no longer needs. A joined
+/// prediction leaves its entry behind until the entry reaches the front, which one old
+/// prediction still waiting for its label can hold back for `max_label_delay`: without this,
+/// the order would hold a day of traffic.
+fn compact(order: &mut VecDeque<(Millis, u64)>, pending: usize, live: impl Fn((Millis, u64)) -> bool) {
+    if order.len() > 2 * pending + ORDER_SLACK {
+        order.retain(|&e| live(e));
+    }
+    if order.capacity() > 4 * order.len() + ORDER_SLACK {
+        order.shrink_to(2 * order.len());
+    }
+}
+
 impl<T: Copy> LabelJoin<T> {
+    /// Keeps both eviction orders within a small multiple of what is pending.
+    fn tidy(&mut self) {
+        let (predictions, labels) = (&self.predictions, &self.labels);
+        compact(&mut self.prediction_order, predictions.len(), |(ts, k)| {
+            predictions.get(&k).is_some_and(|p| p.ts == ts)
+        });
+        compact(&mut self.label_order, labels.len(), |(ts, k)| labels.get(&k).is_some_and(|l| l.1 == ts));
+    }
+
     /// Empty, with bounds.
     pub fn new(max_pending: usize, max_delay: Millis) -> Self {
         LabelJoin {
@@ -212,12 +238,17 @@ impl<T: Copy> LabelJoin<T> {
         if let Some((label, lts)) = self.labels.remove(&key) {
             self.touched(key, true);
             self.counters.matched += 1;
+            self.tidy();
             return Some(Joined { target: p.target, ts: lts.max(p.ts), prediction: p.value, label });
         }
         let old = self.predictions.insert(key, p);
         self.touched(key, old.is_some());
         if old.is_none_or(|old| old.ts != p.ts) {
             insert_ordered(&mut self.prediction_order, (p.ts, key));
+        }
+        if old.is_some() {
+            // A repeated id leaves its earlier order entry behind.
+            self.tidy();
         }
         while self.predictions.len() > self.max_pending {
             if !self.pop_prediction() {
@@ -233,12 +264,16 @@ impl<T: Copy> LabelJoin<T> {
         if let Some(p) = self.predictions.remove(&key) {
             self.touched(key, true);
             self.counters.matched += 1;
+            self.tidy();
             return Some(Joined { target: p.target, ts: ts.max(p.ts), prediction: p.value, label: value });
         }
         let old = self.labels.insert(key, (value, ts));
         self.touched(key, old.is_some());
         if old.is_none_or(|old| old.1 != ts) {
             insert_ordered(&mut self.label_order, (ts, key));
+        }
+        if old.is_some() {
+            self.tidy();
         }
         while self.labels.len() > self.max_labels() {
             if !self.pop_label() {
@@ -312,6 +347,13 @@ impl<T: Copy> LabelJoin<T> {
                 self.touched(e.1, true);
                 self.counters.labels_unmatched += 1;
             }
+        }
+        self.tidy();
+        if self.predictions.capacity() > 4 * self.predictions.len() + ORDER_SLACK {
+            self.predictions.shrink_to_fit();
+        }
+        if self.labels.capacity() > 4 * self.labels.len() + ORDER_SLACK {
+            self.labels.shrink_to_fit();
         }
     }
 
@@ -406,6 +448,33 @@ impl<T: Copy + PartialEq> LabelJoin<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eviction_orders_stay_near_what_is_pending() {
+        // One prediction never labelled holds the front of the order for max_label_delay;
+        // a million predictions labelled a moment later must not leave a million entries.
+        let mut j: LabelJoin<u32> = LabelJoin::new(1_000_000, 86_400_000);
+        let p = |ts| PendingPrediction { target: 1, value: Value::Num(1.0), ts };
+        assert!(j.prediction("never labelled", p(0)).is_none());
+        let mut peak = 0;
+        for i in 0..1_000_000i64 {
+            let id = format!("req-{i}");
+            assert!(j.prediction(&id, p(i + 1)).is_none());
+            // Labels arrive in two orders: just after, and (every 3rd) before their prediction.
+            if i % 3 == 0 {
+                assert!(j.label(&format!("early-{i}"), Value::Num(1.0), i + 1).is_none());
+                assert!(j.prediction(&format!("early-{i}"), p(i + 2)).is_some());
+            }
+            assert!(j.label(&id, Value::Num(0.0), i + 2).is_some());
+            peak = peak.max(j.prediction_order.len() + j.label_order.len());
+        }
+        assert_eq!(j.pending(), 1);
+        assert!(peak <= 2 * ORDER_SLACK + 4, "orders held {peak} entries for 1 pending prediction");
+        // The one left waiting is still evicted when it is due, and nothing else is.
+        j.expire(86_400_001);
+        assert_eq!((j.pending(), j.counters.predictions_evicted), (0, 1));
+        assert!(j.prediction_order.capacity() <= 2 * ORDER_SLACK + 8);
+    }
 
     #[test]
     fn joins_in_either_order() {

@@ -179,9 +179,9 @@ impl FeatureReference {
         }
         let missing = events.saturating_sub(numeric + categorical);
         let (binning, mut counts) = if numeric >= categorical {
-            let cuts = quantile_cuts(&sketch.numeric, bins);
+            let cuts = quantile_cuts(sketch.numeric.iter(), bins);
             let mut counts = vec![0u64; cuts.len() + 3];
-            for (&f, &c) in &sketch.numeric {
+            for (f, c) in sketch.numeric.iter() {
                 counts[coarse_bin(&cuts, f)] += u64::from(c);
             }
             let unseen = counts.len() - 1;
@@ -191,7 +191,7 @@ impl FeatureReference {
             let mut cats: Vec<(String, u64)> = sketch
                 .categories
                 .iter()
-                .filter_map(|(&id, &c)| Some((dict?.name(id)?.to_owned(), u64::from(c))))
+                .filter_map(|(id, c)| Some((dict?.name(id)?.to_owned(), u64::from(c))))
                 .collect();
             // Most frequent first; ties by name so the reference does not depend on input order.
             cats.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -227,13 +227,13 @@ impl FeatureReference {
         if let Some(s) = sketch {
             match &self.binning {
                 Binning::Numeric { cuts } => {
-                    for (&f, &c) in &s.numeric {
+                    for (f, c) in s.numeric.iter() {
                         counts[coarse_bin(cuts, f)] += u64::from(c);
                     }
                     counts[n - 1] += s.category_count();
                 }
                 Binning::Categorical { index, .. } => {
-                    for (&id, &c) in &s.categories {
+                    for (id, c) in s.categories.iter() {
                         let bin =
                             dict.and_then(|d| d.name(id)).and_then(|name| index.get(name).copied()).unwrap_or(n - 1);
                         counts[bin] += u64::from(c);

@@ -7,8 +7,6 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use rustc_hash::FxHashMap;
-
 /// Combining two partial aggregates of disjoint event sets.
 pub trait Merge {
     /// Adds `other`'s events to `self`.
@@ -324,48 +322,172 @@ pub fn fine_bin_value(idx: i16) -> f64 {
     }
 }
 
+/// Counts by key, kept as `(key, count)` pairs sorted by key: 8 bytes per distinct key and no
+/// table around them, so that the many small buckets of thin traffic stay small. Iteration is
+/// in key order; merging is a merge of two sorted lists. Stored as a map from key to count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counts<K>(Vec<(K, u32)>);
+
+impl<K> Default for Counts<K> {
+    fn default() -> Self {
+        Counts(Vec::new())
+    }
+}
+
+impl<K: Ord + Copy> Counts<K> {
+    /// Adds `n` to the count of `key`.
+    #[inline]
+    pub fn add(&mut self, key: K, n: u32) {
+        match self.0.last_mut() {
+            Some(last) if last.0 == key => {
+                last.1 += n;
+                return;
+            }
+            Some(last) if last.0 < key => {
+                self.0.push((key, n));
+                return;
+            }
+            None => {
+                self.0.push((key, n));
+                return;
+            }
+            Some(_) => {}
+        }
+        match self.0.binary_search_by(|e| e.0.cmp(&key)) {
+            Ok(i) => self.0[i].1 += n,
+            Err(i) => self.0.insert(i, (key, n)),
+        }
+    }
+
+    /// `(key, count)` pairs in ascending key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (K, u32)> + Clone + '_ {
+        self.0.iter().copied()
+    }
+
+    /// Distinct keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sum of the counts.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|&(_, c)| u64::from(c)).sum()
+    }
+
+    /// Gives back spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+}
+
+impl<K: Ord + Copy> Merge for Counts<K> {
+    fn merge(&mut self, other: &Self) {
+        if other.0.is_empty() {
+            return;
+        }
+        if self.0.is_empty() {
+            self.0.clone_from(&other.0);
+            return;
+        }
+        let (a, b) = (&self.0, &other.0);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push((a[i].0, a[i].1 + b[j].1));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.0 = out;
+    }
+}
+
+impl<K: Ord + Copy> FromIterator<(K, u32)> for Counts<K> {
+    fn from_iter<I: IntoIterator<Item = (K, u32)>>(iter: I) -> Self {
+        let mut c = Counts::default();
+        for (k, n) in iter {
+            c.add(k, n);
+        }
+        c
+    }
+}
+
+impl<K: Serialize> Serialize for Counts<K> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, c)| (k, c)))
+    }
+}
+
+impl<'de, K: Ord + Copy + serde::Deserialize<'de>> serde::Deserialize<'de> for Counts<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Written as a map (as the hash maps of earlier state formats were): any key order.
+        let map = std::collections::BTreeMap::<K, u32>::deserialize(d)?;
+        Ok(Counts(map.into_iter().collect()))
+    }
+}
+
 /// Distribution sketch of one feature (or of the prediction) over a set of events: a fine
 /// histogram of numeric values, counts of interned categories, and counts of values seen.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FeatureSketch {
     /// Fine bin → count, for numeric values.
-    pub numeric: FxHashMap<i16, u32>,
+    pub numeric: Counts<i16>,
     /// Category id (interned per model and feature) → count, for strings and booleans.
-    pub categories: FxHashMap<u32, u32>,
+    pub categories: Counts<u32>,
 }
 
 impl FeatureSketch {
     /// Records a numeric value.
     #[inline]
     pub fn add_numeric(&mut self, x: f64) {
-        *self.numeric.entry(fine_bin(x)).or_insert(0) += 1;
+        self.numeric.add(fine_bin(x), 1);
     }
 
     /// Records a category.
     #[inline]
     pub fn add_category(&mut self, id: u32) {
-        *self.categories.entry(id).or_insert(0) += 1;
+        self.categories.add(id, 1);
     }
 
     /// Numeric values recorded.
     pub fn numeric_count(&self) -> u64 {
-        self.numeric.values().map(|&c| u64::from(c)).sum()
+        self.numeric.total()
     }
 
     /// Categorical values recorded.
     pub fn category_count(&self) -> u64 {
-        self.categories.values().map(|&c| u64::from(c)).sum()
+        self.categories.total()
+    }
+
+    /// Gives back spare capacity (a bucket that will not grow any more).
+    pub fn shrink_to_fit(&mut self) {
+        self.numeric.shrink_to_fit();
+        self.categories.shrink_to_fit();
     }
 }
 
 impl Merge for FeatureSketch {
     fn merge(&mut self, other: &Self) {
-        for (&k, &c) in &other.numeric {
-            *self.numeric.entry(k).or_insert(0) += c;
-        }
-        for (&k, &c) in &other.categories {
-            *self.categories.entry(k).or_insert(0) += c;
-        }
+        self.numeric.merge(&other.numeric);
+        self.categories.merge(&other.categories);
     }
 }
 
@@ -390,6 +512,17 @@ impl DriftSketch {
             self.features.resize_with(idx + 1, FeatureSketch::default);
         }
         &mut self.features[idx]
+    }
+}
+
+impl DriftSketch {
+    /// Gives back spare capacity (a bucket that will not grow any more).
+    pub fn shrink_to_fit(&mut self) {
+        self.features.shrink_to_fit();
+        for f in &mut self.features {
+            f.shrink_to_fit();
+        }
+        self.prediction.shrink_to_fit();
     }
 }
 

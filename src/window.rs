@@ -177,6 +177,12 @@ impl<A: Default + Merge + Clone> Ring<A> {
         }
     }
 
+    /// The buckets with index in `from..=to`, to change in place (to give back spare capacity
+    /// once they are final).
+    pub fn range_mut(&mut self, from: i64, to: i64) -> impl Iterator<Item = &mut A> {
+        self.buckets.iter_mut().filter(move |(i, _)| (from..=to).contains(i)).map(|(_, a)| a)
+    }
+
     /// Gives back memory the ring no longer uses (after evictions), for idle targets.
     pub fn shrink(&mut self) {
         if self.buckets.capacity() > 2 * self.buckets.len() {

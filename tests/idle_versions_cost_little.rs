@@ -47,7 +47,8 @@ fn cost(services: usize, models: usize) -> (f64, f64) {
 
     // Ten minutes of traffic: each service's stable version "1" at one request a second
     // throughout, its canary "2" from the second minute; each model's version "a", then "b",
-    // with two features and a class prediction, half of them labelled.
+    // with two features and a class prediction, each labelled half a second later (predictions
+    // awaiting labels cost per prediction, not per version: measured apart below).
     let mut line = String::new();
     for s in 60..660i64 {
         let ts = T0 + s * 1_000;
@@ -81,7 +82,7 @@ fn cost(services: usize, models: usize) -> (f64, f64) {
                     ["yes", "no"][(s as usize + i) % 2]
                 ));
                 feed(&mut engine, &line, &mut offset);
-                if s % 2 == 0 {
+                {
                     line.clear();
                     line.push_str(&format!(
                         r#"{{"type":"label","timestamp":{},"event_id":"{id}","label":"{}"}}"#,
@@ -118,21 +119,55 @@ fn cost(services: usize, models: usize) -> (f64, f64) {
     (active_kb, idle_kb)
 }
 
-// Measured: apps 7.5 KB active and 4.0 KB idle; models (two features, labelled) 47 KB active
-// and 47 KB idle, their drift and accuracy buckets kept for windows that reach back until they
-// hold enough evidence. The bounds hold these with room for allocator noise; the goals are
-// 16 KB active and 2 KB idle (README, cost per tracked version).
+// Measured: apps 7.5 KB active and 1.9 KB idle; models (two features, every prediction
+// labelled) 13.3 KB active and 10.4 KB idle, their drift and accuracy buckets kept for windows
+// that reach back until they hold enough evidence. The goals are 16 KB active and 2 KB idle
+// (README, cost per tracked version): apps meet both; the model bound holds what they measure
+// with room for allocator noise.
 #[test]
-fn app_versions_cost_at_most_sixteen_kilobytes_active_and_six_idle() {
+fn app_versions_cost_at_most_sixteen_kilobytes_active_and_two_idle() {
     let (active_kb, idle_kb) = cost(5_000, 0);
     assert!(active_kb <= 16.0, "{active_kb:.2} KB per active app version");
-    assert!(idle_kb <= 6.0, "{idle_kb:.2} KB per idle app version");
-    assert!(idle_kb < active_kb * 0.75, "idle app versions give back memory: {active_kb:.2} -> {idle_kb:.2} KB");
+    assert!(idle_kb <= 2.0, "{idle_kb:.2} KB per idle app version");
 }
 
 #[test]
-fn model_versions_cost_at_most_sixty_four_kilobytes() {
+fn model_versions_cost_at_most_sixteen_kilobytes_active_and_twelve_idle() {
     let (active_kb, idle_kb) = cost(0, 1_000);
-    assert!(active_kb <= 64.0, "{active_kb:.2} KB per active model version");
-    assert!(idle_kb <= 64.0, "{idle_kb:.2} KB per idle model version");
+    assert!(active_kb <= 16.0, "{active_kb:.2} KB per active model version");
+    assert!(idle_kb <= 12.0, "{idle_kb:.2} KB per idle model version");
+}
+
+/// Bytes per prediction awaiting its label, for `n` predictions of one model version within a
+/// minute (labels for none of them yet).
+fn pending_cost(n: usize) -> f64 {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut engine = Engine::new(Config::default());
+    let mut offset = 0;
+    let line = |i: usize, ts: i64| {
+        format!(
+            r#"{{"type":"prediction","timestamp":{ts},"event_id":"req-{i:08}","model":"m","model_version":"1","prediction":"yes"}}"#
+        )
+    };
+    // The version exists, and one prediction is labelled (so the join keeps its predictions).
+    feed(&mut engine, &line(0, T0), &mut offset);
+    feed(
+        &mut engine,
+        &format!(r#"{{"type":"label","timestamp":{},"event_id":"req-00000000","label":"yes"}}"#, T0 + 1),
+        &mut offset,
+    );
+    let before = ALLOC.allocated();
+    for i in 1..=n {
+        feed(&mut engine, &line(i, T0 + 1 + (i as i64 * 60_000) / n as i64), &mut offset);
+    }
+    let after = ALLOC.allocated();
+    let per = after.saturating_sub(before) as f64 / n as f64;
+    println!("{n} predictions awaiting labels: {per:.0} bytes each");
+    per
+}
+
+#[test]
+fn predictions_awaiting_labels_cost_at_most_a_hundred_bytes_each() {
+    let per = pending_cost(200_000);
+    assert!(per <= 100.0, "{per:.0} bytes per pending prediction");
 }

@@ -138,6 +138,13 @@ impl Engine {
             t.latency.evict(t.latency.spec.bucket_of(wm) - 1);
             t.latency.shrink();
         }
+        // Seconds waiting to be folded come and go with traffic: a quiet group keeps no room
+        // for them.
+        for g in self.groups.iter_mut().flatten() {
+            if g.pending.is_empty() {
+                g.pending.shrink_to_fit();
+            }
+        }
     }
 
     pub(super) fn fold_second(&mut self, g: u32, sec: i64) {
@@ -282,6 +289,11 @@ impl Engine {
                     RingKind::Drift => {
                         if let Some(m) = t.model.as_mut() {
                             m.drift.evict_counted(closed, |s| s.events);
+                            // Closed buckets are final: they give back their spare capacity,
+                            // which the windows reaching back for evidence keep for long.
+                            for b in m.drift.range_mut(from, closed) {
+                                b.shrink_to_fit();
+                            }
                         }
                     }
                     RingKind::Accuracy => {

@@ -85,17 +85,11 @@ impl NumericAcc {
         // `quantile_cuts` takes the sketch's u32 counts; scale down only past u32::MAX rows.
         let max = self.hist.iter().copied().max().unwrap_or(0);
         let scale = if max > u64::from(u32::MAX) { max as f64 / f64::from(u32::MAX) } else { 1.0 };
-        let fine: FxHashMap<i16, u32> = self
-            .hist
-            .iter()
-            .enumerate()
-            .filter(|(_, &c)| c > 0)
-            .map(|(i, &c)| {
-                let c = if scale > 1.0 { ((c as f64 / scale).ceil() as u32).max(1) } else { c as u32 };
-                ((i as i32 - FINE_OFFSET) as i16, c)
-            })
-            .collect();
-        let cuts = quantile_cuts(&fine, bins);
+        let fine = self.hist.iter().enumerate().filter(|(_, &c)| c > 0).map(|(i, &c)| {
+            let c = if scale > 1.0 { ((c as f64 / scale).ceil() as u32).max(1) } else { c as u32 };
+            ((i as i32 - FINE_OFFSET) as i16, c)
+        });
+        let cuts = quantile_cuts(fine, bins);
         let mut counts = vec![0u64; cuts.len() + 1];
         for (i, &c) in self.hist.iter().enumerate() {
             if c > 0 {
