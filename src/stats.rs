@@ -394,28 +394,36 @@ impl<K: Ord + Copy> Merge for Counts<K> {
             self.0.clone_from(&other.0);
             return;
         }
-        let (a, b) = (&self.0, &other.0);
-        let mut out = Vec::with_capacity(a.len() + b.len());
+        // Keys both hold are added in place (a window's sum soon holds most keys of the
+        // buckets merged into it); only keys new to `self` are merged in.
+        let mut new: smallvec::SmallVec<[(K, u32); 16]> = smallvec::SmallVec::new();
+        let mut i = 0;
+        for &(k, c) in &other.0 {
+            while i < self.0.len() && self.0[i].0 < k {
+                i += 1;
+            }
+            match self.0.get_mut(i) {
+                Some(e) if e.0 == k => e.1 += c,
+                _ => new.push((k, c)),
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        let a = std::mem::take(&mut self.0);
+        let mut out = Vec::with_capacity(a.len() + new.len());
         let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                std::cmp::Ordering::Less => {
-                    out.push(a[i]);
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    out.push(b[j]);
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    out.push((a[i].0, a[i].1 + b[j].1));
-                    i += 1;
-                    j += 1;
-                }
+        while i < a.len() && j < new.len() {
+            if a[i].0 < new[j].0 {
+                out.push(a[i]);
+                i += 1;
+            } else {
+                out.push(new[j]);
+                j += 1;
             }
         }
         out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
+        out.extend_from_slice(&new[j..]);
         self.0 = out;
     }
 }
@@ -552,6 +560,36 @@ mod tests {
         for x in [0.001, 0.37, 1.0, 12.5, 999.0, 1e9] {
             let lo = fine_bin_value(fine_bin(x));
             assert!(lo <= x && x < lo * 1.07, "{x} -> {lo}");
+        }
+    }
+
+    #[test]
+    fn counts_add_and_merge_like_a_map() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
+        for round in 0..200 {
+            let spread = [3i16, 40, 400][round % 3];
+            let mut want = std::collections::BTreeMap::<i16, u32>::new();
+            let mut sum = Counts::<i16>::default();
+            for _ in 0..rng.gen_range(0..6) {
+                let mut part = Counts::default();
+                for _ in 0..rng.gen_range(0..300) {
+                    let k = rng.gen_range(-spread..=spread);
+                    let n = rng.gen_range(1..4);
+                    part.add(k, n);
+                    *want.entry(k).or_insert(0) += n;
+                }
+                sum.merge(&part);
+            }
+            let got: Vec<(i16, u32)> = sum.iter().collect();
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "round {round}");
+            let bytes = {
+                let mut v = Vec::new();
+                ciborium::into_writer(&sum, &mut v).unwrap();
+                v
+            };
+            let back: Counts<i16> = ciborium::from_reader(&bytes[..]).unwrap();
+            assert_eq!(back, sum);
         }
     }
 
