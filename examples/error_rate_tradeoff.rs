@@ -8,7 +8,7 @@
 //!   1% → 30% at 1 req/s each: how long from the fault to the rollback (event time)?
 //!
 //! ```text
-//! cargo run --release --example error_rate_tradeoff -- [A/A seeds, default 1000] [floors, default 1,25,50,100,200]
+//! cargo run --release --example error_rate_tradeoff -- [A/A seeds, default 1000] [floors, default 1,25,50,100,200] [first A/A seed, default 10000]
 //! ```
 
 use driftwatch::command::{Command, CommandKind};
@@ -94,6 +94,7 @@ fn main() {
         .get(1)
         .map(|a| a.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 25, 50, 100, 200]);
+    let first: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let canary = sim::scenario("canary-error").unwrap_or_else(|| panic!("canary-error scenario"));
     // The canary-error fault starts with the canary's errors at minute 10; the canary itself
     // starts earlier, healthy.
@@ -108,8 +109,8 @@ fn main() {
         let mut config = Config::default();
         config.error_rate.min_events = floor;
         let t = std::time::Instant::now();
-        let aa1 = rollbacks(&aa_fast, 10_000..10_000 + aa_seeds, &config);
-        let aa2 = rollbacks(&aa_thin, 20_000..20_000 + aa_seeds, &config);
+        let aa1 = rollbacks(&aa_fast, first..first + aa_seeds, &config);
+        let aa2 = rollbacks(&aa_thin, first + 10_000..first + 10_000 + aa_seeds, &config);
         let c1 = rollbacks(&canary, 1..101, &config);
         let c2 = rollbacks(&thin_4, 1..101, &config);
         let c3 = rollbacks(&thin_30, 1..101, &config);
