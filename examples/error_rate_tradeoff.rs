@@ -11,34 +11,10 @@
 //! cargo run --release --example error_rate_tradeoff -- [A/A seeds, default 1000] [floors, default 1,25,50,100,200] [first A/A seed, default 10000]
 //! ```
 
-use driftwatch::command::{Command, CommandKind};
+use driftwatch::command::CommandKind;
 use driftwatch::config::Config;
-use driftwatch::engine::{Engine, Position};
-use driftwatch::event::Decoder;
-use driftwatch::sim::{self, Generator, Scenario};
-
-/// Commands of one seeded run of `scenario` under `config`.
-fn run(scenario: Scenario, seed: u64, config: &Config) -> Vec<Command> {
-    let mut generator = Generator::new(scenario, seed, 1.0);
-    let mut engine = Engine::new(config.clone());
-    let mut decoder = Decoder::default();
-    let mut out = Vec::new();
-    let mut offset = 0;
-    while let Some(line) = generator.next_line() {
-        offset += 1;
-        match decoder.decode(&line) {
-            Ok(ev) => {
-                let _ = engine.ingest(&ev, Position { source: 0, offset });
-                decoder.recycle(ev);
-            }
-            Err(bad) => engine.reject(&bad),
-        }
-        out.extend(engine.drain_commands());
-    }
-    engine.finish();
-    out.extend(engine.drain_commands());
-    out
-}
+use driftwatch::replay::simulated;
+use driftwatch::sim::{self, Scenario};
 
 /// The `aa-control` pair (2.3.0 from the start, canary 2.4.0 from minute 10) at the given rates
 /// (events/s) and error rates.
@@ -57,7 +33,7 @@ fn pair(rates: (f64, f64), errors: (f64, f64), minutes: i64) -> Scenario {
 fn rollbacks(scenario: &Scenario, seeds: std::ops::Range<u64>, config: &Config) -> Vec<Option<f64>> {
     let start = sim::EPOCH + scenario.streams[1].start;
     let one = |seed: u64| {
-        run(scenario.clone(), seed, config)
+        simulated(scenario.clone(), seed, config.clone())
             .iter()
             .find(|c| c.command == CommandKind::Rollback && c.target.version == "2.4.0")
             .map(|c| (c.decided_at - start) as f64 / 1000.0)

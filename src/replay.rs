@@ -221,6 +221,35 @@ impl Sink<'_> {
     }
 }
 
+/// The commands of seeded simulation `scenario` under `config`, replayed in process: what
+/// `simulate | replay` gives, without the pipe and the files (for measurements over many seeds).
+pub fn simulated(
+    scenario: crate::sim::Scenario,
+    seed: u64,
+    config: crate::config::Config,
+) -> Vec<crate::command::Command> {
+    let mut generator = crate::sim::Generator::new(scenario, seed, 1.0);
+    let mut engine = Engine::new(config);
+    let mut decoder = Decoder::default();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while let Some(line) = generator.next_line() {
+        offset += 1;
+        match decoder.decode(&line) {
+            Ok(ev) => {
+                // Commands are what is measured; a rejected event is counted by the engine.
+                let _ = engine.ingest(&ev, Position { source: 0, offset });
+                decoder.recycle(ev);
+            }
+            Err(bad) => engine.reject(&bad),
+        }
+        out.extend(engine.drain_commands());
+    }
+    engine.finish();
+    out.extend(engine.drain_commands());
+    out
+}
+
 /// Replays `inputs` (paths, or `-` for stdin) through `engine`, writing commands to `out`.
 ///
 /// Several inputs are merged by event time with the rule `run` applies to Kafka partitions

@@ -4,34 +4,14 @@
 
 use driftwatch::command::{Command, CommandKind};
 use driftwatch::config::Config;
-use driftwatch::engine::{Engine, Position};
-use driftwatch::event::Decoder;
-use driftwatch::sim::{self, Generator};
+use driftwatch::sim;
 
 fn run(name: &str, seed: u64) -> Vec<Command> {
     run_scenario(sim::scenario(name).expect("scenario"), seed)
 }
 
 fn run_scenario(scenario: sim::Scenario, seed: u64) -> Vec<Command> {
-    let mut generator = Generator::new(scenario, seed, 1.0);
-    let mut engine = Engine::new(Config::default());
-    let mut decoder = Decoder::default();
-    let mut out = Vec::new();
-    let mut offset = 0;
-    while let Some(line) = generator.next_line() {
-        offset += 1;
-        match decoder.decode(&line) {
-            Ok(ev) => {
-                let _ = engine.ingest(&ev, Position { source: 0, offset });
-                decoder.recycle(ev);
-            }
-            Err(bad) => engine.reject(&bad),
-        }
-        out.extend(engine.drain_commands());
-    }
-    engine.finish();
-    out.extend(engine.drain_commands());
-    out
+    driftwatch::replay::simulated(scenario, seed, Config::default())
 }
 
 /// Runs `seeds` on two threads.
