@@ -13,6 +13,7 @@ use crate::clock::wall_ms;
 
 use memchr::memchr;
 
+use crate::engine::tasks::Decider;
 use crate::engine::{Engine, Position};
 use crate::event::{is_blank, BadInput, BadReason, Decoder};
 use crate::fleet::envelope::Envelope;
@@ -228,8 +229,16 @@ pub fn simulated(
     seed: u64,
     config: crate::config::Config,
 ) -> Vec<crate::command::Command> {
+    simulated_into(scenario, seed, &mut Engine::new(config))
+}
+
+/// [`simulated`] through any [`Decider`]: one engine, or the targets split over tasks.
+pub fn simulated_into(
+    scenario: crate::sim::Scenario,
+    seed: u64,
+    decider: &mut dyn Decider,
+) -> Vec<crate::command::Command> {
     let mut generator = crate::sim::Generator::new(scenario, seed, 1.0);
-    let mut engine = Engine::new(config);
     let mut decoder = Decoder::default();
     let mut out = Vec::new();
     let mut offset = 0;
@@ -237,16 +246,16 @@ pub fn simulated(
         offset += 1;
         match decoder.decode(&line) {
             Ok(ev) => {
-                // Commands are what is measured; a rejected event is counted by the engine.
-                let _ = engine.ingest(&ev, Position { source: 0, offset });
+                // Commands are what is measured; a rejected event is counted by the decider.
+                let _ = decider.ingest(&ev, Position { source: 0, offset });
                 decoder.recycle(ev);
             }
-            Err(bad) => engine.reject(&bad),
+            Err(bad) => decider.reject(&bad),
         }
-        out.extend(engine.drain_commands());
+        decider.drain_into(&mut out);
     }
-    engine.finish();
-    out.extend(engine.drain_commands());
+    decider.finish();
+    decider.drain_into(&mut out);
     out
 }
 

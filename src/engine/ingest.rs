@@ -36,13 +36,13 @@ impl Engine {
                 error_kind,
                 part: None,
             };
-            self.ingest_valid(&ev);
+            self.ingest_valid(&ev, Share::ALL);
             self.note_time(ev.ts);
         }
     }
 
-    /// Counts and files one valid driftwatch event.
-    pub(super) fn ingest_valid(&mut self, ev: &Event<'_>) {
+    /// Counts and files one valid driftwatch event (the parts of it in `share`).
+    pub(super) fn ingest_valid(&mut self, ev: &Event<'_>, share: Share) {
         let type_idx = match ev.kind {
             EventType::Request => 0,
             EventType::Prediction => 1,
@@ -50,7 +50,9 @@ impl Engine {
             EventType::Label => 3,
             EventType::Inference => return,
         };
-        self.counters.events[type_idx] += 1;
+        if share.count {
+            self.counters.events[type_idx] += 1;
+        }
         let late = ev.ts < self.watermark;
         if ev.kind == EventType::Label {
             if let (Some(id), Some(label)) = (&ev.event_id, &ev.label) {
@@ -59,12 +61,12 @@ impl Engine {
                 }
             }
         } else {
-            if let Some((app, version)) = &ev.app {
+            if let Some((app, version)) = ev.app.as_ref().filter(|_| share.app) {
                 if let Some(t) = self.resolve(Kind::App, app, version, ev.ts) {
                     self.record(t, ev, late);
                 }
             }
-            if let Some((model, version)) = &ev.model {
+            if let Some((model, version)) = ev.model.as_ref().filter(|_| share.model) {
                 if let Some(t) = self.resolve(Kind::Model, model, version, ev.ts) {
                     self.record(t, ev, late);
                     if ev.kind == EventType::Prediction {
@@ -72,6 +74,14 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// Joins a label routed here by [`tasks::Tasks`] (already counted there) with its
+    /// prediction, or keeps it until the prediction comes.
+    pub fn join_label(&mut self, id: &str, label: Value, ts: Millis) {
+        if let Some(j) = self.joins.label(id, label, ts) {
+            self.apply_join(j);
         }
     }
 

@@ -42,6 +42,7 @@ mod rules;
 mod schedule;
 pub mod snapshot;
 mod targets;
+pub mod tasks;
 mod timers;
 mod view;
 
@@ -69,6 +70,37 @@ const REFERENCE_ALPHA_SHARE: f64 = 0.1;
 const MAX_MISMATCHES_LISTED: usize = 20;
 /// Ticks of the sequential tests, in milliseconds.
 const TICK_MS: Millis = 1000;
+
+/// The error for an event at `ts` further ahead of the newest time `max` than `max_future`.
+fn too_far_ahead(ts: Millis, max: Option<Millis>, max_future: Millis) -> Option<BadInput> {
+    let max = max?;
+    (ts > max.saturating_add(max_future)).then(|| BadInput {
+        reason: BadReason::FutureTimestamp,
+        detail: format!(
+            "timestamp {} is more than {} ahead of the newest event ({})",
+            format_rfc3339(ts),
+            crate::time::format_duration(max_future),
+            format_rfc3339(max)
+        ),
+    })
+}
+
+/// The parts of an event an engine takes: its app, its model, and whether the engine counts
+/// the event (an event split over two engines is counted by one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// The event's app version.
+    pub app: bool,
+    /// The event's model version.
+    pub model: bool,
+    /// Count the event in [`Counters::events`].
+    pub count: bool,
+}
+
+impl Share {
+    /// The whole event.
+    pub const ALL: Share = Share { app: true, model: true, count: true };
+}
 
 /// Counters of everything the engine saw, for summaries and metrics.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -516,20 +548,15 @@ impl Engine {
     /// Ingests one decoded event. Returns an error (already counted) only when the event's time
     /// lies further ahead of the stream than `windows.max_future`.
     pub fn ingest(&mut self, ev: &Event<'_>, pos: Position) -> Result<(), BadInput> {
-        if let Some(max) = self.max_ts {
-            if ev.ts > max.saturating_add(self.max_future) {
-                let bad = BadInput {
-                    reason: BadReason::FutureTimestamp,
-                    detail: format!(
-                        "timestamp {} is more than {} ahead of the newest event ({})",
-                        format_rfc3339(ev.ts),
-                        crate::time::format_duration(self.max_future),
-                        format_rfc3339(max)
-                    ),
-                };
-                self.reject(&bad);
-                return Err(bad);
-            }
+        self.ingest_share(ev, pos, Share::ALL)
+    }
+
+    /// Ingests the parts of one decoded event in `share`: an engine that owns a share of the
+    /// targets (one task of [`tasks::Tasks`]) takes the event's app or its model.
+    pub fn ingest_share(&mut self, ev: &Event<'_>, pos: Position, share: Share) -> Result<(), BadInput> {
+        if let Some(bad) = too_far_ahead(ev.ts, self.max_ts, self.max_future) {
+            self.reject(&bad);
+            return Err(bad);
         }
         if let Some(o) = self.offsets.get_mut(pos.source as usize) {
             *o = (*o).max(pos.offset);
@@ -546,9 +573,28 @@ impl Engine {
             self.note_time(ev.ts);
             return Ok(());
         }
-        self.ingest_valid(ev);
+        self.ingest_valid(ev, share);
         self.note_time(ev.ts);
         Ok(())
+    }
+
+    /// Catches up with a stream this engine sees a share of: the newest event time and the
+    /// watermark the whole stream has reached (before the next event given to this engine).
+    /// Pairs due by then are completed and what became final is decided, exactly as an engine
+    /// that saw every event would have done by now for the targets this one holds.
+    pub fn follow(&mut self, newest_event: Option<Millis>, max_ts: Option<Millis>, watermark: Millis) {
+        if let Some(m) = max_ts {
+            self.expire_pairs(m);
+        }
+        if newest_event > self.newest_event {
+            self.newest_event = newest_event;
+        }
+        if max_ts > self.max_ts {
+            self.max_ts = max_ts;
+        }
+        if watermark > self.watermark {
+            self.advance(watermark);
+        }
     }
 
     /// `model version: feature` of type mismatches with a reference seen so far (the first
@@ -587,10 +633,24 @@ impl Engine {
     /// make the same decisions. Windows are not slid on past the data, so no command is dated
     /// after the newest event.
     pub fn finish(&mut self) {
+        self.finish_pairs();
+        if let Some(wm) = self.finish_watermark() {
+            self.advance(wm);
+        }
+    }
+
+    /// The first step of [`Engine::finish`]: every logged half still waiting is complete.
+    pub fn finish_pairs(&mut self) {
         if let Some(last) = self.pairing.last_deadline() {
             self.expire_pairs(last);
         }
-        let Some(max) = self.max_ts else { return };
+    }
+
+    /// Where [`Engine::finish`] moves the watermark: past the newest event and past the last
+    /// bucket holding data. Engines that share a stream all finish at the latest of theirs
+    /// ([`Engine::finish_at`]).
+    pub fn finish_watermark(&self) -> Option<Millis> {
+        let max = self.max_ts?;
         let mut wm = max + 1;
         for t in self.targets.iter().flatten() {
             for r in RingKind::ALL {
@@ -600,6 +660,11 @@ impl Engine {
                 }
             }
         }
-        self.advance(wm);
+        Some(wm)
+    }
+
+    /// The last step of [`Engine::finish`], at a watermark given by the caller.
+    pub fn finish_at(&mut self, wm: Millis) {
+        self.advance(wm.max(self.watermark));
     }
 }

@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// How often idle targets and expired label joins are swept, in event time.
+pub(super) const SWEEP_EVERY: Millis = 3_600_000;
+
+/// The first sweep time after `t`: the next whole hour.
+pub(super) fn hour_after(t: Millis) -> Millis {
+    (t.div_euclid(SWEEP_EVERY) + 1) * SWEEP_EVERY
+}
+
 impl Engine {
     #[inline]
     pub(super) fn schedule(&mut self, id: TargetId, at: Millis) {
@@ -50,12 +58,33 @@ impl Engine {
     }
 
     /// Processes every second and bucket that became final, in event-time order.
+    ///
+    /// The hourly sweep is one more item of that order (at each hour of event time, after the
+    /// seconds and buckets due by then), so what the engine does depends only on the watermark
+    /// it reaches, never on the steps it took to get there: an engine that sees a share of a
+    /// stream and follows the stream's watermark in larger steps decides what an engine that
+    /// sees all of it decides for the same targets.
     pub(super) fn advance(&mut self, wm: Millis) {
         self.watermark = wm;
         let first_new = self.out.len();
         loop {
             let tick = self.tick_queue.first().map(|(s, g)| ((s + 1) * TICK_MS, s, g));
             let wake = self.wake_queue.first().copied();
+            let next = tick.map(|(at, ..)| at).into_iter().chain(wake.map(|(at, _)| at)).min();
+            // Sweeps start with the first hour after the first due work: before it there was
+            // nothing to sweep.
+            if self.next_sweep == Millis::MIN {
+                match next {
+                    Some(at) if at <= wm => self.next_sweep = hour_after(at),
+                    _ => break,
+                }
+            }
+            if self.next_sweep <= wm && next.is_none_or(|at| at > self.next_sweep) {
+                let at = self.next_sweep;
+                self.sweep(at);
+                self.next_sweep = at + SWEEP_EVERY;
+                continue;
+            }
             match (tick, wake) {
                 (Some((at, sec, g)), w) if at <= wm && w.is_none_or(|(wt, _)| at <= wt) => {
                     self.tick_queue.pop_first();
@@ -67,10 +96,6 @@ impl Engine {
                 }
                 _ => break,
             }
-        }
-        if wm >= self.next_sweep {
-            self.sweep(wm);
-            self.next_sweep = wm + 3_600_000;
         }
         if self.out.len() > first_new {
             self.out[first_new..].sort_by(|a, b| {

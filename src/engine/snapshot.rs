@@ -321,7 +321,13 @@ impl Engine {
                 e.max_ts = m.max_ts;
                 e.newest_event = m.newest_event.or(m.max_ts);
                 e.next_gen = m.next_gen;
-                e.next_sweep = m.next_sweep;
+                // Sweeps fall on whole hours of event time (a changelog written before they did
+                // continues from the next one).
+                e.next_sweep = match m.next_sweep {
+                    Millis::MIN => Millis::MIN,
+                    n if n.rem_euclid(schedule::SWEEP_EVERY) == 0 => n,
+                    n => schedule::hour_after(n),
+                };
                 e.counters = m.counters;
                 e.joins.counters = m.join_counters;
                 e.sources = m.sources;
