@@ -33,27 +33,29 @@ fn brief(c: &Value) -> String {
     )
 }
 
-fn commands_of(name: &str, tasks: usize) -> Vec<Value> {
+/// The commands of scenario `name` from one engine (`tasks` 0) or `tasks` tasks, which follow
+/// the stream's time before each event or, `lagging`, only learn it from their own events.
+fn commands_of(name: &str, tasks: usize, lagging: bool) -> Vec<Value> {
     let scenario = sim::scenario(name).expect("scenario exists");
-    let out = if tasks == 0 {
-        simulated_into(scenario, 1, &mut Engine::new(Config::default()))
-    } else {
-        simulated_into(scenario, 1, &mut Tasks::new(Config::default(), tasks))
+    let out = match (tasks, lagging) {
+        (0, _) => simulated_into(scenario, 1, &mut Engine::new(Config::default())),
+        (n, false) => simulated_into(scenario, 1, &mut Tasks::new(Config::default(), n)),
+        (n, true) => simulated_into(scenario, 1, &mut Tasks::new(Config::default(), n).lagging()),
     };
     out.iter().map(comparable).collect()
 }
 
 fn check(name: &str, counts: &[usize]) {
-    let one = commands_of(name, 0);
+    let one = commands_of(name, 0, false);
     let expected = sim::scenario(name).map(|s| s.expected.len()).unwrap_or_default();
     assert!(one.len() >= expected, "{name}: {} commands, the scenario expects {expected}", one.len());
-    for &n in counts {
-        let split = commands_of(name, n);
+    for (n, lagging) in counts.iter().flat_map(|&n| [(n, false), (n, true)]) {
+        let split = commands_of(name, n, lagging);
         let missing: Vec<String> = one.iter().filter(|c| !split.contains(c)).map(brief).collect();
         let extra: Vec<String> = split.iter().filter(|c| !one.contains(c)).map(brief).collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
-            "{name} in {n} tasks: one engine's commands missing: {missing:#?}\nnot from one engine: {extra:#?}"
+            "{name} in {n} tasks (lagging: {lagging}): one engine's commands missing: {missing:#?}\nnot from one engine: {extra:#?}"
         );
         // Tasks decide for their targets as event time reaches them, so commands of different
         // targets may come out in another order; each target's own come in the same order.
@@ -64,7 +66,7 @@ fn check(name: &str, counts: &[usize]) {
             assert_eq!(
                 of_target(&one, c),
                 of_target(&split, c),
-                "{name} in {n} tasks: {}'s commands in another order",
+                "{name} in {n} tasks (lagging: {lagging}): {}'s commands in another order",
                 brief(c)
             );
         }
