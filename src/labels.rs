@@ -2,7 +2,9 @@
 //!
 //! Predictions wait for their label at most `max_label_delay` of event time and at most
 //! `max_pending` at once; labels that arrive before their prediction wait (bounded the same
-//! way, at a tenth of the size). Every eviction is counted. Ids are kept as 64-bit hashes,
+//! way, at a tenth of the size). A prediction and a label join only when they are at most
+//! `max_label_delay` apart in event time, so whether they join never depends on when what is
+//! too old was swept. Every eviction is counted. Ids are kept as 64-bit hashes,
 //! not strings: a collision among half a million pending ids has probability ≈ 10⁻⁸.
 //!
 //! Eviction takes the oldest entry first, by event time and then by id hash, so the order is
@@ -237,9 +239,13 @@ impl<T: Copy> LabelJoin<T> {
         // An id never waits as a prediction and a label at once.
         if let Some((label, lts)) = self.labels.remove(&key) {
             self.touched(key, true);
-            self.counters.matched += 1;
             self.tidy();
-            return Some(Joined { target: p.target, ts: lts.max(p.ts), prediction: p.value, label });
+            if (p.ts - lts).abs() <= self.max_delay {
+                self.counters.matched += 1;
+                return Some(Joined { target: p.target, ts: lts.max(p.ts), prediction: p.value, label });
+            }
+            // Too far apart to be joined, however soon the label would have been swept.
+            self.counters.labels_unmatched += 1;
         }
         let old = self.predictions.insert(key, p);
         self.touched(key, old.is_some());
@@ -263,9 +269,12 @@ impl<T: Copy> LabelJoin<T> {
         let key = hash_str(event_id);
         if let Some(p) = self.predictions.remove(&key) {
             self.touched(key, true);
-            self.counters.matched += 1;
             self.tidy();
-            return Some(Joined { target: p.target, ts: ts.max(p.ts), prediction: p.value, label: value });
+            if (ts - p.ts).abs() <= self.max_delay {
+                self.counters.matched += 1;
+                return Some(Joined { target: p.target, ts: ts.max(p.ts), prediction: p.value, label: value });
+            }
+            self.counters.predictions_evicted += 1;
         }
         let old = self.labels.insert(key, (value, ts));
         self.touched(key, old.is_some());
@@ -474,6 +483,23 @@ mod tests {
         j.expire(86_400_001);
         assert_eq!((j.pending(), j.counters.predictions_evicted), (0, 1));
         assert!(j.prediction_order.capacity() <= 2 * ORDER_SLACK + 8);
+    }
+
+    #[test]
+    fn only_what_lies_within_the_delay_joins_however_late_it_is_swept() {
+        let mut j: LabelJoin<u32> = LabelJoin::new(100, 1000);
+        let p = |ts| PendingPrediction { target: 7, value: Value::Num(1.0), ts };
+        // Not swept yet, but 1001 ms apart: no join, in either order; the stale side counts.
+        assert!(j.prediction("a", p(100)).is_none());
+        assert!(j.label("a", Value::Num(0.0), 1101).is_none());
+        assert_eq!(j.counters.predictions_evicted, 1);
+        assert!(j.label("b", Value::Num(0.0), 2000).is_none());
+        assert!(j.prediction("b", p(3001)).is_none());
+        assert_eq!(j.counters.labels_unmatched, 1);
+        // Exactly the delay apart still joins.
+        assert!(j.prediction("c", p(5000)).is_none());
+        assert_eq!(j.label("c", Value::Num(0.0), 6000).map(|got| got.ts), Some(6000));
+        assert_eq!(j.counters.matched, 1);
     }
 
     #[test]

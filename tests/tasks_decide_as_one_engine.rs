@@ -8,7 +8,7 @@
 
 use driftwatch::command::Command;
 use driftwatch::config::Config;
-use driftwatch::engine::tasks::Tasks;
+use driftwatch::engine::tasks::{Follow, Tasks};
 use driftwatch::engine::Engine;
 use driftwatch::replay::simulated_into;
 use driftwatch::sim;
@@ -33,29 +33,28 @@ fn brief(c: &Value) -> String {
     )
 }
 
-/// The commands of scenario `name` from one engine (`tasks` 0) or `tasks` tasks, which follow
-/// the stream's time before each event or, `lagging`, only learn it from their own events.
-fn commands_of(name: &str, tasks: usize, lagging: bool) -> Vec<Value> {
+/// The commands of scenario `name` from one engine (`tasks` 0) or `tasks` tasks that learn the
+/// stream's time as `follow` says.
+fn commands_of(name: &str, tasks: usize, follow: Follow) -> Vec<Value> {
     let scenario = sim::scenario(name).expect("scenario exists");
-    let out = match (tasks, lagging) {
-        (0, _) => simulated_into(scenario, 1, &mut Engine::new(Config::default())),
-        (n, false) => simulated_into(scenario, 1, &mut Tasks::new(Config::default(), n)),
-        (n, true) => simulated_into(scenario, 1, &mut Tasks::new(Config::default(), n).lagging()),
+    let out = match tasks {
+        0 => simulated_into(scenario, 1, &mut Engine::new(Config::default())),
+        n => simulated_into(scenario, 1, &mut Tasks::new(Config::default(), n).following(follow)),
     };
     out.iter().map(comparable).collect()
 }
 
 fn check(name: &str, counts: &[usize]) {
-    let one = commands_of(name, 0, false);
+    let one = commands_of(name, 0, Follow::Stream);
     let expected = sim::scenario(name).map(|s| s.expected.len()).unwrap_or_default();
     assert!(one.len() >= expected, "{name}: {} commands, the scenario expects {expected}", one.len());
-    for (n, lagging) in counts.iter().flat_map(|&n| [(n, false), (n, true)]) {
-        let split = commands_of(name, n, lagging);
+    for (n, follow) in counts.iter().flat_map(|&n| [Follow::Stream, Follow::Own, Follow::Ahead].map(|f| (n, f))) {
+        let split = commands_of(name, n, follow);
         let missing: Vec<String> = one.iter().filter(|c| !split.contains(c)).map(brief).collect();
         let extra: Vec<String> = split.iter().filter(|c| !one.contains(c)).map(brief).collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
-            "{name} in {n} tasks (lagging: {lagging}): one engine's commands missing: {missing:#?}\nnot from one engine: {extra:#?}"
+            "{name} in {n} tasks (following {follow:?}): one engine's commands missing: {missing:#?}\nnot from one engine: {extra:#?}"
         );
         // Tasks decide for their targets as event time reaches them, so commands of different
         // targets may come out in another order; each target's own come in the same order.
@@ -66,7 +65,7 @@ fn check(name: &str, counts: &[usize]) {
             assert_eq!(
                 of_target(&one, c),
                 of_target(&split, c),
-                "{name} in {n} tasks (lagging: {lagging}): {}'s commands in another order",
+                "{name} in {n} tasks (following {follow:?}): {}'s commands in another order",
                 brief(c)
             );
         }

@@ -53,7 +53,7 @@ impl Engine {
         if share.count {
             self.counters.events[type_idx] += 1;
         }
-        let late = ev.ts < self.watermark;
+        let late = share.late.unwrap_or(ev.ts < self.watermark);
         if ev.kind == EventType::Label {
             if let (Some(id), Some(label)) = (&ev.event_id, &ev.label) {
                 if let Some(j) = self.joins.label(id, Value::of(label), ev.ts) {

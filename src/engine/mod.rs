@@ -95,11 +95,14 @@ pub struct Share {
     pub model: bool,
     /// Count the event in [`Counters::events`].
     pub count: bool,
+    /// Whether the event is late, when the stream judged it (by its input's own time);
+    /// otherwise the engine judges by its watermark.
+    pub late: Option<bool>,
 }
 
 impl Share {
     /// The whole event.
-    pub const ALL: Share = Share { app: true, model: true, count: true };
+    pub const ALL: Share = Share { app: true, model: true, count: true, late: None };
 }
 
 /// Counters of everything the engine saw, for summaries and metrics.

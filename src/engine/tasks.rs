@@ -74,8 +74,22 @@ pub struct Tasks {
     next_sweep: Millis,
     /// Label events, counted here: a label reaches a task only once its prediction is known.
     labels: u64,
-    /// Tasks learn the stream's time only from their own events (and at the end).
-    lagging: bool,
+    /// When tasks learn the stream's time.
+    follow: Follow,
+}
+
+/// When the tasks learn the stream's time: an engine's decisions for events in order do not
+/// depend on it (the tests check all three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// Before each event given to it, a task catches up with the whole stream.
+    Stream,
+    /// A task learns the time only from its own events, and at the end: as a task fed by an
+    /// internal topic that carries it its own records and little else.
+    Own,
+    /// Before each event, a task moves on to that event's time, ahead of where one engine
+    /// would be; lateness is judged by the stream (as by the stage that reads the input).
+    Ahead,
 }
 
 impl Tasks {
@@ -93,17 +107,13 @@ impl Tasks {
             watermark: Millis::MIN,
             next_sweep: Millis::MIN,
             labels: 0,
-            lagging: false,
+            follow: Follow::Stream,
         }
     }
 
-    /// Tasks that learn the stream's time only from the events they are given, and at the
-    /// end: as tasks fed by an internal topic that carries each task its own records and
-    /// little else. An engine decides the same whether the watermark reached the time before an
-    /// event or only reaches it after the event (for events in order): the tests check that
-    /// such tasks decide as one engine too.
-    pub fn lagging(mut self) -> Tasks {
-        self.lagging = true;
+    /// Tasks that learn the stream's time as `follow` says.
+    pub fn following(mut self, follow: Follow) -> Tasks {
+        self.follow = follow;
         self
     }
 
@@ -137,11 +147,19 @@ impl Tasks {
     }
 
     /// Gives task `k` the event (its `share`), once it caught up with the stream.
-    fn give(&mut self, k: usize, ev: &Event<'_>, pos: Position, share: Share) {
+    fn give(&mut self, k: usize, ev: &Event<'_>, pos: Position, mut share: Share) {
         let (newest, max_ts, wm) = (self.newest_event, self.max_ts, self.watermark);
+        let follow = self.follow;
+        let lateness = self.lateness;
         let Some(task) = self.tasks.get_mut(k) else { return };
-        if !self.lagging {
-            task.follow(newest, max_ts, wm);
+        match follow {
+            Follow::Stream => task.follow(newest, max_ts, wm),
+            Follow::Own => {}
+            Follow::Ahead => {
+                share.late = Some(ev.ts < wm);
+                let ts = Some(ev.ts);
+                task.follow(newest.max(ts), max_ts.max(ts), wm.max(ev.ts - lateness));
+            }
         }
         // The stream's own check below rejected what is too far ahead.
         let _ = task.ingest_share(ev, pos, share);
@@ -150,8 +168,11 @@ impl Tasks {
     /// A label with the time it completes its join, for the task that holds the prediction.
     fn give_label(&mut self, k: usize, id: &str, label: Value, ts: Millis) {
         let (newest, max_ts, wm) = (self.newest_event, self.max_ts, self.watermark);
+        let follow = self.follow;
         let Some(task) = self.tasks.get_mut(k) else { return };
-        task.follow(newest, max_ts, wm);
+        if follow != Follow::Own {
+            task.follow(newest, max_ts, wm);
+        }
         task.join_label(id, label, ts);
     }
 
@@ -205,8 +226,8 @@ impl Tasks {
                 let model = ev.model.as_ref().map(|(name, _)| self.task_of(name));
                 match (app, model) {
                     (Some(a), Some(m)) if a != m => {
-                        self.give(a, ev, pos, Share { app: true, model: false, count: true });
-                        self.give(m, ev, pos, Share { app: false, model: true, count: false });
+                        self.give(a, ev, pos, Share { app: true, model: false, count: true, late: None });
+                        self.give(m, ev, pos, Share { app: false, model: true, count: false, late: None });
                     }
                     (a, m) => self.give(a.or(m).unwrap_or(0), ev, pos, Share::ALL),
                 }
