@@ -41,6 +41,7 @@ mod policy;
 mod rules;
 mod schedule;
 pub mod snapshot;
+pub mod stages;
 mod targets;
 pub mod tasks;
 mod timers;

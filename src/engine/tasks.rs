@@ -268,15 +268,7 @@ impl Tasks {
 
     /// End of input, as [`Engine::finish`]: every task finishes where the whole stream does.
     pub fn finish(&mut self) {
-        let (newest, max_ts, wm) = (self.newest_event, self.max_ts, self.watermark);
-        for t in &mut self.tasks {
-            t.follow(newest, max_ts, wm);
-            t.finish_pairs();
-        }
-        let Some(end) = self.tasks.iter().filter_map(Engine::finish_watermark).max() else { return };
-        for t in &mut self.tasks {
-            t.finish_at(end);
-        }
+        finish_together(self.tasks.iter_mut(), self.newest_event, self.max_ts, self.watermark);
     }
 
     /// The commands decided so far, in the order one engine gives them.
@@ -287,6 +279,26 @@ impl Tasks {
         }
         out.sort_by(|a, b| command_order(a).cmp(&command_order(b)));
         out
+    }
+}
+
+/// End of input for engines that share a stream whose newest event time, newest time and
+/// watermark are given: each catches up, completes its pairs, and all finish at the latest
+/// point any of them would finish at, as one engine fed the whole stream does.
+pub fn finish_together<'a>(
+    engines: impl Iterator<Item = &'a mut Engine>,
+    newest: Option<Millis>,
+    max_ts: Option<Millis>,
+    wm: Millis,
+) {
+    let mut engines: Vec<&mut Engine> = engines.collect();
+    for t in &mut engines {
+        t.follow(newest, max_ts, wm);
+        t.finish_pairs();
+    }
+    let Some(end) = engines.iter().filter_map(|t| t.finish_watermark()).max() else { return };
+    for t in &mut engines {
+        t.finish_at(end);
     }
 }
 
