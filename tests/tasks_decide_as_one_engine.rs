@@ -8,7 +8,7 @@
 
 use driftwatch::command::Command;
 use driftwatch::config::Config;
-use driftwatch::engine::stages::{finish_tasks, Dest, Join, Record, Router, Task};
+use driftwatch::engine::stages::{finish_tasks, wire, Dest, Join, Record, Router, Task};
 use driftwatch::engine::tasks::{Follow, Tasks};
 use driftwatch::engine::{Engine, Position};
 use driftwatch::event::decode;
@@ -119,10 +119,33 @@ fn one_engine(parts: &[Vec<Vec<u8>>]) -> Vec<Value> {
     out.iter().map(comparable).collect()
 }
 
+/// Bytes the internal records of a staged run took, and lines and bytes of input.
+#[derive(Default, Debug)]
+struct Traffic {
+    internal: u64,
+    records: u64,
+    lines: u64,
+    input: u64,
+}
+
+/// A record as the next stage reads it: through its wire form, counted.
+fn carried(from: usize, rec: Record, traffic: &mut Traffic) -> Record {
+    let bytes = wire::encode(from as u32, &rec);
+    traffic.internal += bytes.len() as u64;
+    traffic.records += 1;
+    let (sender, back) = wire::decode(&bytes).expect("an internal record reads back");
+    assert_eq!(sender as usize, from);
+    back
+}
+
 /// The partitions through routers, joins and tasks, whose steps interleave at random (seeded):
 /// routers route a few lines and now and then say how far they are; joins and tasks take
-/// what they can when their turn comes.
+/// what they can when their turn comes. Every record crosses in its wire form.
 fn staged(parts: &[Vec<Vec<u8>>], joins: usize, tasks: usize, seed: u64) -> Vec<Value> {
+    staged_counting(parts, joins, tasks, seed, &mut Traffic::default())
+}
+
+fn staged_counting(parts: &[Vec<Vec<u8>>], joins: usize, tasks: usize, seed: u64, traffic: &mut Traffic) -> Vec<Value> {
     let cfg = Config::default();
     let p = parts.len();
     let mut routers: Vec<Router> = (0..p).map(|_| Router::new(&cfg, tasks, joins)).collect();
@@ -141,16 +164,24 @@ fn staged(parts: &[Vec<Vec<u8>>], joins: usize, tasks: usize, seed: u64) -> Vec<
                 if ended[r] {
                     continue;
                 }
-                let (join, task) = (&mut join, &mut task);
-                let mut send = |d: Dest, rec: Record| match d {
-                    Dest::Task(t) => task[t].push(r, rec),
-                    Dest::Join(j) => join[j].push(r, rec),
+                let (join, task, tr) = (&mut join, &mut task, &mut *traffic);
+                let mut send = |d: Dest, rec: Record| {
+                    let rec = carried(r, rec, tr);
+                    match d {
+                        Dest::Task(t) => task[t].push(r, rec),
+                        Dest::Join(j) => join[j].push(r, rec),
+                    }
                 };
+                let mut read = (0, 0);
                 for _ in 0..rng.gen_range(1..64) {
                     let Some(line) = parts[r].get(next[r]) else { break };
+                    read.0 += 1;
+                    read.1 += line.len() as u64 + 1;
                     routers[r].route(line, Position { source: r as u32, offset: next[r] as u64 }, &mut send);
                     next[r] += 1;
                 }
+                traffic.lines += read.0;
+                traffic.input += read.1;
                 let marker = if next[r] == parts[r].len() {
                     ended[r] = true;
                     Some(Record::End)
@@ -161,17 +192,17 @@ fn staged(parts: &[Vec<Vec<u8>>], joins: usize, tasks: usize, seed: u64) -> Vec<
                 };
                 if let Some(m) = marker {
                     for j in join.iter_mut() {
-                        j.push(r, m.clone());
+                        j.push(r, carried(r, m.clone(), traffic));
                     }
                     for t in task.iter_mut() {
-                        t.push(r, m.clone());
+                        t.push(r, carried(r, m.clone(), traffic));
                     }
                 }
             }
             2 => {
                 let j = rng.gen_range(0..joins);
-                let task = &mut task;
-                join[j].poll(&mut |t, rec| task[t].push(p + j, rec));
+                let (task, tr) = (&mut task, &mut *traffic);
+                join[j].poll(&mut |t, rec| task[t].push(p + j, carried(p + j, rec, tr)));
             }
             _ => {
                 let t = rng.gen_range(0..tasks);
@@ -225,6 +256,26 @@ fn partitions_through_routers_joins_and_tasks_in_any_interleaving() {
             assert_same(&one, &split, &format!("{name} over 4 partitions, 2 joins, 3 tasks, interleaving {seed}"));
         }
     }
+}
+
+#[test]
+fn internal_records_per_input_event() {
+    // What crosses the internal topics for the mixed fleet over 4 partitions, 2 joins and
+    // 3 tasks (progress records as often as this interleaving sends them).
+    let parts = partitioned("mixed", 4, 7);
+    let mut traffic = Traffic::default();
+    let split = staged_counting(&parts, 2, 3, 1, &mut traffic);
+    assert_same(&one_engine(&parts), &split, "mixed, counted");
+    let per = |x: u64| x as f64 / traffic.lines as f64;
+    println!(
+        "mixed over 4 partitions, 2 joins, 3 tasks: {} input events ({:.0} bytes each); internal: {:.2} records and {:.0} bytes per input event",
+        traffic.lines,
+        per(traffic.input),
+        per(traffic.records),
+        per(traffic.internal)
+    );
+    // An event's line crosses once per task it concerns (twice at most) plus small records.
+    assert!(traffic.internal < 3 * traffic.input, "{traffic:?}");
 }
 
 #[test]

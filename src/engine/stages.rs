@@ -348,3 +348,191 @@ pub fn finish_tasks(tasks: &mut [Task], newest: Option<Millis>) {
     let lateness = tasks.first().map_or(0, |t| t.engine.config().windows.allowed_lateness.0);
     finish_together(tasks.iter_mut().map(|t| &mut t.engine), Some(n), Some(n), n - lateness);
 }
+
+/// The wire form of [`Record`]s on the internal topics: one Kafka record value each, written
+/// by one instance and read by another (of the same version).
+///
+/// Layout: a tag byte, the sender's upstream index (u32), then per tag:
+/// - `E` event: time (i64), input source (u32), offset (u64), share bits (u8: app, model,
+///   count, late judged, late), then the input line as read;
+/// - `P` prediction: time, task (u32), value, then the `event_id`;
+/// - `L` label: time, value, then the `event_id`;
+/// - `G` progress: time; `Z` end.
+///
+/// A value is a tag byte (`n` number, `c` class hash) and 8 bytes. Integers are big-endian.
+pub mod wire {
+    use super::*;
+
+    /// Why a record could not be read back.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error("internal record: {0}")]
+    pub struct WireError(&'static str);
+
+    fn put_value(out: &mut Vec<u8>, v: Value) {
+        match v {
+            Value::Num(x) => {
+                out.push(b'n');
+                out.extend_from_slice(&x.to_bits().to_be_bytes());
+            }
+            Value::Class(h) => {
+                out.push(b'c');
+                out.extend_from_slice(&h.to_be_bytes());
+            }
+        }
+    }
+
+    /// Encodes record `r` sent by upstream `from`.
+    pub fn encode(from: u32, r: &Record) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        let tag = match r {
+            Record::Event { .. } => b'E',
+            Record::Prediction { .. } => b'P',
+            Record::Label { .. } => b'L',
+            Record::Progress(_) => b'G',
+            Record::End => b'Z',
+        };
+        out.push(tag);
+        out.extend_from_slice(&from.to_be_bytes());
+        match r {
+            Record::Event { ts, line, pos, share } => {
+                out.extend_from_slice(&ts.to_be_bytes());
+                out.extend_from_slice(&pos.source.to_be_bytes());
+                out.extend_from_slice(&pos.offset.to_be_bytes());
+                let bits = u8::from(share.app)
+                    | u8::from(share.model) << 1
+                    | u8::from(share.count) << 2
+                    | u8::from(share.late.is_some()) << 3
+                    | u8::from(share.late == Some(true)) << 4;
+                out.push(bits);
+                out.extend_from_slice(line);
+            }
+            Record::Prediction { ts, event_id, task, value } => {
+                out.extend_from_slice(&ts.to_be_bytes());
+                out.extend_from_slice(&task.to_be_bytes());
+                put_value(&mut out, *value);
+                out.extend_from_slice(event_id.as_bytes());
+            }
+            Record::Label { ts, event_id, label } => {
+                out.extend_from_slice(&ts.to_be_bytes());
+                put_value(&mut out, *label);
+                out.extend_from_slice(event_id.as_bytes());
+            }
+            Record::Progress(ts) => out.extend_from_slice(&ts.to_be_bytes()),
+            Record::End => {}
+        }
+        out
+    }
+
+    /// Reads fixed-size fields off the front of a record.
+    struct Reader<'a>(&'a [u8]);
+
+    impl<'a> Reader<'a> {
+        fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], WireError> {
+            let (head, rest) = self.0.split_first_chunk::<N>().ok_or(WireError(what))?;
+            self.0 = rest;
+            Ok(*head)
+        }
+        fn i64(&mut self, what: &'static str) -> Result<i64, WireError> {
+            self.take::<8>(what).map(i64::from_be_bytes)
+        }
+        fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+            self.take::<4>(what).map(u32::from_be_bytes)
+        }
+        fn value(&mut self) -> Result<Value, WireError> {
+            let [tag] = self.take::<1>("value: cut short")?;
+            let bits = self.take::<8>("value: cut short")?;
+            match tag {
+                b'n' => Ok(Value::Num(f64::from_bits(u64::from_be_bytes(bits)))),
+                b'c' => Ok(Value::Class(u64::from_be_bytes(bits))),
+                _ => Err(WireError("value: unknown kind")),
+            }
+        }
+        fn text(self, what: &'static str) -> Result<Arc<str>, WireError> {
+            std::str::from_utf8(self.0).map(Arc::from).map_err(|_| WireError(what))
+        }
+    }
+
+    /// Decodes a record: its sender's upstream index and the record.
+    pub fn decode(bytes: &[u8]) -> Result<(u32, Record), WireError> {
+        let mut r = Reader(bytes);
+        let [tag] = r.take::<1>("empty")?;
+        let from = r.u32("no sender")?;
+        let record = match tag {
+            b'E' => {
+                let ts = r.i64("event: no time")?;
+                let source = r.u32("event: no source")?;
+                let offset = r.take::<8>("event: no offset").map(u64::from_be_bytes)?;
+                let [bits] = r.take::<1>("event: no share")?;
+                let share = Share {
+                    app: bits & 1 != 0,
+                    model: bits & 2 != 0,
+                    count: bits & 4 != 0,
+                    late: (bits & 8 != 0).then_some(bits & 16 != 0),
+                };
+                Record::Event { ts, line: Arc::from(r.0), pos: Position { source, offset }, share }
+            }
+            b'P' => {
+                let ts = r.i64("prediction: no time")?;
+                let task = r.u32("prediction: no task")?;
+                let value = r.value()?;
+                Record::Prediction { ts, task, value, event_id: r.text("prediction: event_id is not UTF-8")? }
+            }
+            b'L' => {
+                let ts = r.i64("label: no time")?;
+                let label = r.value()?;
+                Record::Label { ts, label, event_id: r.text("label: event_id is not UTF-8")? }
+            }
+            b'G' => Record::Progress(r.i64("progress: no time")?),
+            b'Z' => Record::End,
+            _ => return Err(WireError("unknown record kind")),
+        };
+        Ok((from, record))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn same(a: &Record, b: &Record) -> bool {
+            format!("{a:?}") == format!("{b:?}")
+        }
+
+        #[test]
+        fn every_kind_reads_back_as_written() {
+            let id: Arc<str> = Arc::from("req-7");
+            let records = [
+                Record::Event {
+                    ts: 1_764_000_000_123,
+                    line: Arc::from(&br#"{"type":"request"}"#[..]),
+                    pos: Position { source: 3, offset: 1 << 40 },
+                    share: Share { app: true, model: false, count: true, late: Some(true) },
+                },
+                Record::Event {
+                    ts: -5,
+                    line: Arc::from(&b""[..]),
+                    pos: Position { source: 0, offset: 0 },
+                    share: Share::ALL,
+                },
+                Record::Prediction { ts: 9, event_id: id.clone(), task: 4, value: Value::Num(-0.25) },
+                Record::Label { ts: 10, event_id: id, label: Value::Class(u64::MAX) },
+                Record::Progress(i64::MIN),
+                Record::End,
+            ];
+            for (i, r) in records.iter().enumerate() {
+                let (from, back) = decode(&encode(i as u32 + 7, r)).expect("reads back");
+                assert_eq!(from, i as u32 + 7);
+                assert!(same(r, &back), "{r:?} read back as {back:?}");
+            }
+        }
+
+        #[test]
+        fn a_cut_or_unknown_record_is_an_error_naming_what_is_missing() {
+            let full =
+                encode(1, &Record::Prediction { ts: 9, event_id: Arc::from("x"), task: 4, value: Value::Num(1.0) });
+            assert_eq!(decode(&full[..10]).map(|_| ()), Err(WireError("prediction: no time")));
+            assert_eq!(decode(&full[..17]).map(|_| ()), Err(WireError("value: cut short")));
+            assert_eq!(decode(b"Q\0\0\0\x01").map(|_| ()), Err(WireError("unknown record kind")));
+            assert_eq!(decode(b"").map(|_| ()), Err(WireError("empty")));
+        }
+    }
+}
