@@ -233,6 +233,8 @@ pub struct Join {
     routes: LabelJoin<u32>,
     tasks: usize,
     lateness: Millis,
+    /// The progress last sent on.
+    said: Option<Millis>,
     ended: bool,
 }
 
@@ -246,6 +248,7 @@ impl Join {
             routes,
             tasks: tasks.max(1),
             lateness: cfg.windows.allowed_lateness.0,
+            said: None,
             ended: false,
         }
     }
@@ -281,7 +284,8 @@ impl Join {
             for t in 0..self.tasks {
                 out(t, Record::End);
             }
-        } else if let Some(p) = self.merge.progress() {
+        } else if let Some(p) = self.merge.progress().filter(|&p| Some(p) > self.said) {
+            self.said = Some(p);
             for t in 0..self.tasks {
                 out(t, Record::Progress(p));
             }
