@@ -76,6 +76,22 @@ pub fn task_of(name: &str, tasks: usize) -> usize {
     (hash_str(name) % tasks.max(1) as u64) as usize
 }
 
+/// The tasks an event (not a label, not a logged half) goes to, with the part each takes: its
+/// app's task and its model's, or one task taking all when both names hash to it. Also the
+/// model's task.
+pub fn split(ev: &Event<'_>, tasks: usize) -> ([Option<(usize, Share)>; 2], Option<usize>) {
+    let app = ev.app.as_ref().map(|(name, _)| task_of(name, tasks));
+    let model = ev.model.as_ref().map(|(name, _)| task_of(name, tasks));
+    let parts = match (app, model) {
+        (Some(a), Some(m)) if a != m => [
+            Some((a, Share { app: true, model: false, count: true, late: None })),
+            Some((m, Share { app: false, model: true, count: false, late: None })),
+        ],
+        (a, m) => [Some((a.or(m).unwrap_or(0), Share::ALL)), None],
+    };
+    (parts, model)
+}
+
 /// The join partition of `event_id`.
 pub fn join_of(event_id: &str, joins: usize) -> usize {
     // Another hash than the tasks' (seeded by a prefix), so that joins spread evenly whatever
@@ -145,14 +161,9 @@ impl Router {
                 }
             }
             (None, _) => {
-                let app = ev.app.as_ref().map(|(name, _)| task_of(name, self.tasks));
-                let model = ev.model.as_ref().map(|(name, _)| task_of(name, self.tasks));
-                match (app, model) {
-                    (Some(a), Some(m)) if a != m => {
-                        out(Dest::Task(a), event(Share { app: true, model: false, count: true, late: None }));
-                        out(Dest::Task(m), event(Share { app: false, model: true, count: false, late: None }));
-                    }
-                    (a, m) => out(Dest::Task(a.or(m).unwrap_or(0)), event(Share::ALL)),
+                let (parts, model) = split(&ev, self.tasks);
+                for (task, share) in parts.into_iter().flatten() {
+                    out(Dest::Task(task), event(share));
                 }
                 if let (Some(m), EventType::Prediction, Some(id), Some(p)) =
                     (model, ev.kind, &ev.event_id, &ev.prediction)

@@ -23,7 +23,6 @@
 //! the input was read when the task decided, as the contract's partition guarantee allows.
 
 use super::*;
-use crate::labels::hash_str;
 
 /// Something events go into and commands come out of: one engine, or several tasks.
 pub trait Decider {
@@ -119,7 +118,7 @@ impl Tasks {
 
     /// The task that owns the apps and models called `name`.
     pub fn task_of(&self, name: &str) -> usize {
-        (hash_str(name) % self.tasks.len() as u64) as usize
+        stages::task_of(name, self.tasks.len())
     }
 
     /// The tasks.
@@ -222,14 +221,9 @@ impl Tasks {
                 }
             }
             (None, _) => {
-                let app = ev.app.as_ref().map(|(name, _)| self.task_of(name));
-                let model = ev.model.as_ref().map(|(name, _)| self.task_of(name));
-                match (app, model) {
-                    (Some(a), Some(m)) if a != m => {
-                        self.give(a, ev, pos, Share { app: true, model: false, count: true, late: None });
-                        self.give(m, ev, pos, Share { app: false, model: true, count: false, late: None });
-                    }
-                    (a, m) => self.give(a.or(m).unwrap_or(0), ev, pos, Share::ALL),
+                let (parts, model) = stages::split(ev, self.tasks.len());
+                for (task, share) in parts.into_iter().flatten() {
+                    self.give(task, ev, pos, share);
                 }
                 if let (Some(m), EventType::Prediction, Some(id), Some(p)) =
                     (model, ev.kind, &ev.event_id, &ev.prediction)
