@@ -12,8 +12,8 @@ mod kafka_support;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kafka_support::*;
-use serde_json::Value;
+use kafka_support::spread::Setup;
+use kafka_support::wait_until;
 
 /// The tests kill the service; one at a time in this process.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -25,129 +25,8 @@ const CONFIG: &str = r#"[kafka.consumer_properties]
 "heartbeat.interval.ms" = "1000"
 "#;
 
-/// The service key producers use: the app, else the model; a label's is its `event_id`.
-fn service_key(line: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(line).ok()?;
-    ["app", "model", "event_id"].iter().find_map(|k| v.get(*k).and_then(Value::as_str)).map(str::to_owned)
-}
-
-/// A stable spread of keys over `n` slots (FNV-1a); lines without a key go round-robin.
-fn slot(key: Option<&str>, index: usize, n: usize) -> usize {
-    match key {
-        Some(k) => {
-            (k.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) % n as u64)
-                as usize
-        }
-        None => index % n,
-    }
-}
-
-struct Setup {
-    n: Names,
-    dir: std::path::PathBuf,
-    cfg: std::path::PathBuf,
-    lines: Vec<Vec<u8>>,
-    /// (topic index, partition, key) of each line.
-    placed: Vec<(usize, i32, Option<String>)>,
-    topics: Vec<String>,
-    partitions: i32,
-}
-
-/// The `fleet` scenario at half rate spread over `topics` × `partitions` by service key.
 fn setup(name: &str, topics: usize, partitions: i32) -> Setup {
-    let b = brokers();
-    let n = Names::new(name);
-    let dir = temp_dir(name);
-    let cfg = write_config(&dir, &n, "exactly_once", true, CONFIG);
-    let topic_names: Vec<String> =
-        (0..topics).map(|i| if i == 0 { n.events().to_owned() } else { format!("{}.{i}", n.events()) }).collect();
-    let list = topic_names.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
-    let text = std::fs::read_to_string(&cfg)
-        .expect("config")
-        .replace(&format!("events = [\"{}\"]", n.events()), &format!("events = [{list}]"))
-        .replace("idle_timeout = \"1s\"", "idle_timeout = \"5s\"");
-    std::fs::write(&cfg, text).expect("config");
-    for t in &topic_names {
-        create_topic(&b, t, partitions);
-    }
-    let lines = scenario_lines("fleet", 5, 0.5, None);
-    let slots = topics * partitions as usize;
-    let placed = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let key = service_key(l);
-            let s = slot(key.as_deref(), i, slots);
-            (s % topics, (s / topics) as i32, key)
-        })
-        .collect();
-    Setup { n, dir, cfg, lines, placed, topics: topic_names, partitions }
-}
-
-impl Setup {
-    fn produce(&self, range: std::ops::Range<usize>, keep: impl Fn(usize) -> bool) {
-        let records: Vec<Keyed<'_>> = range
-            .filter(|&i| keep(i))
-            .map(|i| {
-                let (t, p, k) = &self.placed[i];
-                (self.topics[*t].as_str(), *p, k.clone(), self.lines[i].as_slice())
-            })
-            .collect();
-        produce_keyed(&brokers(), &records);
-    }
-
-    fn committed(&self) -> i64 {
-        self.topics.iter().map(|t| committed_sum(&brokers(), &self.n.group, t, self.partitions)).sum()
-    }
-
-    /// `replay` of the lines kept, in their time order (one file).
-    fn replay(&self, keep: impl Fn(usize) -> bool) -> (Vec<Value>, usize) {
-        let kept: Vec<Vec<u8>> = (0..self.lines.len()).filter(|&i| keep(i)).map(|i| self.lines[i].clone()).collect();
-        let input = self.dir.join("input.jsonl");
-        write_lines(&input, &kept);
-        replay(&self.cfg, &input)
-    }
-
-    fn start(&self) -> Service {
-        let log = self.dir.join("service.log");
-        let svc = Service::start(&self.cfg, &brokers(), &[], log.clone());
-        assert!(
-            wait_until(Duration::from_secs(60), || std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("state restored")),
-            "the service did not start; log:\n{}",
-            svc.log_tail()
-        );
-        svc
-    }
-
-    /// Waits until every produced line is committed and the audit log (read_committed) holds
-    /// replay's number of decisions, a little longer, then stops the service and compares
-    /// what consumers see with replay, dead letters included.
-    fn finish(&self, svc: &mut Service, produced: i64, replayed: &[Value], bad: usize) {
-        let b = brokers();
-        let ok = wait_until(Duration::from_secs(180), || {
-            svc.assert_running();
-            self.committed() >= produced && read_all(&b, &[&self.n.topics.decisions], true).len() >= replayed.len()
-        });
-        assert!(
-            ok,
-            "not done: committed {} of {produced}, {} of {} decisions; log:\n{}",
-            self.committed(),
-            read_all(&b, &[&self.n.topics.decisions], true).len(),
-            replayed.len(),
-            svc.log_tail()
-        );
-        std::thread::sleep(Duration::from_secs(3));
-        svc.terminate(Duration::from_secs(15));
-        let msgs = read_all(&b, &self.n.outputs(), true);
-        compare_with_replay(&self.n, &msgs, replayed, false)
-            .unwrap_or_else(|e| panic!("{e}\nservice log: {}", svc.log.display()));
-        let dead = msgs.iter().filter(|m| m.topic == self.n.topics.deadletter).count();
-        assert_eq!(dead, bad, "dead letters vs bad lines in replay");
-        let log = std::fs::read_to_string(&svc.log).unwrap_or_default();
-        assert!(!log.contains("session ended"), "a session failed; log:\n{}", svc.log_tail());
-    }
+    Setup::new(name, topics, partitions, CONFIG)
 }
 
 fn all(_: usize) -> bool {
@@ -163,7 +42,7 @@ fn four_partitions_keyed_by_service_read_from_a_backlog_give_replays_commands() 
     assert!(replayed.len() >= 8, "replay gives {} commands; want ≥ 8", replayed.len());
     s.produce(0..s.lines.len(), all);
     let mut svc = s.start();
-    s.finish(&mut svc, s.lines.len() as i64, &replayed, bad);
+    s.finish(std::slice::from_mut(&mut svc), s.lines.len() as i64, &replayed, bad);
     eprintln!("{} lines, {} commands, {bad} bad, in {:?}", s.lines.len(), replayed.len(), t0.elapsed());
 }
 
@@ -175,7 +54,7 @@ fn two_input_topics_give_replays_commands() {
     let (replayed, bad) = s.replay(all);
     s.produce(0..s.lines.len(), all);
     let mut svc = s.start();
-    s.finish(&mut svc, s.lines.len() as i64, &replayed, bad);
+    s.finish(std::slice::from_mut(&mut svc), s.lines.len() as i64, &replayed, bad);
 }
 
 /// A quarter of the stream at a time, live: half of it, and once most of that is committed the
@@ -212,7 +91,7 @@ fn four_partitions_with_kill9_at_three_points_give_replays_commands() {
             svc = s.start();
         }
     }
-    s.finish(&mut svc, len as i64, &replayed, bad);
+    s.finish(std::slice::from_mut(&mut svc), len as i64, &replayed, bad);
 }
 
 /// One partition goes quiet a third of the way in while the others carry on, read live: the
@@ -236,5 +115,5 @@ fn a_partition_going_quiet_while_others_run_live_gives_replays_commands() {
         s.produce(range, keep);
         std::thread::sleep(Duration::from_millis(100));
     }
-    s.finish(&mut svc, produced, &replayed, bad);
+    s.finish(std::slice::from_mut(&mut svc), produced, &replayed, bad);
 }

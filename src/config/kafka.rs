@@ -112,6 +112,20 @@ pub struct KafkaConfig {
     /// quiet for longer is passed by and its next records may arrive late. A partition not read
     /// to its end holds the merge while the broker says it has records left to fetch.
     pub partition_wait: Duration,
+    /// Task partitions of a scaled-out group (0, the default: each instance reads every input
+    /// partition it is assigned into one engine of its own, so one instance per group). With
+    /// N > 0, the instances of one consumer group split the work by target over N partitions of
+    /// the internal topic `{group_id}-tasks`, with labels joined over `{group_id}-joins`, state
+    /// in `{group_id}-state`; any number of instances (up to N) give one instance's decisions.
+    pub tasks: i32,
+    /// Label-join partitions of a scaled-out group (0: as many as `tasks`).
+    pub joins: i32,
+    /// This instance's name in a scaled-out group, for its transactional id
+    /// (`{transactional_id}-{instance}`; `DRIFTWATCH_INSTANCE` overrides). A restarted instance
+    /// with the same name aborts its predecessor's open transaction at once; empty: a new
+    /// random name per start (the broker aborts a dead instance's transaction after
+    /// `transaction.timeout.ms`, 10 s by default in a group).
+    pub instance: String,
     /// Create missing topics at start-up.
     pub create_topics: bool,
     /// Partitions of created topics.
@@ -138,6 +152,9 @@ impl Default for KafkaConfig {
             commit_interval: Duration(1000),
             idle_timeout: Duration(10_000),
             partition_wait: Duration(2_000),
+            tasks: 0,
+            joins: 0,
+            instance: String::new(),
             create_topics: true,
             partitions: 3,
             replication_factor: 1,
@@ -175,6 +192,28 @@ impl KafkaConfig {
         }
         if self.group_id.is_empty() || self.transactional_id.is_empty() {
             return bad("kafka.group_id", "group_id and transactional_id must not be empty");
+        }
+        if !(0..=10_000).contains(&self.tasks) {
+            return bad("kafka.tasks", "must be between 0 (one instance per group) and 10000");
+        }
+        if !(0..=10_000).contains(&self.joins) {
+            return bad("kafka.joins", "must be between 0 (as many as tasks) and 10000");
+        }
+        if self.tasks > 0 {
+            if self.delivery != Delivery::ExactlyOnce {
+                return bad(
+                    "kafka.tasks",
+                    "a scaled-out group commits through transactions: needs delivery = \"exactly_once\"",
+                );
+            }
+            if let Some((t, f)) = self.topics.formats.iter().find(|(_, f)| **f != crate::fleet::Format::Driftwatch) {
+                return Err(ConfigError::Invalid {
+                    key: "kafka.tasks".into(),
+                    reason: format!(
+                        "input topic `{t}` is read as `{f:?}`: a scaled-out group reads driftwatch events only; run one instance per group (tasks = 0) for fleet formats"
+                    ),
+                });
+            }
         }
         for (section, props) in [("properties", &self.properties), ("consumer_properties", &self.consumer_properties)] {
             if props.get("partition.assignment.strategy").is_some_and(|s| s.contains("cooperative")) {

@@ -380,6 +380,18 @@ fn docs() -> Docs {
             "How long an input partition read to its end holds back the other partitions' newer records \
              (partitions merge by event time); one quiet for longer is passed by.",
         )
+        .key(
+            "kafka.tasks",
+            "Task partitions of a scaled-out group: the instances of one consumer group split the targets over \
+             this many partitions of `{group_id}-tasks` (labels joined over `{group_id}-joins`, state in \
+             `{group_id}-state`). 0: one instance per group.",
+        )
+        .key("kafka.joins", "Label-join partitions of a scaled-out group (0: as many as `tasks`).")
+        .key(
+            "kafka.instance",
+            "This instance's name in a scaled-out group (`DRIFTWATCH_INSTANCE` overrides), for its transactional \
+             id `{transactional_id}-{instance}`. Empty: a random name per start.",
+        )
         .key("kafka.create_topics", "Create missing topics at start-up.")
         .key("kafka.partitions", "Partitions of created topics.")
         .key("kafka.replication_factor", "Replication factor of created topics.")

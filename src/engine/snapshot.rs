@@ -159,6 +159,16 @@ struct GroupIn {
     targets: Vec<(TargetId, Target)>,
 }
 
+/// A stored value in the changelog's encoding (CBOR).
+pub fn encode_value<T: Serialize>(v: &T) -> Vec<u8> {
+    encode(v)
+}
+
+/// Reads a stored value written by [`encode_value`]; `key` names it in the error.
+pub fn decode_value<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, SnapshotError> {
+    decode(key, bytes)
+}
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing CBOR into a Vec cannot fail for these plain data types.

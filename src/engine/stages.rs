@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use super::tasks::finish_together;
 use super::*;
-use crate::event::Decoder;
+use crate::event::{BadInput, Decoder};
 use crate::labels::hash_str;
 use crate::merge::{pick, Head, Pick};
 
@@ -51,13 +51,17 @@ pub enum Record {
     Progress(Millis),
     /// The sender has sent everything.
     End,
+    /// The sender's input is read to its end and has been quiet for a while: downstream
+    /// stages pass it by (take the others' records without waiting for it) until it sends
+    /// again, as the single-engine merge passes a partition read to its end.
+    Idle,
 }
 
 impl Record {
     fn ts(&self) -> Option<Millis> {
         match self {
             Record::Event { ts, .. } | Record::Prediction { ts, .. } | Record::Label { ts, .. } => Some(*ts),
-            Record::Progress(_) | Record::End => None,
+            Record::Progress(_) | Record::End | Record::Idle => None,
         }
     }
 }
@@ -134,19 +138,25 @@ impl Router {
         self.newest
     }
 
-    /// Routes one input line read at `pos`.
-    pub fn route(&mut self, line: &[u8], pos: Position, out: &mut dyn FnMut(Dest, Record)) {
+    /// A router continuing after `newest` (its stored state).
+    pub fn restored(cfg: &Config, tasks: usize, joins: usize, newest: Option<Millis>) -> Router {
+        Router { newest, ..Router::new(cfg, tasks, joins) }
+    }
+
+    /// Routes one input line read at `pos`. A line that cannot be decoded, or lies too far
+    /// ahead of the partition's newest time, is returned as bad input (and sent nowhere).
+    pub fn route(&mut self, line: &[u8], pos: Position, out: &mut dyn FnMut(Dest, Record)) -> Result<(), BadInput> {
         let ev = match self.decoder.decode(line) {
             Ok(ev) => ev,
-            Err(_) => {
+            Err(bad) => {
                 self.rejected += 1;
-                return;
+                return Err(bad);
             }
         };
-        if self.newest.is_some_and(|n| ev.ts > n.saturating_add(self.max_future)) {
+        if let Some(bad) = too_far_ahead(ev.ts, self.newest, self.max_future) {
             self.rejected += 1;
             self.decoder.recycle(ev);
-            return;
+            return Err(bad);
         }
         let late = Some(self.newest.is_some_and(|n| ev.ts < n - self.lateness));
         let ts = ev.ts;
@@ -176,50 +186,98 @@ impl Router {
         }
         self.newest = self.newest.max(Some(ts));
         self.decoder.recycle(ev);
+        Ok(())
     }
 }
 
 /// Records from several upstreams, taken in event-time order ([`crate::merge`]).
+///
+/// Each record may carry the offset it was read at (all upstreams of a stage share one
+/// internal partition, so one offset space): the merger remembers the offset of the last
+/// record it took from each upstream, so that records read again after a restart from
+/// [`Merger::resume_offset`] are not taken twice.
 #[derive(Debug)]
 struct Merger {
-    queues: Vec<VecDeque<Record>>,
+    queues: Vec<VecDeque<(i64, Record)>>,
+    state: MergeState,
+}
+
+/// What a merger must keep across restarts (its queued records are read again).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MergeState {
     /// Per upstream: the newest time it delivered or said it reached.
     after: Vec<Option<Millis>>,
     ended: Vec<bool>,
+    /// Per upstream: it said it is idle, and has sent nothing since.
+    idle: Vec<bool>,
+    /// Per upstream: the offset of the last record taken (-1: none).
+    taken: Vec<i64>,
 }
 
 impl Merger {
     fn new(upstreams: usize) -> Merger {
-        Merger { queues: vec![VecDeque::new(); upstreams], after: vec![None; upstreams], ended: vec![false; upstreams] }
+        Merger {
+            queues: vec![VecDeque::new(); upstreams],
+            state: MergeState {
+                after: vec![None; upstreams],
+                ended: vec![false; upstreams],
+                idle: vec![false; upstreams],
+                taken: vec![-1; upstreams],
+            },
+        }
+    }
+
+    /// A merger continuing from `state` (of the same number of upstreams, else a new one).
+    fn restored(upstreams: usize, state: MergeState) -> Merger {
+        let sizes = [state.after.len(), state.ended.len(), state.idle.len(), state.taken.len()];
+        if sizes.iter().any(|&n| n != upstreams) {
+            return Merger::new(upstreams);
+        }
+        Merger { queues: vec![VecDeque::new(); upstreams], state }
+    }
+
+    /// Queues record `r` of upstream `from`, read at `offset` (negative: not from Kafka).
+    /// A record at or before the last one taken from `from` was taken already and is dropped.
+    fn push_at(&mut self, from: usize, offset: i64, r: Record) {
+        let s = &mut self.state;
+        if from >= self.queues.len() || (offset >= 0 && offset <= s.taken[from]) {
+            return;
+        }
+        if !matches!(r, Record::Idle) {
+            s.idle[from] = false;
+        }
+        self.queues[from].push_back((offset, r));
     }
 
     fn push(&mut self, from: usize, r: Record) {
-        if let Some(q) = self.queues.get_mut(from) {
-            q.push_back(r);
-        }
+        self.push_at(from, -1, r);
     }
 
     /// The next record in merged order, if it can be known now.
     fn next(&mut self) -> Option<Record> {
+        let s = &mut self.state;
         for (i, q) in self.queues.iter_mut().enumerate() {
-            while let Some(r) = q.front() {
+            while let Some((at, r)) = q.front() {
                 match r {
-                    Record::Progress(t) => self.after[i] = self.after[i].max(Some(*t)),
-                    Record::End => self.ended[i] = true,
+                    Record::Progress(t) => s.after[i] = s.after[i].max(Some(*t)),
+                    Record::End => s.ended[i] = true,
+                    Record::Idle => s.idle[i] = true,
                     _ => break,
                 }
+                s.taken[i] = s.taken[i].max(*at);
                 q.pop_front();
             }
         }
         let heads = self.queues.iter().enumerate().map(|(i, q)| match q.front() {
-            Some(r) => Head::Ready(r.ts()),
-            None if self.ended[i] => Head::Done,
-            None => Head::Waiting(self.after[i]),
+            Some((_, r)) => Head::Ready(r.ts()),
+            None if s.ended[i] || s.idle[i] => Head::Done,
+            None => Head::Waiting(s.after[i]),
         });
         match pick(heads, None, Millis::MAX) {
             Pick::Input(i) => {
-                let r = self.queues[i].pop_front()?;
-                self.after[i] = self.after[i].max(r.ts());
+                let (at, r) = self.queues[i].pop_front()?;
+                s.after[i] = s.after[i].max(r.ts());
+                s.taken[i] = s.taken[i].max(at);
                 Some(r)
             }
             Pick::Wait | Pick::Empty => None,
@@ -228,12 +286,40 @@ impl Merger {
 
     /// Every upstream ended and everything was taken.
     fn done(&self) -> bool {
-        self.ended.iter().all(|&e| e) && self.queues.iter().all(VecDeque::is_empty)
+        self.state.ended.iter().all(|&e| e) && self.queues.iter().all(VecDeque::is_empty)
     }
 
-    /// The newest time every upstream reached (what a stage may say it reached itself).
+    /// Nothing queued, and no upstream is waited for: each ended or is idle.
+    fn quiet(&self) -> bool {
+        let s = &self.state;
+        self.queues.iter().all(VecDeque::is_empty) && s.ended.iter().zip(&s.idle).all(|(&e, &i)| e || i)
+    }
+
+    /// The newest time every upstream reached (what a stage may say it reached itself): the
+    /// oldest of the upstreams waited for, or the newest of all when none is.
     fn progress(&self) -> Option<Millis> {
-        self.after.iter().copied().min().flatten()
+        let s = &self.state;
+        let waited = (0..s.after.len()).filter(|&i| !s.ended[i] && !s.idle[i]);
+        match waited.clone().next() {
+            Some(_) => waited.map(|i| s.after[i]).min().flatten(),
+            None => s.after.iter().copied().max().flatten(),
+        }
+    }
+
+    /// The newest time any upstream reached.
+    fn newest(&self) -> Option<Millis> {
+        self.state.after.iter().copied().max().flatten()
+    }
+
+    /// Where to read the stage's partition again from after a restart: the oldest record
+    /// queued, else `next` (the offset after the last one read).
+    fn resume_offset(&self, next: i64) -> i64 {
+        self.queues.iter().filter_map(|q| q.front().map(|(at, _)| *at)).filter(|&at| at >= 0).min().unwrap_or(next)
+    }
+
+    /// Records queued.
+    fn queued(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
     }
 }
 
@@ -244,9 +330,27 @@ pub struct Join {
     routes: LabelJoin<u32>,
     tasks: usize,
     lateness: Millis,
+    said: Said,
+    /// Something changed since [`Join::state`] was last taken.
+    changed: bool,
+}
+
+/// What a stage last told the stages downstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Said {
     /// The progress last sent on.
-    said: Option<Millis>,
+    progress: Option<Millis>,
     ended: bool,
+    /// Idle was sent, and nothing since.
+    idle: bool,
+}
+
+/// A join's stored state (its queued records are read again).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JoinState {
+    merge: MergeState,
+    routes: LabelJoin<u32>,
+    said: Said,
 }
 
 impl Join {
@@ -259,9 +363,28 @@ impl Join {
             routes,
             tasks: tasks.max(1),
             lateness: cfg.windows.allowed_lateness.0,
-            said: None,
-            ended: false,
+            said: Said::default(),
+            changed: true,
         }
+    }
+
+    /// A join continuing from its stored state.
+    pub fn restored(cfg: &Config, upstreams: usize, tasks: usize, state: JoinState) -> Join {
+        let mut j = Join::new(cfg, upstreams, tasks);
+        j.merge = Merger::restored(upstreams, state.merge);
+        j.routes = state.routes;
+        j.said = state.said;
+        j.changed = false;
+        j
+    }
+
+    /// Its state to store, if it changed since the last call.
+    pub fn state(&mut self) -> Option<JoinState> {
+        std::mem::take(&mut self.changed).then(|| JoinState {
+            merge: self.merge.state.clone(),
+            routes: self.routes.clone(),
+            said: self.said,
+        })
     }
 
     /// A record from router `from`.
@@ -269,10 +392,22 @@ impl Join {
         self.merge.push(from, r);
     }
 
-    /// Takes what can be taken; sends joined labels to their tasks, then its progress (or its
-    /// end) to every task.
-    pub fn poll(&mut self, out: &mut dyn FnMut(usize, Record)) {
+    /// A record from router `from` read at `offset` of the join's partition (one read again
+    /// after a restart, and taken before it, is dropped).
+    pub fn push_at(&mut self, from: usize, offset: i64, r: Record) {
+        self.merge.push_at(from, offset, r);
+    }
+
+    /// Where to read this join's partition from after a restart (`next`: after the last
+    /// record read).
+    pub fn resume_offset(&self, next: i64) -> i64 {
+        self.merge.resume_offset(next)
+    }
+
+    /// Takes what can be taken and sends joined labels to their tasks.
+    pub fn take(&mut self, out: &mut dyn FnMut(usize, Record)) {
         while let Some(r) = self.merge.next() {
+            self.changed = true;
             let joined = match r {
                 Record::Prediction { ts, event_id, task, value } => self
                     .routes
@@ -290,17 +425,45 @@ impl Join {
         if let Some(p) = self.merge.progress() {
             self.routes.expire(p - self.lateness);
         }
-        if self.merge.done() && !self.ended {
-            self.ended = true;
-            for t in 0..self.tasks {
-                out(t, Record::End);
+    }
+
+    /// Sends every task its progress, its end, or that it is idle, when that changed.
+    pub fn say(&mut self, out: &mut dyn FnMut(usize, Record)) {
+        let mut tell = |r: &dyn Fn() -> Record| (0..self.tasks).for_each(|t| out(t, r()));
+        if self.merge.done() {
+            if !self.said.ended {
+                self.said.ended = true;
+                self.changed = true;
+                tell(&|| Record::End);
             }
-        } else if let Some(p) = self.merge.progress().filter(|&p| Some(p) > self.said) {
-            self.said = Some(p);
-            for t in 0..self.tasks {
-                out(t, Record::Progress(p));
-            }
+            return;
         }
+        if let Some(p) = self.merge.progress().filter(|&p| Some(p) > self.said.progress) {
+            self.said.progress = Some(p);
+            self.said.idle = false;
+            self.changed = true;
+            tell(&|| Record::Progress(p));
+        }
+        let quiet = self.merge.quiet();
+        if quiet != self.said.idle && quiet {
+            self.said.idle = true;
+            self.changed = true;
+            tell(&|| Record::Idle);
+        } else if !quiet {
+            self.said.idle = false;
+        }
+    }
+
+    /// Takes what can be taken; sends joined labels to their tasks, then its progress (or its
+    /// end) to every task.
+    pub fn poll(&mut self, out: &mut dyn FnMut(usize, Record)) {
+        self.take(out);
+        self.say(out);
+    }
+
+    /// Records queued for the merge.
+    pub fn queued(&self) -> usize {
+        self.merge.queued()
     }
 }
 
@@ -315,7 +478,21 @@ pub struct Task {
 impl Task {
     /// A task reading `upstreams` upstreams (the routers, then the joins).
     pub fn new(cfg: Config, upstreams: usize) -> Task {
-        Task { merge: Merger::new(upstreams), engine: Engine::new(cfg), decoder: Decoder::default() }
+        Task::restored(Engine::new(cfg), upstreams, None)
+    }
+
+    /// A task continuing with `engine` and the merge state stored with it.
+    pub fn restored(engine: Engine, upstreams: usize, merge: Option<MergeState>) -> Task {
+        let merge = match merge {
+            Some(m) => Merger::restored(upstreams, m),
+            None => Merger::new(upstreams),
+        };
+        Task { merge, engine, decoder: Decoder::default() }
+    }
+
+    /// The merge state to store with the engine's.
+    pub fn merge_state(&self) -> &MergeState {
+        &self.merge.state
     }
 
     /// A record from upstream `from`.
@@ -323,9 +500,23 @@ impl Task {
         self.merge.push(from, r);
     }
 
-    /// Takes what can be taken into the engine.
-    pub fn poll(&mut self) {
+    /// A record from upstream `from` read at `offset` of the task's partition (one read again
+    /// after a restart, and taken before it, is dropped).
+    pub fn push_at(&mut self, from: usize, offset: i64, r: Record) {
+        self.merge.push_at(from, offset, r);
+    }
+
+    /// Where to read this task's partition from after a restart (`next`: after the last
+    /// record read).
+    pub fn resume_offset(&self, next: i64) -> i64 {
+        self.merge.resume_offset(next)
+    }
+
+    /// Takes what can be taken into the engine. Returns how many records it took.
+    pub fn poll(&mut self) -> usize {
+        let mut n = 0;
         while let Some(r) = self.merge.next() {
+            n += 1;
             match r {
                 Record::Event { line, pos, share, .. } => {
                     if let Ok(ev) = self.decoder.decode(&line) {
@@ -338,6 +529,22 @@ impl Task {
                 _ => {}
             }
         }
+        n
+    }
+
+    /// Nothing queued and every upstream idle or ended: the stream is quiet for now.
+    pub fn quiet(&self) -> bool {
+        self.merge.quiet()
+    }
+
+    /// The newest event time any upstream reached: the stream's newest, as far as it is known.
+    pub fn newest(&self) -> Option<Millis> {
+        self.merge.newest()
+    }
+
+    /// Records queued for the merge.
+    pub fn queued(&self) -> usize {
+        self.merge.queued()
     }
 
     /// Every upstream ended and everything was taken.
@@ -372,7 +579,7 @@ pub fn finish_tasks(tasks: &mut [Task], newest: Option<Millis>) {
 ///   count, late judged, late), then the input line as read;
 /// - `P` prediction: time, task (u32), value, then the `event_id`;
 /// - `L` label: time, value, then the `event_id`;
-/// - `G` progress: time; `Z` end.
+/// - `G` progress: time; `Z` end; `I` idle.
 ///
 /// A value is a tag byte (`n` number, `c` class hash) and 8 bytes. Integers are big-endian.
 pub mod wire {
@@ -405,6 +612,7 @@ pub mod wire {
             Record::Label { .. } => b'L',
             Record::Progress(_) => b'G',
             Record::End => b'Z',
+            Record::Idle => b'I',
         };
         out.push(tag);
         out.extend_from_slice(&from.to_be_bytes());
@@ -433,7 +641,7 @@ pub mod wire {
                 out.extend_from_slice(event_id.as_bytes());
             }
             Record::Progress(ts) => out.extend_from_slice(&ts.to_be_bytes()),
-            Record::End => {}
+            Record::End | Record::Idle => {}
         }
         out
     }
@@ -499,6 +707,7 @@ pub mod wire {
             }
             b'G' => Record::Progress(r.i64("progress: no time")?),
             b'Z' => Record::End,
+            b'I' => Record::Idle,
             _ => return Err(WireError("unknown record kind")),
         };
         Ok((from, record))
@@ -532,6 +741,7 @@ pub mod wire {
                 Record::Label { ts: 10, event_id: id, label: Value::Class(u64::MAX) },
                 Record::Progress(i64::MIN),
                 Record::End,
+                Record::Idle,
             ];
             for (i, r) in records.iter().enumerate() {
                 let (from, back) = decode(&encode(i as u32 + 7, r)).expect("reads back");

@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Position};
 use crate::event::{spare_features, Decoder, Features};
 
+mod group;
 mod input;
 mod produce;
 use crate::clock::wall_ms;
@@ -279,6 +280,33 @@ fn client_config(k: &KafkaConfig, brokers: &str, extra: &BTreeMap<String, String
     c
 }
 
+/// The consumer properties of a group member: the group, offsets committed only with the
+/// state, committed input only, and fetching tuned for a loop that keeps up.
+fn member_config(k: &KafkaConfig) -> BTreeMap<String, String> {
+    let mut c = k.consumer_properties.clone();
+    c.insert("group.id".into(), k.group_id.clone());
+    c.insert("enable.auto.commit".into(), "false".into());
+    c.insert("isolation.level".into(), "read_committed".into());
+    c.entry("auto.offset.reset".into()).or_insert_with(|| "earliest".into());
+    // Once its queue of fetched messages is full, librdkafka waits this long before fetching
+    // again (default 1 s): the loop would empty the queue well before and then sit idle.
+    c.entry("fetch.queue.backoff.ms".into()).or_insert_with(|| "10".into());
+    // The end of a partition is only known from the answer to a fetch at the end, which the
+    // broker holds this long when there is nothing new (default 500 ms): catching up and the
+    // commit that follows would wait for it.
+    c.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
+    c
+}
+
+/// The producer properties: compressed batches, large state records allowed.
+fn producer_config(k: &KafkaConfig) -> BTreeMap<String, String> {
+    let mut c = k.producer_properties.clone();
+    c.entry("compression.type".into()).or_insert_with(|| "lz4".into());
+    c.entry("message.max.bytes".into()).or_insert_with(|| "16777216".into());
+    c.entry("linger.ms".into()).or_insert_with(|| "5".into());
+    c
+}
+
 /// Runs the service until `shutdown` is set. Kafka failures restart the session from the last
 /// committed state (with backoff); configuration errors return.
 pub fn run(
@@ -312,15 +340,20 @@ pub fn run(
 }
 
 fn ensure_topics(k: &KafkaConfig, brokers: &str) -> Result<(), ServiceError> {
+    let specs: Vec<(&str, i32, bool)> =
+        k.topics.all().into_iter().map(|name| (name, k.partitions, name == k.topics.changelog)).collect();
+    create_topics(k, brokers, &specs)
+}
+
+/// Creates the missing topics of `(name, partitions, compacted)`.
+fn create_topics(k: &KafkaConfig, brokers: &str, specs: &[(&str, i32, bool)]) -> Result<(), ServiceError> {
     let admin: AdminClient<DefaultClientContext> =
         client_config(k, brokers, &BTreeMap::new()).create().map_err(kafka("creating the admin client"))?;
-    let topics: Vec<NewTopic<'_>> = k
-        .topics
-        .all()
-        .into_iter()
-        .map(|name| {
-            let topic = NewTopic::new(name, k.partitions, TopicReplication::Fixed(k.replication_factor));
-            if name == k.topics.changelog {
+    let topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|&(name, partitions, compacted)| {
+            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(k.replication_factor));
+            if compacted {
                 // The state is the latest record of each key, which may be large.
                 topic.set("cleanup.policy", "compact").set("max.message.bytes", "16777216")
             } else {
@@ -346,53 +379,69 @@ fn ensure_topics(k: &KafkaConfig, brokers: &str) -> Result<(), ServiceError> {
 
 /// Reads the changelog to its end: the latest value of every key.
 fn read_changelog(k: &KafkaConfig, brokers: &str) -> Result<BTreeMap<String, Vec<u8>>, ServiceError> {
+    Ok(read_compacted(k, brokers, &k.topics.changelog, None)?.into_values().flatten().collect())
+}
+
+/// Reads partitions of a compacted topic (all of them, or `only` these) to their end: the
+/// latest value of every key, per partition.
+fn read_compacted(
+    k: &KafkaConfig,
+    brokers: &str,
+    topic: &str,
+    only: Option<&std::collections::BTreeSet<i32>>,
+) -> Result<BTreeMap<i32, BTreeMap<String, Vec<u8>>>, ServiceError> {
     let mut extra = k.consumer_properties.clone();
     extra.insert("group.id".into(), format!("{}-restore", k.group_id));
     extra.insert("enable.auto.commit".into(), "false".into());
     extra.insert("isolation.level".into(), "read_committed".into());
     extra.insert("enable.partition.eof".into(), "true".into());
     extra.insert("auto.offset.reset".into(), "earliest".into());
-    let consumer: BaseConsumer<ReaderCtx> = client_config(k, brokers, &extra)
-        .create_with_context(ReaderCtx)
-        .map_err(kafka("creating the changelog reader"))?;
-    let md = consumer
-        .fetch_metadata(Some(&k.topics.changelog), StdDuration::from_secs(20))
-        .map_err(kafka("reading changelog metadata"))?;
-    let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let consumer: BaseConsumer<ReaderCtx> =
+        client_config(k, brokers, &extra).create_with_context(ReaderCtx).map_err(kafka("creating the state reader"))?;
+    let md =
+        consumer.fetch_metadata(Some(topic), StdDuration::from_secs(20)).map_err(kafka("reading state metadata"))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .filter(|p| only.is_none_or(|o| o.contains(p)))
+        .collect();
     let mut tpl = TopicPartitionList::new();
-    let mut open = 0;
+    let mut open = std::collections::BTreeSet::new();
     for &p in &partitions {
         let (lo, hi) = consumer
-            .fetch_watermarks(&k.topics.changelog, p, StdDuration::from_secs(20))
-            .map_err(kafka("reading changelog watermarks"))?;
+            .fetch_watermarks(topic, p, StdDuration::from_secs(20))
+            .map_err(kafka("reading state watermarks"))?;
         if hi > lo {
-            tpl.add_partition_offset(&k.topics.changelog, p, Offset::Beginning)
-                .map_err(kafka("assigning the changelog"))?;
-            open += 1;
+            tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kafka("assigning the state"))?;
+            open.insert(p);
         }
     }
-    let mut state = BTreeMap::new();
-    if open == 0 {
+    let mut state: BTreeMap<i32, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    if open.is_empty() {
         return Ok(state);
     }
-    consumer.assign(&tpl).map_err(kafka("assigning the changelog"))?;
+    consumer.assign(&tpl).map_err(kafka("assigning the state"))?;
     let deadline = Instant::now() + StdDuration::from_secs(120);
-    while open > 0 {
+    while !open.is_empty() {
         if Instant::now() > deadline {
             return Err(ServiceError::Kafka {
-                context: "reading the changelog",
+                context: "reading the state",
                 source: KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
             });
         }
         match consumer.poll(StdDuration::from_millis(200)) {
             None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => return Err(ServiceError::Kafka { context: "reading the changelog", source: e }),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => return Err(ServiceError::Kafka { context: "reading the state", source: e }),
             Some(Ok(m)) => {
                 let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+                let part = state.entry(m.partition()).or_default();
                 match m.payload() {
-                    Some(v) => state.insert(key.to_owned(), v.to_vec()),
-                    None => state.remove(key),
+                    Some(v) => part.insert(key.to_owned(), v.to_vec()),
+                    None => part.remove(key),
                 };
             }
         }
@@ -505,6 +554,9 @@ fn session(
     stats: &mut ServiceStats,
 ) -> Result<(), ServiceError> {
     let k = &cfg.kafka;
+    if k.tasks > 0 {
+        return group::session(cfg, brokers, shutdown, observer, stats);
+    }
     let eos = k.delivery == Delivery::ExactlyOnce;
     let started = Instant::now();
     if k.create_topics {
@@ -515,20 +567,9 @@ fn session(
     // the rebalance callback, with the restored positions) once the poll thread starts.
     let positions: Arc<Mutex<Positions>> = Arc::new(Mutex::new(Positions::new()));
     let assigned = Arc::new(AtomicBool::new(false));
-    let mut cconf = k.consumer_properties.clone();
-    cconf.insert("group.id".into(), k.group_id.clone());
-    cconf.insert("enable.auto.commit".into(), "false".into());
-    cconf.insert("isolation.level".into(), "read_committed".into());
+    let mut cconf = member_config(k);
     // End-of-partition events tell "caught up" from "still joining the group".
     cconf.insert("enable.partition.eof".into(), "true".into());
-    cconf.entry("auto.offset.reset".into()).or_insert_with(|| "earliest".into());
-    // Once its queue of fetched messages is full, librdkafka waits this long before fetching
-    // again (default 1 s): the loop would empty the queue well before and then sit idle.
-    cconf.entry("fetch.queue.backoff.ms".into()).or_insert_with(|| "10".into());
-    // The end of a partition is only known from the answer to a fetch at the end, which the
-    // broker holds this long when there is nothing new (default 500 ms): catching up and the
-    // commit that follows would wait for it.
-    cconf.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
     // Lag for `ServiceStats::lag` comes from the statistics, without a call to the broker.
     cconf.entry("statistics.interval.ms".into()).or_insert_with(|| "5000".into());
     let ctx = Ctx {
@@ -547,10 +588,7 @@ fn session(
         client_config(k, brokers, &cconf).create_with_context(ctx).map_err(kafka("creating the consumer"))?;
     let topics: Vec<&str> = k.topics.events.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(kafka("subscribing"))?;
-    let mut pconf = k.producer_properties.clone();
-    pconf.entry("compression.type".into()).or_insert_with(|| "lz4".into());
-    pconf.entry("message.max.bytes".into()).or_insert_with(|| "16777216".into());
-    pconf.entry("linger.ms".into()).or_insert_with(|| "5".into());
+    let mut pconf = producer_config(k);
     if eos {
         pconf.insert("transactional.id".into(), k.transactional_id.clone());
         pconf.entry("transaction.timeout.ms".into()).or_insert_with(|| "60000".into());

@@ -8,6 +8,7 @@ mod commands;
 pub use commands::{comparable, round_floats};
 
 pub mod openapi;
+pub mod spread;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,0 +1,852 @@
+//! A scaled-out group (`kafka.tasks` > 0): the instances of one consumer group split the work
+//! by target, through internal topics, and each decides for the targets of the partitions it
+//! is assigned — exactly what one engine fed every event decides.
+//!
+//! ```text
+//!   input topics                 {group}-joins (J)            {group}-tasks (T)
+//!  ┌───────────────┐  labels,     ┌──────────────┐  joined     ┌──────────────┐
+//!  │ input p  ─────┼─ predictions▶│ join j       │──labels────▶│ task t       │──▶ commands
+//!  │ (a Router     │             │ (by event_id)│             │ (an Engine,  │    decisions
+//!  │  per input    │─────────── events (app part to the app's task, ▶│  by name)    │
+//!  │  partition)   │             model part to the model's)    └──────┬───────┘
+//!  └───────────────┘   progress and idle records to every join and task   │ state
+//!                                                              {group}-state (T + J + 1)
+//! ```
+//!
+//! Every stage is a state machine of [`crate::engine::stages`]; this driver carries their
+//! records over Kafka. One consumer per instance subscribes to the input topics and both
+//! internal topics, so the group's assignor spreads routers, joins and tasks over the
+//! instances; one transactional producer per instance writes routed records, commands, state
+//! and the consumed offsets in one transaction, the offsets with the group's metadata (KIP-447:
+//! a member that lost its partitions cannot commit for them).
+//!
+//! State lives in `{group}-state`, compacted: task `t`'s engine and merge state in partition
+//! `t`, join `j`'s in partition `T + j`, every router's position in partition `T + J`. An
+//! instance restores only the partitions it is assigned; on a rebalance it commits first, so
+//! the state leaves with its partition and the next owner reads it back.
+//!
+//! Joins and tasks merge their upstreams by event time; a record read again after a restart is
+//! recognised by its offset (the merge state keeps the last offset taken from each upstream)
+//! and dropped. Routers tell downstream stages how far they got (progress) at each commit, and
+//! that their input is read to its end and quiet (idle) once it has been for
+//! `kafka.partition_wait`, so a quiet partition does not hold the others back. A task whose
+//! every upstream is idle advances event time with the wall clock after `kafka.idle_timeout`,
+//! from the newest time of the whole stream, as one instance does.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration as StdDuration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{client_config, client_error, flush, kafka, send, send_retrying, ServiceError, QUEUE_FULL_WAIT};
+use crate::clock::wall_ms;
+use crate::command::Command;
+use crate::config::Config;
+use crate::engine::stages::{wire, Dest, Join, JoinState, MergeState, Record, Router, Task};
+use crate::engine::{Engine, Position};
+use crate::event::BadInput;
+use crate::observe::{Observer, ServiceStats};
+use crate::time::Millis;
+
+/// The group's topics and how partitions map to stages.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// Input partitions, in order: router `r` reads `inputs[r]`.
+    inputs: Vec<(String, i32)>,
+    router_of: HashMap<(String, i32), usize>,
+    tasks: usize,
+    joins: usize,
+    tasks_topic: String,
+    joins_topic: String,
+    state_topic: String,
+}
+
+impl Layout {
+    fn state_of_task(&self, t: usize) -> i32 {
+        t as i32
+    }
+    fn state_of_join(&self, j: usize) -> i32 {
+        (self.tasks + j) as i32
+    }
+    fn state_of_routers(&self) -> i32 {
+        (self.tasks + self.joins) as i32
+    }
+    /// Upstreams of a task: the routers, then the joins.
+    fn task_upstreams(&self) -> usize {
+        self.inputs.len() + self.joins
+    }
+    /// What stage a consumed partition feeds.
+    fn stage_of(&self, topic: &str, partition: i32) -> Option<Stage> {
+        if topic == self.tasks_topic {
+            return (0..self.tasks as i32).contains(&partition).then_some(Stage::Task(partition as usize));
+        }
+        if topic == self.joins_topic {
+            return (0..self.joins as i32).contains(&partition).then_some(Stage::Join(partition as usize));
+        }
+        self.router_of.get(&(topic.to_owned(), partition)).map(|&r| Stage::Router(r))
+    }
+    fn partition_of(&self, stage: Stage) -> (&str, i32) {
+        match stage {
+            Stage::Router(r) => (&self.inputs[r].0, self.inputs[r].1),
+            Stage::Join(j) => (&self.joins_topic, j as i32),
+            Stage::Task(t) => (&self.tasks_topic, t as i32),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Router(usize),
+    Join(usize),
+    Task(usize),
+}
+
+/// A router's stored state: where its input continues and the newest time it read.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct RouterState {
+    next: i64,
+    newest: Option<Millis>,
+}
+
+/// A task's stored merge state, with where its partition continues.
+#[derive(Debug, Serialize, Deserialize)]
+struct TaskMerge {
+    resume: i64,
+    merge: MergeState,
+}
+
+/// A join's stored state, with where its partition continues.
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinStored {
+    resume: i64,
+    join: JoinState,
+}
+
+const MERGE_KEY: &str = "merge";
+const JOIN_KEY: &str = "join";
+
+fn router_key(topic: &str, partition: i32) -> String {
+    format!("router/{topic}/{partition}")
+}
+
+struct RouterSlot {
+    router: Router,
+    next: i64,
+    last_input: Instant,
+    /// The progress last sent downstream.
+    said: Option<Millis>,
+    idle_said: bool,
+    changed: bool,
+}
+
+struct JoinSlot {
+    join: Join,
+    next: i64,
+}
+
+struct TaskSlot {
+    task: Task,
+    next: i64,
+    last_record: Instant,
+    idle_base: Option<(Millis, Instant)>,
+}
+
+/// The stages this instance owns now.
+#[derive(Default)]
+struct Owned {
+    routers: BTreeMap<usize, RouterSlot>,
+    joins: BTreeMap<usize, JoinSlot>,
+    tasks: BTreeMap<usize, TaskSlot>,
+    /// Commands produced in the open transaction.
+    pending: Vec<Command>,
+    /// Commands committed, for the observer.
+    committed: Vec<Command>,
+    commits: u64,
+}
+
+struct Ctx {
+    cfg: Config,
+    brokers: String,
+    layout: Layout,
+    producer: BaseProducer,
+    owned: Mutex<Owned>,
+    /// The first failure in a rebalance callback: the session ends with it.
+    failed: Mutex<Option<ServiceError>>,
+    assigned: AtomicBool,
+    restoring: AtomicBool,
+}
+
+impl ClientContext for Ctx {
+    fn error(&self, err: KafkaError, reason: &str) {
+        client_error(err, reason);
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            _ => self.revoke(consumer),
+        };
+        if let Err(e) = result {
+            warn!("rebalance: {e}");
+            if let Ok(mut f) = self.failed.lock() {
+                f.get_or_insert(e);
+            }
+            // Holding nothing is safe: the session ends and starts again from what is committed.
+            if let Ok(mut o) = self.owned.lock() {
+                o.routers.clear();
+                o.joins.clear();
+                o.tasks.clear();
+            }
+            let _ = consumer.unassign();
+        }
+    }
+}
+
+impl Ctx {
+    /// Commits everything, then lets go of every partition (the next assignment restores what
+    /// it is given from the state just committed).
+    fn revoke(&self, consumer: &BaseConsumer<Self>) -> Result<(), ServiceError> {
+        self.assigned.store(false, Ordering::SeqCst);
+        let mut o = self.owned.lock().map_err(|_| ServiceError::Thread("state lock poisoned".into()))?;
+        let result = if o.routers.is_empty() && o.joins.is_empty() && o.tasks.is_empty() {
+            Ok(())
+        } else {
+            self.commit(consumer, &mut o)
+        };
+        o.routers.clear();
+        o.joins.clear();
+        o.tasks.clear();
+        drop(o);
+        consumer.unassign().map_err(kafka("unassigning"))?;
+        result
+    }
+
+    /// Restores the stages of the assigned partitions from the state topic, and starts each
+    /// partition where its stored state continues.
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<(), ServiceError> {
+        self.restoring.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let l = &self.layout;
+        let stages: Vec<Stage> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| l.stage_of(e.topic(), e.partition()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut parts: BTreeSet<i32> = BTreeSet::new();
+        for s in &stages {
+            parts.insert(match *s {
+                Stage::Router(_) => l.state_of_routers(),
+                Stage::Join(j) => l.state_of_join(j),
+                Stage::Task(t) => l.state_of_task(t),
+            });
+        }
+        let mut state = read_state(&self.cfg, &self.brokers, &l.state_topic, &parts)?;
+        let mut owned = Owned::default();
+        let mut offsets = TopicPartitionList::new();
+        let now = Instant::now();
+        for s in stages {
+            let (topic, partition) = l.partition_of(s);
+            let start = match s {
+                Stage::Router(r) => {
+                    let stored = state
+                        .get(&l.state_of_routers())
+                        .and_then(|m| m.get(&router_key(topic, partition)))
+                        .map(|b| {
+                            serde_json::from_slice::<RouterState>(b).map_err(|e| decode_error(topic, partition, e))
+                        })
+                        .transpose()?;
+                    let router = Router::restored(&self.cfg, l.tasks, l.joins, stored.and_then(|s| s.newest));
+                    let next = stored.map_or(-1, |s| s.next);
+                    owned.routers.insert(
+                        r,
+                        RouterSlot {
+                            router,
+                            next: next.max(0),
+                            last_input: now,
+                            said: stored.and_then(|s| s.newest),
+                            idle_said: false,
+                            changed: false,
+                        },
+                    );
+                    if next >= 0 {
+                        Offset::Offset(next)
+                    } else {
+                        Offset::Stored
+                    }
+                }
+                Stage::Join(j) => {
+                    let stored = match state.get_mut(&l.state_of_join(j)).and_then(|m| m.remove(JOIN_KEY)) {
+                        Some(b) => Some(
+                            crate::engine::snapshot::decode_value::<JoinStored>(JOIN_KEY, &b)
+                                .map_err(ServiceError::State)?,
+                        ),
+                        None => None,
+                    };
+                    let (join, resume) = match stored {
+                        Some(s) => (Join::restored(&self.cfg, l.inputs.len(), l.tasks, s.join), s.resume),
+                        None => (Join::new(&self.cfg, l.inputs.len(), l.tasks), 0),
+                    };
+                    owned.joins.insert(j, JoinSlot { join, next: resume });
+                    Offset::Offset(resume)
+                }
+                Stage::Task(t) => {
+                    let mut records = state.remove(&l.state_of_task(t)).unwrap_or_default();
+                    let merge = match records.remove(MERGE_KEY) {
+                        Some(b) => Some(
+                            crate::engine::snapshot::decode_value::<TaskMerge>(MERGE_KEY, &b)
+                                .map_err(ServiceError::State)?,
+                        ),
+                        None => None,
+                    };
+                    let mut engine = if records.is_empty() {
+                        Engine::new(self.cfg.clone())
+                    } else {
+                        Engine::restore(self.cfg.clone(), records)?
+                    };
+                    for (topic, partition) in &l.inputs {
+                        engine.register_source(&format!("{topic}/{partition}"));
+                    }
+                    crate::profile::load_profiles(&self.cfg, &mut engine)
+                        .map_err(|e| ServiceError::Profile(e.to_string()))?;
+                    let resume = merge.as_ref().map_or(0, |m| m.resume);
+                    let task = Task::restored(engine, l.task_upstreams(), merge.map(|m| m.merge));
+                    owned.tasks.insert(t, TaskSlot { task, next: resume, last_record: now, idle_base: None });
+                    Offset::Offset(resume)
+                }
+            };
+            offsets.add_partition_offset(topic, partition, start).map_err(kafka("building the assignment"))?;
+        }
+        info!(
+            "assigned {} routers, {} joins, {} tasks ({} targets), restored in {} ms",
+            owned.routers.len(),
+            owned.joins.len(),
+            owned.tasks.len(),
+            owned.tasks.values().map(|t| t.task.engine().target_count()).sum::<usize>(),
+            started.elapsed().as_millis()
+        );
+        {
+            let mut o = self.owned.lock().map_err(|_| ServiceError::Thread("state lock poisoned".into()))?;
+            owned.committed = std::mem::take(&mut o.committed);
+            owned.commits = o.commits;
+            *o = owned;
+        }
+        consumer.assign(&offsets).map_err(kafka("assigning"))?;
+        self.restoring.store(false, Ordering::SeqCst);
+        self.assigned.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Tells downstream stages how far routers and joins got, writes the changed state and the
+    /// positions, and commits them with everything produced since the last commit.
+    fn commit(&self, consumer: &BaseConsumer<Self>, o: &mut Owned) -> Result<(), ServiceError> {
+        let l = &self.layout;
+        let p = &self.producer;
+        let state = &l.state_topic;
+        let mut offsets = TopicPartitionList::new();
+        for (&r, slot) in o.routers.iter_mut() {
+            let newest = slot.router.newest();
+            tell_progress(p, l, r, slot)?;
+            let (topic, partition) = (&l.inputs[r].0, l.inputs[r].1);
+            if std::mem::take(&mut slot.changed) {
+                let value = serde_json::to_vec(&RouterState { next: slot.next, newest })
+                    .map_err(|e| ServiceError::Thread(format!("encoding router state: {e}")))?;
+                send_to(p, state, l.state_of_routers(), &router_key(topic, partition), Some(&value))?;
+            }
+            offsets.add_partition_offset(topic, partition, Offset::Offset(slot.next)).map_err(kafka("offsets"))?;
+        }
+        for (&j, slot) in o.joins.iter_mut() {
+            say_join(p, l, j, &mut slot.join)?;
+            let resume = slot.join.resume_offset(slot.next);
+            if let Some(join) = slot.join.state() {
+                let value = crate::engine::snapshot::encode_value(&JoinStored { resume, join });
+                send_to(p, state, l.state_of_join(j), JOIN_KEY, Some(&value))?;
+            }
+            offsets.add_partition_offset(&l.joins_topic, j as i32, Offset::Offset(resume)).map_err(kafka("offsets"))?;
+        }
+        for (&t, slot) in o.tasks.iter_mut() {
+            let part = l.state_of_task(t);
+            for (key, value) in slot.task.engine_mut().snapshot_changes() {
+                send_to(p, state, part, &key, value.as_deref())?;
+            }
+            let resume = slot.task.resume_offset(slot.next);
+            let merge = TaskMerge { resume, merge: slot.task.merge_state().clone() };
+            send_to(p, state, part, MERGE_KEY, Some(&crate::engine::snapshot::encode_value(&merge)))?;
+            offsets.add_partition_offset(&l.tasks_topic, t as i32, Offset::Offset(resume)).map_err(kafka("offsets"))?;
+        }
+        if offsets.count() > 0 {
+            let meta = consumer.group_metadata().ok_or(ServiceError::Kafka {
+                context: "reading group metadata",
+                source: KafkaError::MetadataFetch(RDKafkaErrorCode::Unknown),
+            })?;
+            p.send_offsets_to_transaction(&offsets, &meta, StdDuration::from_secs(30))
+                .map_err(kafka("sending offsets to the transaction"))?;
+        }
+        flush(p, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
+        p.commit_transaction(StdDuration::from_secs(60)).map_err(kafka("committing the transaction"))?;
+        p.begin_transaction().map_err(kafka("beginning a transaction"))?;
+        o.commits += 1;
+        let done = std::mem::take(&mut o.pending);
+        o.committed.extend(done);
+        Ok(())
+    }
+}
+
+fn decode_error(topic: &str, partition: i32, e: serde_json::Error) -> ServiceError {
+    ServiceError::State(crate::engine::snapshot::SnapshotError::Decode {
+        key: router_key(topic, partition),
+        reason: e.to_string(),
+    })
+}
+
+/// Sends `payload` to one partition of `topic`.
+fn send_to(
+    p: &BaseProducer,
+    topic: &str,
+    partition: i32,
+    key: &str,
+    payload: Option<&[u8]>,
+) -> Result<(), ServiceError> {
+    let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).partition(partition).key(key);
+    if let Some(v) = payload {
+        record = record.payload(v);
+    }
+    send_retrying(p, record, QUEUE_FULL_WAIT).map_err(kafka("producing"))
+}
+
+/// Tells every join and task how far router `r` got, when it got further.
+fn tell_progress(p: &BaseProducer, l: &Layout, r: usize, slot: &mut RouterSlot) -> Result<(), ServiceError> {
+    let newest = slot.router.newest();
+    if newest > slot.said {
+        slot.said = newest;
+        if let Some(t) = newest {
+            broadcast(p, l, r as u32, &Record::Progress(t))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends join `j`'s progress, end or idleness on to the tasks, when that changed.
+fn say_join(p: &BaseProducer, l: &Layout, j: usize, join: &mut Join) -> Result<(), ServiceError> {
+    let from = (l.inputs.len() + j) as u32;
+    let mut sent = Ok(());
+    join.say(&mut |t, rec| {
+        if sent.is_ok() {
+            sent = send_to(p, &l.tasks_topic, t as i32, "", Some(&wire::encode(from, &rec)));
+        }
+    });
+    sent
+}
+
+/// Sends a router's record to every join and every task.
+fn broadcast(p: &BaseProducer, l: &Layout, from: u32, r: &Record) -> Result<(), ServiceError> {
+    let bytes = wire::encode(from, r);
+    for j in 0..l.joins {
+        send_to(p, &l.joins_topic, j as i32, "", Some(&bytes))?;
+    }
+    for t in 0..l.tasks {
+        send_to(p, &l.tasks_topic, t as i32, "", Some(&bytes))?;
+    }
+    Ok(())
+}
+
+/// The latest value of every key in the given partitions of the state topic, per partition.
+fn read_state(
+    cfg: &Config,
+    brokers: &str,
+    topic: &str,
+    partitions: &BTreeSet<i32>,
+) -> Result<BTreeMap<i32, BTreeMap<String, Vec<u8>>>, ServiceError> {
+    if partitions.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    super::read_compacted(&cfg.kafka, brokers, topic, Some(partitions))
+}
+
+/// The input partitions of the configured topics, and the group's layout.
+fn layout(cfg: &Config, brokers: &str) -> Result<Layout, ServiceError> {
+    let k = &cfg.kafka;
+    let consumer: BaseConsumer<super::ReaderCtx> = client_config(k, brokers, &BTreeMap::new())
+        .create_with_context(super::ReaderCtx)
+        .map_err(kafka("creating the metadata client"))?;
+    let mut inputs = Vec::new();
+    for topic in &k.topics.events {
+        let md = consumer
+            .fetch_metadata(Some(topic), StdDuration::from_secs(20))
+            .map_err(kafka("reading input metadata"))?;
+        let mut parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        parts.sort_unstable();
+        if parts.is_empty() {
+            return Err(ServiceError::Kafka {
+                context: "reading input metadata",
+                source: KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
+            });
+        }
+        inputs.extend(parts.into_iter().map(|p| (topic.clone(), p)));
+    }
+    let router_of = inputs.iter().enumerate().map(|(i, tp)| (tp.clone(), i)).collect();
+    let tasks = k.tasks.max(1) as usize;
+    let joins = if k.joins > 0 { k.joins as usize } else { tasks };
+    Ok(Layout {
+        inputs,
+        router_of,
+        tasks,
+        joins,
+        tasks_topic: format!("{}-tasks", k.group_id),
+        joins_topic: format!("{}-joins", k.group_id),
+        state_topic: format!("{}-state", k.group_id),
+    })
+}
+
+/// Creates the internal topics (if missing) with the layout's partition counts.
+fn ensure_internal_topics(cfg: &Config, brokers: &str, l: &Layout) -> Result<(), ServiceError> {
+    let k = &cfg.kafka;
+    let specs = [
+        (l.tasks_topic.as_str(), l.tasks as i32, false),
+        (l.joins_topic.as_str(), l.joins as i32, false),
+        (l.state_topic.as_str(), (l.tasks + l.joins + 1) as i32, true),
+    ];
+    super::create_topics(k, brokers, &specs)
+}
+
+/// The instance's name: `DRIFTWATCH_INSTANCE`, else `kafka.instance`, else a random one.
+fn instance_name(cfg: &Config) -> String {
+    let named = std::env::var("DRIFTWATCH_INSTANCE").ok().filter(|s| !s.is_empty());
+    named.or_else(|| Some(cfg.kafka.instance.clone()).filter(|s| !s.is_empty())).unwrap_or_else(|| {
+        let seed = wall_ms() as u64 ^ ((std::process::id() as u64) << 32);
+        format!("{:016x}", crate::labels::hash_str(&seed.to_string()))
+    })
+}
+
+/// One session of a group member: join, own what the group assigns, route, join, decide,
+/// commit; any Kafka error ends it (the next starts from what is committed).
+pub(super) fn session(
+    cfg: &Config,
+    brokers: &str,
+    shutdown: &AtomicBool,
+    observer: &mut dyn Observer,
+    stats: &mut ServiceStats,
+) -> Result<(), ServiceError> {
+    let k = &cfg.kafka;
+    if k.create_topics {
+        super::ensure_topics(k, brokers)?;
+    }
+    let l = layout(cfg, brokers)?;
+    if k.create_topics {
+        ensure_internal_topics(cfg, brokers, &l)?;
+    }
+    let instance = instance_name(cfg);
+    let mut pconf = super::producer_config(k);
+    pconf.insert("transactional.id".into(), format!("{}-{instance}", k.transactional_id));
+    pconf.entry("transaction.timeout.ms".into()).or_insert_with(|| "10000".into());
+    let producer: BaseProducer = client_config(k, brokers, &pconf).create().map_err(kafka("creating the producer"))?;
+    producer.init_transactions(StdDuration::from_secs(60)).map_err(kafka("initialising transactions"))?;
+    producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+    let mut cconf = super::member_config(k);
+    cconf.entry("partition.assignment.strategy".into()).or_insert_with(|| "roundrobin".into());
+    let ctx = Ctx {
+        cfg: cfg.clone(),
+        brokers: brokers.to_owned(),
+        layout: l.clone(),
+        producer,
+        owned: Mutex::new(Owned::default()),
+        failed: Mutex::new(None),
+        assigned: AtomicBool::new(false),
+        restoring: AtomicBool::new(false),
+    };
+    let consumer: BaseConsumer<Ctx> =
+        client_config(k, brokers, &cconf).create_with_context(ctx).map_err(kafka("creating the consumer"))?;
+    let mut topics: Vec<&str> = k.topics.events.iter().map(String::as_str).collect();
+    topics.extend([l.joins_topic.as_str(), l.tasks_topic.as_str()]);
+    consumer.subscribe(&topics).map_err(kafka("subscribing"))?;
+    info!(
+        "state restored: group member {instance}: {} input partitions, {} joins, {} tasks",
+        l.inputs.len(),
+        l.joins,
+        l.tasks
+    );
+    let result = run_loop(cfg, &consumer, shutdown, observer, stats);
+    // Leave the group before the producer goes, so a rebalance commits nothing more.
+    if result.is_err() {
+        let _ = consumer.context().producer.abort_transaction(StdDuration::from_secs(10));
+    }
+    result
+}
+
+/// What the loop reports about the group member.
+fn publish_committed(o: &mut Owned, stats: &mut ServiceStats, observer: &mut dyn Observer) {
+    stats.commits = o.commits;
+    for c in o.committed.drain(..) {
+        stats.commands += 1;
+        observer.published(&c);
+    }
+}
+
+fn run_loop(
+    cfg: &Config,
+    consumer: &BaseConsumer<Ctx>,
+    shutdown: &AtomicBool,
+    observer: &mut dyn Observer,
+    stats: &mut ServiceStats,
+) -> Result<(), ServiceError> {
+    let ctx = consumer.context();
+    let k = &cfg.kafka;
+    let commit_every = StdDuration::from_millis(k.commit_interval.0 as u64);
+    let idle_after = StdDuration::from_millis(k.idle_timeout.0 as u64);
+    let partition_wait = StdDuration::from_millis(k.partition_wait.0 as u64);
+    let lateness = cfg.windows.allowed_lateness.0;
+    let mut last_commit = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut dirty = false;
+    let mut scratch: Vec<(Dest, Record)> = Vec::new();
+    let mut joined: Vec<(usize, Record)> = Vec::new();
+    loop {
+        if let Some(e) = ctx.failed.lock().ok().and_then(|mut f| f.take()) {
+            return Err(e);
+        }
+        if shutdown.load(Ordering::SeqCst) {
+            let mut o = ctx.owned.lock().map_err(|_| ServiceError::Thread("state lock poisoned".into()))?;
+            ctx.commit(consumer, &mut o)?;
+            publish_committed(&mut o, stats, observer);
+            drop(o);
+            consumer.unsubscribe();
+            info!("shut down cleanly after {} messages", stats.messages);
+            return Ok(());
+        }
+        let polled = consumer.poll(StdDuration::from_millis(20));
+        let now = Instant::now();
+        let mut o = ctx.owned.lock().map_err(|_| ServiceError::Thread("state lock poisoned".into()))?;
+        match polled {
+            None => {}
+            Some(Err(e)) => {
+                warn!("consumer: {e}");
+                if e.rdkafka_error_code().is_some_and(|c| matches!(c, RDKafkaErrorCode::Fatal)) {
+                    return Err(ServiceError::Kafka { context: "consuming", source: e });
+                }
+            }
+            Some(Ok(m)) => {
+                dirty = true;
+                match handle(ctx, &mut o, &m, now, &mut scratch, &mut joined)? {
+                    Handled::Input => stats.messages += 1,
+                    Handled::DeadLetter => {
+                        stats.messages += 1;
+                        stats.dead_letters += 1;
+                    }
+                    Handled::Internal => {}
+                }
+            }
+        }
+        if now - last_tick >= StdDuration::from_millis(100) {
+            last_tick = now;
+            tick(ctx, consumer, &mut o, now, partition_wait, idle_after, lateness)?;
+            stats.ready = ctx.assigned.load(Ordering::SeqCst) && !ctx.restoring.load(Ordering::SeqCst);
+            let engines: Vec<&Engine> = o.tasks.values().map(|t| t.task.engine()).collect();
+            stats.queued = o.tasks.values().map(|t| t.task.queued() as u64).sum::<u64>()
+                + o.joins.values().map(|j| j.join.queued() as u64).sum::<u64>();
+            if let Some(e) = engines.first() {
+                observer.engine(e, stats);
+            }
+        }
+        let due = now - last_commit >= commit_every
+            || (!o.pending.is_empty() && now - last_commit >= super::EARLY_COMMIT_GAP.min(commit_every));
+        if due && (dirty || !o.pending.is_empty() || o.routers.values().any(|r| r.router.newest() > r.said)) {
+            ctx.commit(consumer, &mut o)?;
+            publish_committed(&mut o, stats, observer);
+            last_commit = Instant::now();
+            dirty = false;
+        }
+    }
+}
+
+/// What a consumed record was.
+enum Handled {
+    /// An input record, routed.
+    Input,
+    /// An input record that was bad, forwarded to the dead-letter topic.
+    DeadLetter,
+    /// A record of an internal topic (or of a partition no longer owned).
+    Internal,
+}
+
+/// Hands one consumed record to its stage and sends on what the stage produces.
+fn handle(
+    ctx: &Ctx,
+    o: &mut Owned,
+    m: &BorrowedMessage<'_>,
+    now: Instant,
+    scratch: &mut Vec<(Dest, Record)>,
+    joined: &mut Vec<(usize, Record)>,
+) -> Result<Handled, ServiceError> {
+    let l = &ctx.layout;
+    let p = &ctx.producer;
+    let Some(stage) = l.stage_of(m.topic(), m.partition()) else { return Ok(Handled::Internal) };
+    let payload = m.payload().unwrap_or_default();
+    match stage {
+        Stage::Router(r) => {
+            let Some(slot) = o.routers.get_mut(&r) else { return Ok(Handled::Internal) };
+            slot.next = m.offset() + 1;
+            slot.last_input = now;
+            slot.changed = true;
+            if slot.idle_said {
+                slot.idle_said = false;
+            }
+            let pos = Position { source: r as u32, offset: m.offset().max(0) as u64 };
+            scratch.clear();
+            let routed = slot.router.route(payload, pos, &mut |d, rec| scratch.push((d, rec)));
+            for (d, rec) in scratch.drain(..) {
+                let bytes = wire::encode(r as u32, &rec);
+                match d {
+                    Dest::Task(t) => send_to(p, &l.tasks_topic, t as i32, "", Some(&bytes))?,
+                    Dest::Join(j) => send_to(p, &l.joins_topic, j as i32, "", Some(&bytes))?,
+                }
+            }
+            if let Err(bad) = routed {
+                dead_letter(ctx, m, &bad)?;
+                return Ok(Handled::DeadLetter);
+            }
+            return Ok(Handled::Input);
+        }
+        Stage::Join(j) => {
+            let Some(slot) = o.joins.get_mut(&j) else { return Ok(Handled::Internal) };
+            slot.next = m.offset() + 1;
+            let (from, rec) = decode_internal(m, payload)?;
+            if from >= l.inputs.len() {
+                return Err(internal_error(m, "a join's record from no router"));
+            }
+            slot.join.push_at(from, m.offset(), rec);
+            joined.clear();
+            slot.join.take(&mut |t, rec| joined.push((t, rec)));
+            let me = (l.inputs.len() + j) as u32;
+            for (t, rec) in joined.drain(..) {
+                send_to(p, &l.tasks_topic, t as i32, "", Some(&wire::encode(me, &rec)))?;
+            }
+        }
+        Stage::Task(t) => {
+            let Some(slot) = o.tasks.get_mut(&t) else { return Ok(Handled::Internal) };
+            slot.next = m.offset() + 1;
+            let (from, rec) = decode_internal(m, payload)?;
+            if from >= l.task_upstreams() {
+                return Err(internal_error(m, "a task's record from no upstream"));
+            }
+            slot.task.push_at(from, m.offset(), rec);
+            if slot.task.poll() > 0 {
+                slot.last_record = now;
+                slot.idle_base = None;
+            }
+            publish(ctx, slot.task.engine_mut(), &mut o.pending)?;
+        }
+    }
+    Ok(Handled::Internal)
+}
+
+fn decode_internal(m: &BorrowedMessage<'_>, payload: &[u8]) -> Result<(usize, Record), ServiceError> {
+    wire::decode(payload).map(|(from, r)| (from as usize, r)).map_err(|e| internal_error(m, &e.to_string()))
+}
+
+/// An internal record that cannot be read: the topics were written by another layout or
+/// version. Restarting cannot fix it.
+fn internal_error(m: &BorrowedMessage<'_>, what: &str) -> ServiceError {
+    ServiceError::Profile(format!(
+        "{}/{}/{}: {what} (internal topics written by another version or with other kafka.tasks/kafka.joins?)",
+        m.topic(),
+        m.partition(),
+        m.offset()
+    ))
+}
+
+/// Publishes an engine's new commands in the open transaction.
+fn publish(ctx: &Ctx, engine: &mut Engine, pending: &mut Vec<Command>) -> Result<(), ServiceError> {
+    if !engine.has_commands() {
+        return Ok(());
+    }
+    let topics = &ctx.cfg.kafka.topics;
+    let now = wall_ms();
+    for mut c in engine.drain_commands() {
+        c.stamp(now);
+        let json = c.to_json();
+        let key = c.key();
+        send(&ctx.producer, topics.for_command(c.command), &key, Some(json.as_bytes()), None)?;
+        send(&ctx.producer, &topics.decisions, &key, Some(json.as_bytes()), None)?;
+        pending.push(c);
+    }
+    engine.stamp_decisions(now);
+    Ok(())
+}
+
+/// Forwards a bad input record to the dead-letter topic, with the reason in its headers.
+fn dead_letter(ctx: &Ctx, m: &BorrowedMessage<'_>, bad: &BadInput) -> Result<(), ServiceError> {
+    let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+    let mut headers = OwnedHeaders::new();
+    if let Some(h) = m.headers() {
+        for h in h.iter() {
+            headers = headers.insert(Header { key: h.key, value: h.value });
+        }
+    }
+    let headers = headers
+        .insert(Header { key: "driftwatch.reason", value: Some(bad.reason.as_str()) })
+        .insert(Header { key: "driftwatch.detail", value: Some(bad.detail.as_str()) })
+        .insert(Header { key: "driftwatch.source", value: Some(origin.as_str()) });
+    let key = m.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
+    send(&ctx.producer, &ctx.cfg.kafka.topics.deadletter, key, m.payload(), Some(headers))
+}
+
+/// Timed work: routers read to their end and quiet say so; joins pass on their progress; quiet
+/// tasks let event time follow the wall clock.
+fn tick(
+    ctx: &Ctx,
+    consumer: &BaseConsumer<Ctx>,
+    o: &mut Owned,
+    now: Instant,
+    partition_wait: StdDuration,
+    idle_after: StdDuration,
+    lateness: Millis,
+) -> Result<(), ServiceError> {
+    let l = &ctx.layout;
+    let p = &ctx.producer;
+    for (&r, slot) in o.routers.iter_mut() {
+        if slot.idle_said || now - slot.last_input < partition_wait {
+            continue;
+        }
+        let (topic, partition) = (&l.inputs[r].0, l.inputs[r].1);
+        let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, StdDuration::from_secs(2)) else {
+            continue;
+        };
+        if slot.next < high {
+            slot.last_input = now;
+            continue;
+        }
+        tell_progress(p, l, r, slot)?;
+        broadcast(p, l, r as u32, &Record::Idle)?;
+        slot.idle_said = true;
+    }
+    for (&j, slot) in o.joins.iter_mut() {
+        say_join(p, l, j, &mut slot.join)?;
+    }
+    for slot in o.tasks.values_mut() {
+        if slot.task.poll() > 0 {
+            slot.last_record = now;
+            slot.idle_base = None;
+        }
+        if slot.task.quiet() && now - slot.last_record >= idle_after {
+            if let Some(newest) = slot.task.newest() {
+                let (base, since) = *slot.idle_base.get_or_insert((newest, now));
+                let advanced = base + (now - since).as_millis() as i64 + idle_after.as_millis() as i64;
+                slot.task.engine_mut().advance_watermark(advanced - lateness);
+            }
+        }
+        publish(ctx, slot.task.engine_mut(), &mut o.pending)?;
+    }
+    Ok(())
+}
