@@ -8,6 +8,13 @@ use crate::engine::Engine;
 pub trait Observer: Send {
     /// Called after each poll batch with the engine, at most every ~200 ms.
     fn engine(&mut self, _engine: &Engine, _stats: &ServiceStats) {}
+    /// Called instead of [`Self::engine`] by a member of a scaled-out group, with the engines
+    /// of the tasks it owns now (none while it owns none).
+    fn engines(&mut self, engines: &[&Engine], stats: &ServiceStats) {
+        if let Some(e) = engines.first() {
+            self.engine(e, stats);
+        }
+    }
     /// Called with each command when it has been published (committed in exactly-once mode).
     fn published(&mut self, _command: &Command) {}
     /// Called when a session has restored the engine from the changelog, before consuming.

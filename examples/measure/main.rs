@@ -7,6 +7,7 @@
 //! bash scripts/kafka.sh up && cargo build --release --bin driftwatch --example measure
 //! target/release/examples/measure kafka-throughput   # scripts/kafka-throughput.sh
 //! target/release/examples/measure http-load          # scripts/http-load.sh
+//! target/release/examples/measure group-throughput   # scripts/group-throughput.sh
 //! ```
 //!
 //! Settings come from flags or the environment (`BROKERS`, `N`, `RATE`, ...; see `--help`).
@@ -26,6 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 #[allow(dead_code)]
 #[path = "../bare_consumer.rs"]
 mod bare_consumer;
+mod group;
 mod http_load;
 #[path = "../../tests/kafka_support/mod.rs"]
 mod support;
@@ -49,6 +51,9 @@ enum Cmd {
     KafkaThroughput(throughput::Args),
     /// HTTP API under load while ingesting 10,100 versions (scripts/http-load.sh).
     HttpLoad(http_load::Args),
+    /// A scaled-out group of 1, 2, … instances against a bare consumer group of the same size
+    /// (scripts/group-throughput.sh).
+    GroupThroughput(group::Args),
 }
 
 fn main() -> Result<()> {
@@ -61,6 +66,7 @@ fn main() -> Result<()> {
     let result = match cli.cmd {
         Cmd::KafkaThroughput(a) => throughput::run(&cli.brokers, &work, &a),
         Cmd::HttpLoad(a) => http_load::run(&cli.brokers, &work, &a),
+        Cmd::GroupThroughput(a) => group::run(&cli.brokers, &work, &a),
     };
     let _ = std::fs::remove_dir_all(&work);
     result

@@ -100,7 +100,7 @@ pub fn run(brokers: &str, work: &Path, a: &Args) -> Result<()> {
 }
 
 /// Lines of `scenario` at rate scale 1 (seed 1, as `simulate` by default).
-fn scenario_size(scenario: &str) -> Result<u64> {
+pub(crate) fn scenario_size(scenario: &str) -> Result<u64> {
     let s = driftwatch::sim::scenario(scenario).ok_or_else(|| anyhow!("no scenario {scenario}"))?;
     let mut g = driftwatch::sim::Generator::new(s, 1, 1.0);
     let mut n = 0;

@@ -124,7 +124,7 @@ pub struct KafkaConfig {
     /// (`{transactional_id}-{instance}`; `DRIFTWATCH_INSTANCE` overrides). A restarted instance
     /// with the same name aborts its predecessor's open transaction at once; empty: a new
     /// random name per start (the broker aborts a dead instance's transaction after
-    /// `transaction.timeout.ms`, 10 s by default in a group).
+    /// `transaction.timeout.ms`, 30 s by default in a group).
     pub instance: String,
     /// Create missing topics at start-up.
     pub create_topics: bool,

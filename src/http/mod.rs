@@ -233,6 +233,10 @@ impl Observer for Publisher {
     }
 
     fn engine(&mut self, engine: &Engine, stats: &ServiceStats) {
+        self.engines(&[engine], stats);
+    }
+
+    fn engines(&mut self, engines: &[&Engine], stats: &ServiceStats) {
         let now = Instant::now();
         if now < self.next_at {
             return;
@@ -250,27 +254,49 @@ impl Observer for Publisher {
             self.log_changed = false;
         }
         self.generation += 1;
-        let cfg = engine.config();
+        // Several engines (the tasks a group member owns): their targets together, counters
+        // summed, and the oldest watermark.
+        let mut counters = Counters::default();
+        let mut joins = JoinCounters::default();
+        let mut targets = Vec::new();
+        for e in engines {
+            counters.add(e.counters());
+            let j = e.join_counters();
+            joins.predictions_evicted += j.predictions_evicted;
+            joins.labels_unmatched += j.labels_unmatched;
+            joins.matched += j.matched;
+            joins.predictions_without_value += j.predictions_without_value;
+            targets.extend(e.overview());
+        }
+        if engines.len() > 1 {
+            targets.sort_by(|a, b| (a.kind, &a.name, &a.version).cmp(&(b.kind, &b.name, &b.version)));
+        }
+        let first = engines.first();
         let view = View {
             generation: self.generation,
             generated_at: wall_ms(),
             ready: stats.ready,
-            watermark: engine.watermark(),
+            watermark: engines.iter().map(|e| e.watermark()).min().flatten(),
             stats: stats.clone(),
             events_per_second: self.rate,
-            counters: engine.counters().clone(),
-            joins: engine.join_counters(),
-            pairs: (engine.pair_counters(), engine.pairs_waiting()),
-            targets: engine.overview(),
+            counters,
+            joins,
+            pairs: first.map(|e| (e.pair_counters(), e.pairs_waiting())).unwrap_or_default(),
+            targets,
             decisions: self.published.clone(),
             decision_counts: self.published_counts.clone(),
             metrics_targets: self.shared.cfg.metrics_targets,
-            thresholds: Thresholds {
-                error_rate_e_value: engine.error_rate_e_value_threshold(),
-                drift_psi: cfg.drift.psi_threshold,
-                latency_ratio: cfg.latency.max_ratio,
-                accuracy_drop: cfg.accuracy.rollback_drop,
-            },
+            thresholds: first
+                .map(|e| {
+                    let cfg = e.config();
+                    Thresholds {
+                        error_rate_e_value: e.error_rate_e_value_threshold(),
+                        drift_psi: cfg.drift.psi_threshold,
+                        latency_ratio: cfg.latency.max_ratio,
+                        accuracy_drop: cfg.accuracy.rollback_drop,
+                    }
+                })
+                .unwrap_or_default(),
             metrics: OnceLock::new(),
             target_json: OnceLock::new(),
             alerts: OnceLock::new(),
@@ -312,6 +338,10 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
     fn engine(&mut self, engine: &Engine, stats: &ServiceStats) {
         self.0.engine(engine, stats);
         self.1.engine(engine, stats);
+    }
+    fn engines(&mut self, engines: &[&Engine], stats: &ServiceStats) {
+        self.0.engines(engines, stats);
+        self.1.engines(engines, stats);
     }
     fn published(&mut self, command: &Command) {
         self.0.published(command);

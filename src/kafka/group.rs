@@ -183,6 +183,11 @@ struct Ctx {
     failed: Mutex<Option<ServiceError>>,
     assigned: AtomicBool,
     restoring: AtomicBool,
+    /// The observer builds views: engines keep their latency quantiles as buckets close.
+    views: bool,
+    /// The session is ending on an error: a revocation (as the consumer closes) lets go
+    /// without committing.
+    closing: AtomicBool,
 }
 
 impl ClientContext for Ctx {
@@ -219,7 +224,9 @@ impl Ctx {
     fn revoke(&self, consumer: &BaseConsumer<Self>) -> Result<(), ServiceError> {
         self.assigned.store(false, Ordering::SeqCst);
         let mut o = self.owned.lock().map_err(|_| ServiceError::Thread("state lock poisoned".into()))?;
-        let result = if o.routers.is_empty() && o.joins.is_empty() && o.tasks.is_empty() {
+        let result = if self.closing.load(Ordering::SeqCst)
+            || (o.routers.is_empty() && o.joins.is_empty() && o.tasks.is_empty())
+        {
             Ok(())
         } else {
             self.commit(consumer, &mut o)
@@ -319,6 +326,7 @@ impl Ctx {
                     for (topic, partition) in &l.inputs {
                         engine.register_source(&format!("{topic}/{partition}"));
                     }
+                    engine.keep_view_quantiles(self.views);
                     crate::profile::load_profiles(&self.cfg, &mut engine)
                         .map_err(|e| ServiceError::Profile(e.to_string()))?;
                     let resume = merge.as_ref().map_or(0, |m| m.resume);
@@ -438,13 +446,14 @@ fn tell_progress(p: &BaseProducer, l: &Layout, r: usize, slot: &mut RouterSlot) 
     Ok(())
 }
 
-/// Sends join `j`'s progress, end or idleness on to the tasks, when that changed.
-fn say_join(p: &BaseProducer, l: &Layout, j: usize, join: &mut Join) -> Result<(), ServiceError> {
+/// Sends join `j`'s progress, end or idleness on to the tasks, when that changed. Returns
+/// whether it sent anything.
+fn say_join(p: &BaseProducer, l: &Layout, j: usize, join: &mut Join) -> Result<bool, ServiceError> {
     let from = (l.inputs.len() + j) as u32;
-    let mut sent = Ok(());
+    let mut sent = Ok(false);
     join.say(&mut |t, rec| {
         if sent.is_ok() {
-            sent = send_to(p, &l.tasks_topic, t as i32, "", Some(&wire::encode(from, &rec)));
+            sent = send_to(p, &l.tasks_topic, t as i32, "", Some(&wire::encode(from, &rec))).map(|()| true);
         }
     });
     sent
@@ -550,7 +559,7 @@ pub(super) fn session(
     let instance = instance_name(cfg);
     let mut pconf = super::producer_config(k);
     pconf.insert("transactional.id".into(), format!("{}-{instance}", k.transactional_id));
-    pconf.entry("transaction.timeout.ms".into()).or_insert_with(|| "10000".into());
+    pconf.entry("transaction.timeout.ms".into()).or_insert_with(|| "30000".into());
     let producer: BaseProducer = client_config(k, brokers, &pconf).create().map_err(kafka("creating the producer"))?;
     producer.init_transactions(StdDuration::from_secs(60)).map_err(kafka("initialising transactions"))?;
     producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
@@ -565,6 +574,8 @@ pub(super) fn session(
         failed: Mutex::new(None),
         assigned: AtomicBool::new(false),
         restoring: AtomicBool::new(false),
+        views: observer.wants_views(),
+        closing: AtomicBool::new(false),
     };
     let consumer: BaseConsumer<Ctx> =
         client_config(k, brokers, &cconf).create_with_context(ctx).map_err(kafka("creating the consumer"))?;
@@ -578,8 +589,10 @@ pub(super) fn session(
         l.tasks
     );
     let result = run_loop(cfg, &consumer, shutdown, observer, stats);
-    // Leave the group before the producer goes, so a rebalance commits nothing more.
+    // On an error, the revocation as the consumer closes must not commit: nothing of this
+    // session can be trusted to commit any more.
     if result.is_err() {
+        consumer.context().closing.store(true, Ordering::SeqCst);
         let _ = consumer.context().producer.abort_transaction(StdDuration::from_secs(10));
     }
     result
@@ -650,17 +663,16 @@ fn run_loop(
         }
         if now - last_tick >= StdDuration::from_millis(100) {
             last_tick = now;
-            tick(ctx, consumer, &mut o, now, partition_wait, idle_after, lateness)?;
+            dirty |= tick(ctx, consumer, &mut o, now, partition_wait, idle_after, lateness)?;
             stats.ready = ctx.assigned.load(Ordering::SeqCst) && !ctx.restoring.load(Ordering::SeqCst);
-            let engines: Vec<&Engine> = o.tasks.values().map(|t| t.task.engine()).collect();
             stats.queued = o.tasks.values().map(|t| t.task.queued() as u64).sum::<u64>()
                 + o.joins.values().map(|j| j.join.queued() as u64).sum::<u64>();
-            if let Some(e) = engines.first() {
-                observer.engine(e, stats);
-            }
+            let engines: Vec<&Engine> = o.tasks.values().map(|t| t.task.engine()).collect();
+            observer.engines(&engines, stats);
         }
-        let due = now - last_commit >= commit_every
-            || (!o.pending.is_empty() && now - last_commit >= super::EARLY_COMMIT_GAP.min(commit_every));
+        // Commands wait for the next regular commit: every member committing as soon as it
+        // decides would multiply the transactions the coordinator handles.
+        let due = now - last_commit >= commit_every;
         if due && (dirty || !o.pending.is_empty() || o.routers.values().any(|r| r.router.newest() > r.said)) {
             ctx.commit(consumer, &mut o)?;
             publish_committed(&mut o, stats, observer);
@@ -803,7 +815,8 @@ fn dead_letter(ctx: &Ctx, m: &BorrowedMessage<'_>, bad: &BadInput) -> Result<(),
 }
 
 /// Timed work: routers read to their end and quiet say so; joins pass on their progress; quiet
-/// tasks let event time follow the wall clock.
+/// tasks let event time follow the wall clock. Returns whether it produced anything (which the
+/// next commit must then commit).
 fn tick(
     ctx: &Ctx,
     consumer: &BaseConsumer<Ctx>,
@@ -812,9 +825,10 @@ fn tick(
     partition_wait: StdDuration,
     idle_after: StdDuration,
     lateness: Millis,
-) -> Result<(), ServiceError> {
+) -> Result<bool, ServiceError> {
     let l = &ctx.layout;
     let p = &ctx.producer;
+    let mut sent = false;
     for (&r, slot) in o.routers.iter_mut() {
         if slot.idle_said || now - slot.last_input < partition_wait {
             continue;
@@ -830,9 +844,10 @@ fn tick(
         tell_progress(p, l, r, slot)?;
         broadcast(p, l, r as u32, &Record::Idle)?;
         slot.idle_said = true;
+        sent = true;
     }
     for (&j, slot) in o.joins.iter_mut() {
-        say_join(p, l, j, &mut slot.join)?;
+        sent |= say_join(p, l, j, &mut slot.join)?;
     }
     for slot in o.tasks.values_mut() {
         if slot.task.poll() > 0 {
@@ -848,5 +863,5 @@ fn tick(
         }
         publish(ctx, slot.task.engine_mut(), &mut o.pending)?;
     }
-    Ok(())
+    Ok(sent)
 }
