@@ -52,4 +52,7 @@ pub struct ServiceStats {
     pub ready: bool,
     /// Messages read and waiting for their turn in the merge of the input partitions.
     pub queued: u64,
+    /// Set while a member of a scaled-out group restores the state of partitions it was just
+    /// assigned (shared, so that it is seen at once, not at the next view).
+    pub restoring: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }

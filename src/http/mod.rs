@@ -573,6 +573,8 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let v = s.view();
     if !s.session_ok.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: Kafka session failed, reconnecting\n").into_response()
+    } else if v.stats.restoring.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: restoring the state of assigned partitions\n").into_response()
     } else if v.ready && s.alive.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else if v.generation == 0 {

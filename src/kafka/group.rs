@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -182,7 +182,8 @@ struct Ctx {
     /// The first failure in a rebalance callback: the session ends with it.
     failed: Mutex<Option<ServiceError>>,
     assigned: AtomicBool,
-    restoring: AtomicBool,
+    /// Shared with the service's counters: `/readyz` says "restoring" while it is set.
+    restoring: Arc<AtomicBool>,
     /// The observer builds views: engines keep their latency quantiles as buckets close.
     views: bool,
     /// The session is ending on an error: a revocation (as the consumer closes) lets go
@@ -204,6 +205,7 @@ impl ConsumerContext for Ctx {
         };
         if let Err(e) = result {
             warn!("rebalance: {e}");
+            self.restoring.store(false, Ordering::SeqCst);
             if let Ok(mut f) = self.failed.lock() {
                 f.get_or_insert(e);
             }
@@ -573,7 +575,7 @@ pub(super) fn session(
         owned: Mutex::new(Owned::default()),
         failed: Mutex::new(None),
         assigned: AtomicBool::new(false),
-        restoring: AtomicBool::new(false),
+        restoring: stats.restoring.clone(),
         views: observer.wants_views(),
         closing: AtomicBool::new(false),
     };
