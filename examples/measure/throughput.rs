@@ -146,7 +146,7 @@ fn run_mode(
         lines.last().map_or("", String::as_str)
     );
     if let Some(caught) = lines.iter().find_map(|l| l.find("caught up: ").map(|i| &l[i..])) {
-        // "caught up: N messages in S s, R/s"
+        // "caught up: N messages in S s (D delivered twice …), R/s"
         let rate = caught.rsplit(' ').next().and_then(|r| r.trim_end_matches("/s").parse::<f64>().ok());
         if let Some(rate) = rate {
             println!(

@@ -318,6 +318,8 @@ pub(super) struct Inputs {
     wait_at_end: StdDuration,
     /// Whether the last [`Inputs::drain`] stopped to wait for a partition.
     waiting: bool,
+    /// Messages delivered again at an offset already queued or ingested, and dropped.
+    pub(super) redelivered: u64,
 }
 
 impl Inputs {
@@ -330,6 +332,7 @@ impl Inputs {
             idle_after,
             wait_at_end,
             waiting: false,
+            redelivered: 0,
         }
     }
 
@@ -426,6 +429,15 @@ impl Inputs {
                     let i = self.part_of(&batch.topics[*topic], *partition, hint);
                     hint = i;
                     let p = &mut self.parts[i];
+                    if p.fetched.is_some_and(|f| *offset < f) {
+                        // Delivered again (the client may fetch a message a second time when a
+                        // partition is paused or resumed while it is being polled): it is queued
+                        // or ingested already.
+                        self.redelivered += 1;
+                        debug!("{}/{}: offset {offset} delivered again, dropped", p.topic, p.partition);
+                        event += 1;
+                        continue;
+                    }
                     let ts = times.get(event as usize).copied().flatten();
                     p.queue.push_back(Queued { seq, item: idx as u32, event, ts });
                     p.at_end = false;

@@ -868,8 +868,9 @@ fn process(
                 if backlog_done {
                     let n = stats.messages - from;
                     info!(
-                        "caught up: {n} messages in {:.2} s, {:.0}/s",
+                        "caught up: {n} messages in {:.2} s ({} delivered twice by the client and dropped), {:.0}/s",
                         took.as_secs_f64(),
+                        inputs.redelivered,
                         n as f64 / took.as_secs_f64()
                     );
                 }
