@@ -2,7 +2,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -262,6 +262,9 @@ fn run() -> Result<()> {
                 Some(addr) => {
                     let shared = driftwatch::http::Shared::new(cfg.http.clone());
                     let server = driftwatch::http::serve(&addr, shared.clone())?;
+                    if cfg.http.advertise.is_none() {
+                        cfg.http.advertise = Some(driftwatch::http::advertised_url(server.addr));
+                    }
                     let mut publisher = driftwatch::http::Publisher::new(shared.clone());
                     let stats = driftwatch::kafka::run(cfg, &brokers, shutdown, &mut publisher);
                     shared.service_ended();
@@ -351,7 +354,13 @@ fn run() -> Result<()> {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("driftwatch={default},rdkafka=warn")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).try_init();
+    // Colours only on a terminal: logs written to a file or collected by a container runtime
+    // stay plain text.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
+        .with_writer(io::stderr)
+        .try_init();
 }
 
 /// A flag set by SIGINT or SIGTERM.

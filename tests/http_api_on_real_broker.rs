@@ -422,7 +422,8 @@ fn every_endpoint_answers_as_documented_on_a_running_service() {
     // tools are tests/deploy_tools_ask_for_a_verdict.rs's
     let mut missing = Vec::new();
     for (path, item) in spec.doc["paths"].as_object().expect("paths").clone() {
-        if path.starts_with("/v1/verdict/") || path.starts_with("/v1/flagger/") {
+        // `/v1/group` answers 200 only in a scaled-out group: the group tests ask it there.
+        if path.starts_with("/v1/verdict/") || path.starts_with("/v1/flagger/") || path == "/v1/group" {
             continue;
         }
         for status in item["get"]["responses"].as_object().expect("responses").keys() {

@@ -180,9 +180,9 @@ fn generated_clients_find_the_api_as_described() {
         seed,
         &["--max-examples", "20", "--exclude-path-regex", "^/(healthz|readyz)?$"],
     );
-    // schemathesis warns that authentication failed on all 11 protected operations (the verdict
+    // schemathesis warns that authentication failed on all 12 protected operations (the verdict
     // and Flagger's three hooks among them): the point.
-    assert_clean("with a wrong token", seed, &run, Some(("missing_auth", 11)));
+    assert_clean("with a wrong token", seed, &run, Some(("missing_auth", 12)));
     eprintln!("with a wrong token: {} requests, by status {:?}", run.requests(), run.statuses);
     assert!(run.statuses.get(&401).is_some_and(|&n| n > 0), "no 401 among {:?}", run.statuses);
     let leaked: Vec<_> = run.statuses.keys().filter(|s| ![401, 405].contains(*s)).collect();

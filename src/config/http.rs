@@ -12,6 +12,10 @@ use crate::config::{ConfigError, Duration};
 pub struct HttpConfig {
     /// Address to serve on, e.g. `0.0.0.0:9464`; `--http` overrides; unset means no server.
     pub listen: Option<String>,
+    /// The URL other members of a scaled-out group send clients to for the targets this
+    /// instance decides, e.g. `http://driftwatch-2:9464`. Unset: `http://{host}:{port}` of
+    /// the address served on (the host name when it listens on every address).
+    pub advertise: Option<String>,
     /// Bearer token required on everything but `/healthz`, `/readyz` and the page's static
     /// shell; `DRIFTWATCH_HTTP_TOKEN` overrides. Unset means no authentication.
     pub token: Option<String>,
@@ -50,6 +54,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: None,
+            advertise: None,
             token: None,
             hook_token: None,
             decision_retention: 10_000,
@@ -68,6 +73,12 @@ impl HttpConfig {
         if let Some(l) = &self.listen {
             if l.parse::<SocketAddr>().is_err() {
                 return bad("http.listen", format!("`{l}` is not an address such as 0.0.0.0:9464"));
+            }
+        }
+        if let Some(a) = &self.advertise {
+            let rest = a.strip_prefix("http://").or_else(|| a.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                return bad("http.advertise", format!("`{a}` is not a URL such as http://driftwatch-2:9464"));
             }
         }
         if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {

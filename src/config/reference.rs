@@ -418,6 +418,13 @@ fn docs() -> Docs {
         .table("http", "The HTTP API and status page (`driftwatch run --http`, `driftwatch demo --http`).")
         .unset("http.listen", "\"0.0.0.0:9464\"", "Address to serve on (`--http` overrides). Unset: no server.")
         .unset(
+            "http.advertise",
+            "\"http://driftwatch-2:9464\"",
+            "In a scaled-out group (`kafka.tasks`), the URL other members send clients to for the targets this \
+             instance decides. Unset: `http://{host}:{port}` of the address served on (the host name when it \
+             listens on every address).",
+        )
+        .unset(
             "http.token",
             "\"change-me\"",
             "Bearer token required on everything but `/healthz`, `/readyz` and the page's static shell \

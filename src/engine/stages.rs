@@ -378,6 +378,12 @@ impl Join {
         j
     }
 
+    /// Makes the next [`Join::state`] give the state even if nothing in it changed (where its
+    /// partition continues did).
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
     /// Its state to store, if it changed since the last call.
     pub fn state(&mut self) -> Option<JoinState> {
         std::mem::take(&mut self.changed).then(|| JoinState {

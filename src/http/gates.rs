@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
@@ -134,10 +134,14 @@ pub(super) async fn verdict_handler(
     State(s): State<Arc<Shared>>,
     Path((kind, name, version)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
+    uri: Uri,
 ) -> Result<Response, QueryError> {
     Params::parse(q.as_deref(), &[])?;
     let kind = parse_kind(&kind, "kind")?;
     let v = s.view();
+    if let Some(r) = super::group::elsewhere(&v, &name, &uri) {
+        return Ok(r);
+    }
     let (_, body) = verdict(&v, ready(&s, &v), kind, &name, &version);
     Ok(json_response(&body))
 }
@@ -279,7 +283,7 @@ fn hook_authorized(s: &Shared, headers: &HeaderMap, body: &[u8]) -> bool {
         .is_some_and(|g| constant_time_eq(g.as_bytes(), hook_token.as_bytes()))
 }
 
-async fn answer(s: Arc<Shared>, hook: Hook, q: Option<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn answer(s: Arc<Shared>, hook: Hook, q: Option<String>, headers: HeaderMap, body: Bytes, uri: Uri) -> Response {
     if !hook_authorized(&s, &headers, &body) {
         let how = if s.cfg.hook_token.is_some() {
             "`Authorization: Bearer <token>` (http.token) or `metadata.token` equal to http.hook_token"
@@ -302,6 +306,9 @@ async fn answer(s: Arc<Shared>, hook: Hook, q: Option<String>, headers: HeaderMa
         }
     };
     let v = s.view();
+    if let Some(r) = super::group::elsewhere(&v, &mapped.name, &uri) {
+        return r;
+    }
     let ready = ready(&s, &v);
     let (status, mut body) = match (hook, mapped.version.as_deref()) {
         (Hook::PreRollout, version) => {
@@ -363,6 +370,7 @@ pub(super) async fn hook_handler(
     Path(hook): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
+    uri: Uri,
     body: Bytes,
 ) -> Response {
     let hook = match hook.as_str() {
@@ -376,7 +384,7 @@ pub(super) async fn hook_handler(
             return error(StatusCode::NOT_FOUND, "not_found", message, None);
         }
     };
-    answer(s, hook, q, headers, body).await
+    answer(s, hook, q, headers, body, uri).await
 }
 
 #[cfg(test)]

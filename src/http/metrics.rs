@@ -352,13 +352,80 @@ pub fn render(v: &View) -> Rendered {
             o.sample("driftwatch_target_labels_joined_total", id, n as f64);
         }
     }
+    group_series(&mut o, v);
     let text = Bytes::from(o.s);
-    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(text.len() / 8), flate2::Compression::fast());
-    let gzip = match gz.write_all(&text).and_then(|_| gz.finish()) {
+    let gzip = gzip(&text);
+    Rendered { text, gzip }
+}
+
+/// `text`, gzip-compressed (empty if compressing fails).
+pub fn gzip(text: &[u8]) -> Bytes {
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(text.len() / 8 + 64), flate2::Compression::fast());
+    match gz.write_all(text).and_then(|_| gz.finish()) {
         Ok(b) => Bytes::from(b),
         Err(_) => Bytes::new(),
+    }
+}
+
+/// A member of a scaled-out group: the group's size and, per owned partition, how far it is
+/// read and how much is left.
+fn group_series(o: &mut Out, v: &View) {
+    let Some(g) = v.stats.group() else { return };
+    o.family("driftwatch_group_members", "gauge", "Members of the scaled-out group, as its coordinator last told.");
+    o.sample("driftwatch_group_members", "", g.members.len() as f64);
+    o.family("driftwatch_group_owned_tasks", "gauge", "Task partitions this member owns (of kafka.tasks).");
+    o.sample(
+        "driftwatch_group_owned_tasks",
+        "",
+        v.stats.partitions.iter().filter(|p| p.stage == "task").count() as f64,
+    );
+    let label = |p: &crate::observe::OwnedPartition| {
+        format!("topic=\"{}\",partition=\"{}\",stage=\"{}\"", esc(&p.topic), p.partition, p.stage)
     };
-    Rendered { text, gzip }
+    o.family(
+        "driftwatch_partition_lag_messages",
+        "gauge",
+        "Committed records of an owned partition not read yet (its last stable offset less the position).",
+    );
+    for p in &v.stats.partitions {
+        if let Some(lag) = p.lag() {
+            o.sample("driftwatch_partition_lag_messages", &label(p), lag as f64);
+        }
+    }
+    o.family("driftwatch_partition_position", "gauge", "Offset of the next record to read in an owned partition.");
+    for p in &v.stats.partitions {
+        o.sample("driftwatch_partition_position", &label(p), p.position as f64);
+    }
+}
+
+/// What changes while views do not (restoring state blocks the loop that publishes them):
+/// rendered at each request, after the view's exposition. Empty outside a scaled-out group.
+pub fn render_live(v: &View) -> String {
+    let r = &v.stats.restore;
+    if v.stats.group().is_none() && !r.is_active() && r.restores() == 0 {
+        return String::new();
+    }
+    let mut o = Out { s: String::new() };
+    o.family("driftwatch_state_restoring", "gauge", "1 while the state of newly assigned partitions is restored.");
+    o.sample("driftwatch_state_restoring", "", if r.is_active() { 1.0 } else { 0.0 });
+    o.family(
+        "driftwatch_state_restore_remaining_records",
+        "gauge",
+        "Records of a state partition left to read by the restore in progress (0 once read).",
+    );
+    for p in r.parts() {
+        let remaining = if r.is_active() { p.total - p.read } else { 0 };
+        o.sample(
+            "driftwatch_state_restore_remaining_records",
+            &format!("partition=\"{}\"", p.partition),
+            remaining as f64,
+        );
+    }
+    o.family("driftwatch_state_restored_records_total", "counter", "Records read from the state topic by restores.");
+    o.sample("driftwatch_state_restored_records_total", "", r.restored_records() as f64);
+    o.family("driftwatch_state_restores_total", "counter", "Restores finished (one per assignment).");
+    o.sample("driftwatch_state_restores_total", "", r.restores() as f64);
+    o.s
 }
 
 #[cfg(test)]

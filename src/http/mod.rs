@@ -9,6 +9,7 @@
 //! thread. The history behind the charts is sampled from the views by a task of the server.
 
 mod gates;
+mod group;
 mod history;
 pub mod metrics;
 mod query;
@@ -20,9 +21,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration as StdDuration, Instant};
 
 use arc_swap::ArcSwap;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -320,12 +321,15 @@ impl Observer for Publisher {
     }
 
     fn restored(&mut self, engine: &Engine) {
-        // The decisions kept with the committed state were published before the restart.
-        if self.log.is_empty() {
-            let restored: Vec<Command> = engine.decisions().cloned().collect();
-            for c in &restored {
-                self.record(c);
-            }
+        // The decisions kept with the committed state were published before: by this instance
+        // before it restarted, or by the group member that owned the state before a rebalance.
+        // Those already listed stay as they are; none older than the retained ones comes back.
+        let full = self.log.len() >= self.shared.cfg.decision_retention;
+        let oldest = self.log.front().map(|d| d.command.decided_at);
+        let restored: Vec<Command> =
+            engine.decisions().filter(|c| !full || oldest.is_none_or(|o| c.decided_at >= o)).cloned().collect();
+        for c in &restored {
+            self.record(c);
         }
     }
 }
@@ -355,6 +359,21 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
         self.0.session_failed();
         self.1.session_failed();
     }
+}
+
+/// The URL other members of a group give for a server listening on `addr`: its address, or
+/// the host name when it listens on every address.
+pub fn advertised_url(addr: SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return format!("http://{addr}");
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("http://{host}:{}", addr.port())
 }
 
 /// A running server.
@@ -462,15 +481,20 @@ pub fn serve(addr: &str, shared: Arc<Shared>) -> Result<Server, ServeError> {
 
 /// The routes.
 pub fn router(shared: Arc<Shared>) -> Router {
+    // The lists a scaled-out group's members can answer together (`scope=group`).
+    let lists = Router::new()
+        .route("/v1/targets", get(targets))
+        .route("/v1/decisions", get(decisions))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/history/{kind}/{name}", get(history_handler))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), group::scope));
     let api = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/v1/status", get(status))
-        .route("/v1/targets", get(targets))
         .route("/v1/targets/{kind}/{name}/{version}", get(target))
-        .route("/v1/history/{kind}/{name}", get(history_handler))
-        .route("/v1/decisions", get(decisions))
-        .route("/v1/alerts", get(alerts))
+        .route("/v1/group", get(group::group))
         .route("/v1/verdict/{kind}/{name}/{version}", get(gates::verdict_handler))
+        .merge(lists)
         .route_layer(middleware::from_fn_with_state(shared.clone(), authorize));
     // Flagger's hooks check the token themselves: it may come in the payload.
     let hooks = Router::new().route("/v1/flagger/{hook}", post(gates::hook_handler));
@@ -573,8 +597,11 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let v = s.view();
     if !s.session_ok.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: Kafka session failed, reconnecting\n").into_response()
-    } else if v.stats.restoring.load(Ordering::SeqCst) {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: restoring the state of assigned partitions\n").into_response()
+    } else if v.stats.restore.is_active() {
+        let parts = v.stats.restore.parts();
+        let (read, total) = parts.iter().fold((0, 0), |(r, t), p| (r + p.read, t + p.total));
+        let msg = format!("not ready: restoring the state of assigned partitions ({read} of {total} records read)\n");
+        (StatusCode::SERVICE_UNAVAILABLE, msg).into_response()
     } else if v.ready && s.alive.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else if v.generation == 0 {
@@ -596,12 +623,17 @@ async fn metrics_handler(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
     let rendered = view.metrics();
+    // A gzip stream may hold several members one after the other: the live part is its own.
+    let live = metrics::render_live(&view);
+    let join =
+        |a: &Bytes, b: Bytes| if b.is_empty() { a.clone() } else { Bytes::from([a.as_ref(), b.as_ref()].concat()) };
     let mut r = if gzip {
-        let mut r = Response::new(Body::from(rendered.gzip.clone()));
+        let tail = if live.is_empty() { Bytes::new() } else { metrics::gzip(live.as_bytes()) };
+        let mut r = Response::new(Body::from(join(&rendered.gzip, tail)));
         r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
-        Response::new(Body::from(rendered.text.clone()))
+        Response::new(Body::from(join(&rendered.text, Bytes::from(live))))
     };
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
@@ -723,10 +755,14 @@ async fn target(
     State(s): State<Arc<Shared>>,
     Path((kind, name, version)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
+    uri: Uri,
 ) -> Result<Response, QueryError> {
     Params::parse(q.as_deref(), &[])?;
     let kind = parse_kind(&kind, "kind")?;
     let v = s.view();
+    if let Some(r) = group::elsewhere(&v, &name, &uri) {
+        return Ok(r);
+    }
     let Some(t) = v.target(kind, &name, &version) else {
         return Ok(error(
             StatusCode::NOT_FOUND,
@@ -752,9 +788,13 @@ async fn history_handler(
     State(s): State<Arc<Shared>>,
     Path((kind, name)): Path<(String, String)>,
     RawQuery(q): RawQuery,
+    uri: Uri,
 ) -> Result<Response, QueryError> {
     Params::parse(q.as_deref(), &[])?;
     let kind = parse_kind(&kind, "kind")?;
+    if let Some(r) = group::elsewhere(&s.view(), &name, &uri) {
+        return Ok(r);
+    }
     let body = match s.history.lock() {
         Ok(h) => h.json(kind, &name),
         Err(_) => None,

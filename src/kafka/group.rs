@@ -47,6 +47,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::members::{self, member_key, MemberRecord, Watched, CLIENT_PREFIX};
 use super::{client_config, client_error, flush, kafka, send, send_retrying, ServiceError, QUEUE_FULL_WAIT};
 use crate::clock::wall_ms;
 use crate::command::Command;
@@ -54,7 +55,7 @@ use crate::config::Config;
 use crate::engine::stages::{wire, Dest, Join, JoinState, MergeState, Record, Router, Task};
 use crate::engine::{Engine, Position};
 use crate::event::BadInput;
-use crate::observe::{Observer, ServiceStats};
+use crate::observe::{Observer, OwnedPartition, RestoreProgress, ServiceStats};
 use crate::time::Millis;
 
 /// The group's topics and how partitions map to stages.
@@ -151,6 +152,8 @@ struct RouterSlot {
 struct JoinSlot {
     join: Join,
     next: i64,
+    /// The resume offset last stored with its state (-1: none).
+    stored: i64,
 }
 
 struct TaskSlot {
@@ -170,6 +173,8 @@ struct Owned {
     pending: Vec<Command>,
     /// Commands committed, for the observer.
     committed: Vec<Command>,
+    /// Tasks restored by the last assignment, whose decisions the observer has not seen.
+    restored: Vec<usize>,
     commits: u64,
 }
 
@@ -182,8 +187,11 @@ struct Ctx {
     /// The first failure in a rebalance callback: the session ends with it.
     failed: Mutex<Option<ServiceError>>,
     assigned: AtomicBool,
-    /// Shared with the service's counters: `/readyz` says "restoring" while it is set.
-    restoring: Arc<AtomicBool>,
+    /// Shared with the service's counters: `/readyz` says "restoring" while a restore runs,
+    /// and the metrics tell its progress.
+    restore: Arc<RestoreProgress>,
+    /// The last stable offset of each consumed partition, from the client's statistics.
+    ends: Mutex<HashMap<(String, i32), i64>>,
     /// The observer builds views: engines keep their latency quantiles as buckets close.
     views: bool,
     /// The session is ending on an error: a revocation (as the consumer closes) lets go
@@ -195,6 +203,20 @@ impl ClientContext for Ctx {
     fn error(&self, err: KafkaError, reason: &str) {
         client_error(err, reason);
     }
+
+    fn stats_raw(&self, json: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<super::ClientStats>(json) else { return };
+        let Ok(mut ends) = self.ends.lock() else { return };
+        for (topic, t) in stats.topics {
+            for p in t.partitions.into_values().filter(|p| p.partition >= 0) {
+                // The last stable offset, else (before the client knows it) the high watermark.
+                let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+                if end >= 0 {
+                    ends.insert((topic.clone(), p.partition), end);
+                }
+            }
+        }
+    }
 }
 
 impl ConsumerContext for Ctx {
@@ -205,7 +227,7 @@ impl ConsumerContext for Ctx {
         };
         if let Err(e) = result {
             warn!("rebalance: {e}");
-            self.restoring.store(false, Ordering::SeqCst);
+            self.restore.end();
             if let Ok(mut f) = self.failed.lock() {
                 f.get_or_insert(e);
             }
@@ -226,6 +248,15 @@ impl Ctx {
     fn revoke(&self, consumer: &BaseConsumer<Self>) -> Result<(), ServiceError> {
         self.assigned.store(false, Ordering::SeqCst);
         let mut o = self.owned.lock().map_err(|_| ServiceError::Thread("state lock poisoned".into()))?;
+        info!(
+            "released tasks {:?}, joins {:?}, inputs {:?}",
+            o.tasks.keys().collect::<Vec<_>>(),
+            o.joins.keys().collect::<Vec<_>>(),
+            o.routers
+                .keys()
+                .map(|&r| format!("{}/{}", self.layout.inputs[r].0, self.layout.inputs[r].1))
+                .collect::<Vec<_>>()
+        );
         let result = if self.closing.load(Ordering::SeqCst)
             || (o.routers.is_empty() && o.joins.is_empty() && o.tasks.is_empty())
         {
@@ -244,7 +275,7 @@ impl Ctx {
     /// Restores the stages of the assigned partitions from the state topic, and starts each
     /// partition where its stored state continues.
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<(), ServiceError> {
-        self.restoring.store(true, Ordering::SeqCst);
+        self.restore.begin();
         let started = Instant::now();
         let l = &self.layout;
         let stages: Vec<Stage> = tpl
@@ -262,7 +293,7 @@ impl Ctx {
                 Stage::Task(t) => l.state_of_task(t),
             });
         }
-        let mut state = read_state(&self.cfg, &self.brokers, &l.state_topic, &parts)?;
+        let mut state = self.read_complete_state(consumer, &stages, &parts)?;
         let mut owned = Owned::default();
         let mut offsets = TopicPartitionList::new();
         let now = Instant::now();
@@ -287,7 +318,9 @@ impl Ctx {
                             last_input: now,
                             said: stored.and_then(|s| s.newest),
                             idle_said: false,
-                            changed: false,
+                            // Stored at the first commit even if nothing comes: the stored
+                            // position always equals the committed one.
+                            changed: stored.is_none(),
                         },
                     );
                     if next >= 0 {
@@ -304,11 +337,11 @@ impl Ctx {
                         ),
                         None => None,
                     };
-                    let (join, resume) = match stored {
-                        Some(s) => (Join::restored(&self.cfg, l.inputs.len(), l.tasks, s.join), s.resume),
-                        None => (Join::new(&self.cfg, l.inputs.len(), l.tasks), 0),
+                    let (join, resume, stored) = match stored {
+                        Some(s) => (Join::restored(&self.cfg, l.inputs.len(), l.tasks, s.join), s.resume, s.resume),
+                        None => (Join::new(&self.cfg, l.inputs.len(), l.tasks), 0, -1),
                     };
-                    owned.joins.insert(j, JoinSlot { join, next: resume });
+                    owned.joins.insert(j, JoinSlot { join, next: resume, stored });
                     Offset::Offset(resume)
                 }
                 Stage::Task(t) => {
@@ -340,23 +373,96 @@ impl Ctx {
             offsets.add_partition_offset(topic, partition, start).map_err(kafka("building the assignment"))?;
         }
         info!(
-            "assigned {} routers, {} joins, {} tasks ({} targets), restored in {} ms",
-            owned.routers.len(),
-            owned.joins.len(),
-            owned.tasks.len(),
+            "assigned tasks {:?}, joins {:?}, inputs {:?}: {} targets restored in {} ms",
+            owned.tasks.keys().collect::<Vec<_>>(),
+            owned.joins.keys().collect::<Vec<_>>(),
+            owned.routers.keys().map(|&r| format!("{}/{}", l.inputs[r].0, l.inputs[r].1)).collect::<Vec<_>>(),
             owned.tasks.values().map(|t| t.task.engine().target_count()).sum::<usize>(),
             started.elapsed().as_millis()
         );
         {
             let mut o = self.owned.lock().map_err(|_| ServiceError::Thread("state lock poisoned".into()))?;
             owned.committed = std::mem::take(&mut o.committed);
+            owned.restored = owned.tasks.keys().copied().collect();
             owned.commits = o.commits;
             *o = owned;
         }
         consumer.assign(&offsets).map_err(kafka("assigning"))?;
-        self.restoring.store(false, Ordering::SeqCst);
+        self.restore.end();
         self.assigned.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The state of `stages` (in state partitions `parts`) as of the group's committed offsets.
+    ///
+    /// A transaction's commit returns before its markers are written to every partition, so
+    /// the member that owned a stage until a moment ago may have committed state that a
+    /// read_committed reader cannot see yet: restoring it would process again what that
+    /// transaction already decided, and publish it twice. The group's committed offsets are
+    /// fetched as stable (KIP-447: the fetch waits for a pending transactional commit), and the
+    /// state is read again until every stage's stored position has reached them.
+    fn read_complete_state(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        stages: &[Stage],
+        parts: &BTreeSet<i32>,
+    ) -> Result<BTreeMap<i32, BTreeMap<String, Vec<u8>>>, ServiceError> {
+        let l = &self.layout;
+        let mut tpl = TopicPartitionList::new();
+        for &s in stages {
+            let (topic, partition) = l.partition_of(s);
+            tpl.add_partition(topic, partition);
+        }
+        let committed: HashMap<(String, i32), i64> = consumer
+            .committed_offsets(tpl, StdDuration::from_secs(60))
+            .map_err(kafka("fetching committed offsets"))?
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect();
+        let deadline = Instant::now() + StdDuration::from_secs(60);
+        loop {
+            let state = read_state(&self.cfg, &self.brokers, &l.state_topic, parts, &self.restore)?;
+            let behind = stages.iter().find_map(|&s| {
+                let (topic, partition) = l.partition_of(s);
+                let want = *committed.get(&(topic.to_owned(), partition))?;
+                let stored = stored_position(l, &state, s).unwrap_or(-1);
+                (stored < want).then(|| format!("{topic}/{partition} (stored {stored}, committed {want})"))
+            });
+            let Some(behind) = behind else { return Ok(state) };
+            if Instant::now() > deadline {
+                warn!("the state of {behind} stays behind its committed offset");
+                return Err(ServiceError::Kafka {
+                    context: "waiting for committed state",
+                    source: KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
+                });
+            }
+            info!("the state of {behind} is not readable yet (a transaction is completing); reading it again");
+            std::thread::sleep(StdDuration::from_millis(100));
+        }
+    }
+
+    /// The partitions owned now, with how far each is read.
+    fn owned_partitions(&self, o: &Owned) -> Vec<OwnedPartition> {
+        let l = &self.layout;
+        let ends = self.ends.lock().map(|e| e.clone()).unwrap_or_default();
+        let part = |stage: Stage, name: &'static str, position: i64| {
+            let (topic, partition) = l.partition_of(stage);
+            OwnedPartition {
+                topic: topic.to_owned(),
+                partition,
+                stage: name,
+                position,
+                end: ends.get(&(topic.to_owned(), partition)).copied(),
+            }
+        };
+        let routers = o.routers.iter().map(|(&r, s)| part(Stage::Router(r), "router", s.next));
+        let joins = o.joins.iter().map(|(&j, s)| part(Stage::Join(j), "join", s.next));
+        let tasks = o.tasks.iter().map(|(&t, s)| part(Stage::Task(t), "task", s.next));
+        routers.chain(joins).chain(tasks).collect()
     }
 
     /// Tells downstream stages how far routers and joins got, writes the changed state and the
@@ -380,9 +486,15 @@ impl Ctx {
         for (&j, slot) in o.joins.iter_mut() {
             say_join(p, l, j, &mut slot.join)?;
             let resume = slot.join.resume_offset(slot.next);
+            // The stored resume offset always equals the committed one (a new owner waits for
+            // them to agree, see `read_complete_state`).
+            if resume != slot.stored {
+                slot.join.mark_changed();
+            }
             if let Some(join) = slot.join.state() {
                 let value = crate::engine::snapshot::encode_value(&JoinStored { resume, join });
                 send_to(p, state, l.state_of_join(j), JOIN_KEY, Some(&value))?;
+                slot.stored = resume;
             }
             offsets.add_partition_offset(&l.joins_topic, j as i32, Offset::Offset(resume)).map_err(kafka("offsets"))?;
         }
@@ -411,6 +523,24 @@ impl Ctx {
         let done = std::mem::take(&mut o.pending);
         o.committed.extend(done);
         Ok(())
+    }
+}
+
+/// Where a stage's stored state continues reading its partition (`None`: nothing stored, or
+/// not readable — the restore itself then says why).
+fn stored_position(l: &Layout, state: &BTreeMap<i32, BTreeMap<String, Vec<u8>>>, s: Stage) -> Option<i64> {
+    use crate::engine::snapshot::decode_value;
+    match s {
+        Stage::Router(r) => {
+            let value = state.get(&l.state_of_routers())?.get(&router_key(&l.inputs[r].0, l.inputs[r].1))?;
+            serde_json::from_slice::<RouterState>(value).ok().map(|st| st.next)
+        }
+        Stage::Join(j) => decode_value::<JoinStored>(JOIN_KEY, state.get(&l.state_of_join(j))?.get(JOIN_KEY)?)
+            .ok()
+            .map(|st| st.resume),
+        Stage::Task(t) => decode_value::<TaskMerge>(MERGE_KEY, state.get(&l.state_of_task(t))?.get(MERGE_KEY)?)
+            .ok()
+            .map(|st| st.resume),
     }
 }
 
@@ -479,11 +609,12 @@ fn read_state(
     brokers: &str,
     topic: &str,
     partitions: &BTreeSet<i32>,
+    progress: &RestoreProgress,
 ) -> Result<BTreeMap<i32, BTreeMap<String, Vec<u8>>>, ServiceError> {
     if partitions.is_empty() {
         return Ok(BTreeMap::new());
     }
-    super::read_compacted(&cfg.kafka, brokers, topic, Some(partitions))
+    super::read_compacted(&cfg.kafka, brokers, topic, Some(partitions), Some(progress))
 }
 
 /// The input partitions of the configured topics, and the group's layout.
@@ -565,8 +696,37 @@ pub(super) fn session(
     let producer: BaseProducer = client_config(k, brokers, &pconf).create().map_err(kafka("creating the producer"))?;
     producer.init_transactions(StdDuration::from_secs(60)).map_err(kafka("initialising transactions"))?;
     producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+    // Where this member's HTTP API answers, for the others to send clients to.
+    if let Some(url) = &cfg.http.advertise {
+        let record = MemberRecord { instance: instance.clone(), url: url.clone() };
+        let value = serde_json::to_vec(&record).map_err(|e| ServiceError::Thread(format!("member record: {e}")))?;
+        send_to(&producer, &l.state_topic, l.state_of_routers(), &member_key(&instance), Some(&value))?;
+        flush(&producer, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
+        producer.commit_transaction(StdDuration::from_secs(60)).map_err(kafka("committing the transaction"))?;
+        producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+    }
+    let _watcher = members::watch(
+        cfg,
+        brokers,
+        Watched {
+            group: k.group_id.clone(),
+            instance: instance.clone(),
+            tasks_topic: l.tasks_topic.clone(),
+            joins_topic: l.joins_topic.clone(),
+            tasks: l.tasks,
+            joins: l.joins,
+            state_topic: l.state_topic.clone(),
+            members_partition: l.state_of_routers(),
+        },
+        stats.group.clone(),
+    )?;
     let mut cconf = super::member_config(k);
     cconf.entry("partition.assignment.strategy".into()).or_insert_with(|| "roundrobin".into());
+    // The group's description names each member by its client id: the instance name in it
+    // lets every member tell who owns which partitions.
+    cconf.insert("client.id".into(), format!("{CLIENT_PREFIX}{instance}"));
+    // Per-partition lag for the metrics comes from the statistics, without a call to the broker.
+    cconf.entry("statistics.interval.ms".into()).or_insert_with(|| "5000".into());
     let ctx = Ctx {
         cfg: cfg.clone(),
         brokers: brokers.to_owned(),
@@ -575,7 +735,8 @@ pub(super) fn session(
         owned: Mutex::new(Owned::default()),
         failed: Mutex::new(None),
         assigned: AtomicBool::new(false),
-        restoring: stats.restoring.clone(),
+        restore: stats.restore.clone(),
+        ends: Mutex::new(HashMap::new()),
         views: observer.wants_views(),
         closing: AtomicBool::new(false),
     };
@@ -643,6 +804,12 @@ fn run_loop(
         let polled = consumer.poll(StdDuration::from_millis(20));
         let now = Instant::now();
         let mut o = ctx.owned.lock().map_err(|_| ServiceError::Thread("state lock poisoned".into()))?;
+        // The decisions kept with restored state were published by whoever owned it before.
+        for t in std::mem::take(&mut o.restored) {
+            if let Some(slot) = o.tasks.get(&t) {
+                observer.restored(slot.task.engine());
+            }
+        }
         match polled {
             None => {}
             Some(Err(e)) => {
@@ -666,7 +833,10 @@ fn run_loop(
         if now - last_tick >= StdDuration::from_millis(100) {
             last_tick = now;
             dirty |= tick(ctx, consumer, &mut o, now, partition_wait, idle_after, lateness)?;
-            stats.ready = ctx.assigned.load(Ordering::SeqCst) && !ctx.restoring.load(Ordering::SeqCst);
+            stats.ready = ctx.assigned.load(Ordering::SeqCst) && !ctx.restore.is_active();
+            stats.partitions = ctx.owned_partitions(&o);
+            let lags: Vec<i64> = stats.partitions.iter().filter_map(OwnedPartition::lag).collect();
+            stats.lag = (!lags.is_empty()).then(|| lags.iter().sum());
             stats.queued = o.tasks.values().map(|t| t.task.queued() as u64).sum::<u64>()
                 + o.joins.values().map(|j| j.join.queued() as u64).sum::<u64>();
             let engines: Vec<&Engine> = o.tasks.values().map(|t| t.task.engine()).collect();

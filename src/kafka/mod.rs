@@ -41,6 +41,7 @@ use crate::event::{spare_features, Decoder, Features};
 
 mod group;
 mod input;
+mod members;
 mod produce;
 use crate::clock::wall_ms;
 pub use crate::config::kafka::{Delivery, KafkaConfig, TopicsConfig};
@@ -182,30 +183,44 @@ impl ClientContext for Ctx {
     }
 
     fn stats_raw(&self, json: &[u8]) {
-        #[derive(Deserialize)]
-        struct Stats {
-            #[serde(default)]
-            topics: HashMap<String, TopicStats>,
-        }
-        #[derive(Deserialize)]
-        struct TopicStats {
-            #[serde(default)]
-            partitions: HashMap<String, PartitionStats>,
-        }
-        #[derive(Deserialize)]
-        struct PartitionStats {
-            partition: i32,
-            #[serde(default)]
-            desired: bool,
-            consumer_lag_stored: i64,
-        }
-        let Ok(stats) = serde_json::from_slice::<Stats>(json) else { return };
+        let Ok(stats) = serde_json::from_slice::<ClientStats>(json) else { return };
         let lags = stats.topics.values().flat_map(|t| t.partitions.values()).filter(|p| p.partition >= 0 && p.desired);
         let known: Vec<i64> = lags.map(|p| p.consumer_lag_stored).filter(|&l| l >= 0).collect();
         let lag = if known.is_empty() { LAG_UNKNOWN } else { known.iter().sum() };
         debug!("consumer lag {}", if lag == LAG_UNKNOWN { "unknown".to_owned() } else { lag.to_string() });
         self.lag.store(lag, Ordering::Relaxed);
     }
+}
+
+/// The parts of the client's statistics (`statistics.interval.ms`) driftwatch reads.
+#[derive(Deserialize)]
+struct ClientStats {
+    #[serde(default)]
+    topics: HashMap<String, TopicStats>,
+}
+
+#[derive(Deserialize)]
+struct TopicStats {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStats>,
+}
+
+/// A partition's statistics; offsets the client does not know yet are negative.
+#[derive(Deserialize)]
+struct PartitionStats {
+    partition: i32,
+    #[serde(default)]
+    desired: bool,
+    #[serde(default = "unknown_offset")]
+    consumer_lag_stored: i64,
+    #[serde(default = "unknown_offset")]
+    ls_offset: i64,
+    #[serde(default = "unknown_offset")]
+    hi_offset: i64,
+}
+
+fn unknown_offset() -> i64 {
+    -1
 }
 
 /// The context of the changelog reader: quiet about partition ends, like [`Ctx`].
@@ -379,7 +394,7 @@ fn create_topics(k: &KafkaConfig, brokers: &str, specs: &[(&str, i32, bool)]) ->
 
 /// Reads the changelog to its end: the latest value of every key.
 fn read_changelog(k: &KafkaConfig, brokers: &str) -> Result<BTreeMap<String, Vec<u8>>, ServiceError> {
-    Ok(read_compacted(k, brokers, &k.topics.changelog, None)?.into_values().flatten().collect())
+    Ok(read_compacted(k, brokers, &k.topics.changelog, None, None)?.into_values().flatten().collect())
 }
 
 /// Reads partitions of a compacted topic (all of them, or `only` these) to their end: the
@@ -389,6 +404,7 @@ fn read_compacted(
     brokers: &str,
     topic: &str,
     only: Option<&std::collections::BTreeSet<i32>>,
+    progress: Option<&crate::observe::RestoreProgress>,
 ) -> Result<BTreeMap<i32, BTreeMap<String, Vec<u8>>>, ServiceError> {
     let mut extra = k.consumer_properties.clone();
     extra.insert("group.id".into(), format!("{}-restore", k.group_id));
@@ -408,6 +424,7 @@ fn read_compacted(
         .collect();
     let mut tpl = TopicPartitionList::new();
     let mut open = std::collections::BTreeSet::new();
+    let mut starts: HashMap<i32, i64> = HashMap::new();
     for &p in &partitions {
         let (lo, hi) = consumer
             .fetch_watermarks(topic, p, StdDuration::from_secs(20))
@@ -415,6 +432,10 @@ fn read_compacted(
         if hi > lo {
             tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kafka("assigning the state"))?;
             open.insert(p);
+            starts.insert(p, lo);
+            if let Some(pr) = progress {
+                pr.partition(p, (hi - lo) as u64);
+            }
         }
     }
     let mut state: BTreeMap<i32, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
@@ -434,9 +455,15 @@ fn read_compacted(
             None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 open.remove(&p);
+                if let Some(pr) = progress {
+                    pr.read(p, u64::MAX);
+                }
             }
             Some(Err(e)) => return Err(ServiceError::Kafka { context: "reading the state", source: e }),
             Some(Ok(m)) => {
+                if let (Some(pr), Some(lo)) = (progress, starts.get(&m.partition())) {
+                    pr.read(m.partition(), (m.offset() + 1 - lo).max(0) as u64);
+                }
                 let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
                 let part = state.entry(m.partition()).or_default();
                 match m.payload() {

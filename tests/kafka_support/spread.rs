@@ -103,10 +103,25 @@ impl Setup {
 
     /// Starts an instance and waits until it has joined (its log says its state is restored).
     pub fn start(&self) -> Service {
+        self.start_with(&[])
+    }
+
+    /// As [`Setup::start`], serving the HTTP API on a free port; with its URL.
+    pub fn start_serving(&self) -> (Service, String) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        (self.start_with(&["--http", &addr]), format!("http://{addr}"))
+    }
+
+    /// The logs of every instance started so far, killed or stopped ones included.
+    pub fn logs(&self) -> Vec<PathBuf> {
+        (0..self.started.get()).map(|i| self.dir.join(format!("service-{i}.log"))).collect()
+    }
+
+    fn start_with(&self, extra: &[&str]) -> Service {
         let i = self.started.get();
         self.started.set(i + 1);
         let log = self.dir.join(format!("service-{i}.log"));
-        let svc = Service::start(&self.cfg, &brokers(), &[], log.clone());
+        let svc = Service::start(&self.cfg, &brokers(), extra, log.clone());
         assert!(
             wait_until(Duration::from_secs(60), || std::fs::read_to_string(&log)
                 .unwrap_or_default()
