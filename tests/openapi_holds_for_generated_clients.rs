@@ -164,7 +164,8 @@ fn generated_clients_find_the_api_as_described() {
     );
 
     // With the token: at least 1,000 generated requests, no failure, no warning.
-    let run = run_schemathesis("token", &base, TOKEN, seed, &["--max-examples", "120"]);
+    // `/v1/group` answers only in a scaled-out group (404 here): the group tests ask it there.
+    let run = run_schemathesis("token", &base, TOKEN, seed, &["--max-examples", "120", "--exclude-path", "/v1/group"]);
     assert_clean("with the token", seed, &run, None);
     eprintln!("with the token: {} requests, by status {:?}", run.requests(), run.statuses);
     assert!(run.requests() >= 1000, "only {} requests were generated", run.requests());
