@@ -55,6 +55,9 @@ pub struct ServiceStats {
     pub ready: bool,
     /// Messages read and waiting for their turn in the merge of the input partitions.
     pub queued: u64,
+    /// Times a task or join of a scaled-out group sought its partition back to read again
+    /// what it left there to bound its queue (`kafka.max_queued`).
+    pub rereads: u64,
     /// How a member of a scaled-out group restores the state of partitions it was assigned
     /// (shared, so that a restore in progress is seen at once, not at the next view).
     pub restore: Arc<RestoreProgress>,

@@ -218,13 +218,27 @@ fn check_group_api(urls: &[String]) {
 fn three_instances_on_six_partitions_read_from_a_backlog_give_replays_commands() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = Instant::now();
-    let s = Setup::committing("group-backlog", 1, 6, "1s", CONFIG);
+    // A small queue bound: members reading a backlog run ahead of one another by far more
+    // records than this, so tasks and joins read parts of their partitions again.
+    let s = Setup::committing("group-backlog", 1, 6, "1s", &format!("max_queued = 2000\n{CONFIG}"));
     let (replayed, bad) = s.replay(all);
     assert!(replayed.len() >= 8, "replay gives {} commands; want ≥ 8", replayed.len());
     s.produce(0..s.lines.len(), all);
     let (mut svcs, urls): (Vec<_>, Vec<_>) = (0..3).map(|_| s.start_serving()).unzip();
     reach(&s, &mut svcs, s.lines.len() as i64);
     check_group_api(&urls);
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+    let rereads: f64 = urls
+        .iter()
+        .filter_map(|u| get(&agent, &format!("{u}/metrics")).2)
+        .flat_map(|m| {
+            m.lines()
+                .filter_map(|l| l.strip_prefix("driftwatch_merge_rereads_total ")?.parse().ok())
+                .collect::<Vec<f64>>()
+        })
+        .sum();
+    assert!(rereads > 0.0, "no task or join read its partition again with max_queued = 2000");
+    eprintln!("{rereads} reads again from an earlier offset");
     s.finish_with(&mut svcs, s.lines.len() as i64, &replayed, bad, true);
     let owned = assert_no_task_owned_twice(&s, &[]);
     assert!(owned >= 6, "{owned} task ownerships in the logs");

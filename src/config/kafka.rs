@@ -120,6 +120,11 @@ pub struct KafkaConfig {
     pub tasks: i32,
     /// Label-join partitions of a scaled-out group (0: as many as `tasks`).
     pub joins: i32,
+    /// Records a task or join of a scaled-out group holds, at most (about), while it waits
+    /// for a slower upstream: past it, the records of upstreams running ahead are left in the
+    /// internal topic and read again once there is room, so memory stays bounded however far
+    /// one member falls behind.
+    pub max_queued: usize,
     /// This instance's name in a scaled-out group, for its transactional id
     /// (`{transactional_id}-{instance}`; `DRIFTWATCH_INSTANCE` overrides). A restarted instance
     /// with the same name aborts its predecessor's open transaction at once; empty: a new
@@ -154,6 +159,7 @@ impl Default for KafkaConfig {
             partition_wait: Duration(2_000),
             tasks: 0,
             joins: 0,
+            max_queued: 20_000,
             instance: String::new(),
             create_topics: true,
             partitions: 3,
@@ -198,6 +204,9 @@ impl KafkaConfig {
         }
         if !(0..=10_000).contains(&self.joins) {
             return bad("kafka.joins", "must be between 0 (as many as tasks) and 10000");
+        }
+        if self.max_queued == 0 {
+            return bad("kafka.max_queued", "must be at least 1");
         }
         if self.tasks > 0 {
             if self.delivery != Delivery::ExactlyOnce {

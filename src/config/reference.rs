@@ -388,6 +388,12 @@ fn docs() -> Docs {
         )
         .key("kafka.joins", "Label-join partitions of a scaled-out group (0: as many as `tasks`).")
         .key(
+            "kafka.max_queued",
+            "Records a task or join of a scaled-out group holds while it waits for a slower upstream, at most \
+             (about): past it, the records of upstreams running ahead are read again from the internal topic \
+             once there is room.",
+        )
+        .key(
             "kafka.instance",
             "This instance's name in a scaled-out group (`DRIFTWATCH_INSTANCE` overrides), for its transactional \
              id `{transactional_id}-{instance}`. Empty: a random name per start.",

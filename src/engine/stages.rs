@@ -200,6 +200,18 @@ impl Router {
 struct Merger {
     queues: Vec<VecDeque<(i64, Record)>>,
     state: MergeState,
+    /// Records queued at most (about) before an upstream running ahead has its records read
+    /// again later instead of held; 0: no bound.
+    limit: usize,
+    /// Per upstream: the offset of the last record queued (-1: none), so a record read again
+    /// after a rewind and still queued or taken is not queued twice.
+    last: Vec<i64>,
+    /// Per upstream: its records are left to be read again (from [`Merger::rewind`]).
+    skipping: Vec<bool>,
+    /// The oldest offset left to be read again, if any.
+    rewind: Option<i64>,
+    /// The offset after the last record read (where reading goes on).
+    reading: i64,
 }
 
 /// What a merger must keep across restarts (its queued records are read again).
@@ -216,14 +228,26 @@ pub struct MergeState {
 
 impl Merger {
     fn new(upstreams: usize) -> Merger {
-        Merger {
-            queues: vec![VecDeque::new(); upstreams],
-            state: MergeState {
+        Merger::with_state(
+            upstreams,
+            MergeState {
                 after: vec![None; upstreams],
                 ended: vec![false; upstreams],
                 idle: vec![false; upstreams],
                 taken: vec![-1; upstreams],
             },
+        )
+    }
+
+    fn with_state(upstreams: usize, state: MergeState) -> Merger {
+        Merger {
+            queues: vec![VecDeque::new(); upstreams],
+            last: state.taken.clone(),
+            state,
+            limit: 0,
+            skipping: vec![false; upstreams],
+            rewind: None,
+            reading: 0,
         }
     }
 
@@ -233,20 +257,82 @@ impl Merger {
         if sizes.iter().any(|&n| n != upstreams) {
             return Merger::new(upstreams);
         }
-        Merger { queues: vec![VecDeque::new(); upstreams], state }
+        Merger::with_state(upstreams, state)
     }
 
     /// Queues record `r` of upstream `from`, read at `offset` (negative: not from Kafka).
     /// A record at or before the last one taken from `from` was taken already and is dropped.
+    ///
+    /// With a limit, the queues hold about that many records: past it, the newest records of
+    /// the upstream with the longest queue (the one furthest ahead of the upstream the merge
+    /// waits for) are left to be read again, and so is every later record of it until
+    /// [`Merger::rewind`] says where to read from again.
     fn push_at(&mut self, from: usize, offset: i64, r: Record) {
-        let s = &mut self.state;
-        if from >= self.queues.len() || (offset >= 0 && offset <= s.taken[from]) {
+        if offset >= 0 {
+            self.reading = offset + 1;
+        }
+        if from >= self.queues.len() || (offset >= 0 && offset <= self.state.taken[from].max(self.last[from])) {
             return;
         }
         if !matches!(r, Record::Idle) {
-            s.idle[from] = false;
+            self.state.idle[from] = false;
+        }
+        if offset >= 0 && self.limit > 0 {
+            if !self.skipping[from] && self.queued() >= self.limit {
+                self.leave_newest(from);
+            }
+            if self.skipping[from] {
+                self.rewind = Some(self.rewind.map_or(offset, |o| o.min(offset)));
+                return;
+            }
+        }
+        if offset >= 0 {
+            self.last[from] = offset;
         }
         self.queues[from].push_back((offset, r));
+    }
+
+    /// Makes room for a record of `from`: the newest record of the longest queue is left to be
+    /// read again (`from`'s own record, when its queue is the longest).
+    fn leave_newest(&mut self, from: usize) {
+        let longest = (0..self.queues.len()).max_by_key(|&i| (self.queues[i].len(), i == from)).unwrap_or(from);
+        self.skipping[longest] = true;
+        if longest == from {
+            return;
+        }
+        let q = &mut self.queues[longest];
+        if let Some((at, _)) = q.back().filter(|(at, _)| *at >= 0) {
+            self.rewind = Some(self.rewind.map_or(*at, |o| o.min(*at)));
+            q.pop_back();
+            self.last[longest] = q.back().map_or(-1, |(at, _)| *at);
+        }
+    }
+
+    /// Bounds the queues to about `limit` records (0: no bound), and at least twice the
+    /// upstreams: the merge needs a record of every upstream it waits for, and the longest
+    /// queue, where records are left, then always keeps one.
+    fn bound(&mut self, limit: usize) {
+        self.limit = if limit == 0 { 0 } else { limit.max(2 * self.queues.len()) };
+    }
+
+    /// Where to read the stage's partition again from, once records were left to be read
+    /// again and either the queues are down to half the limit or the merge waits for an
+    /// upstream whose records were left. Records read again that were queued or taken already
+    /// are dropped by [`Merger::push_at`].
+    fn rewind(&mut self) -> Option<i64> {
+        let s = &self.state;
+        let waited = (0..self.queues.len())
+            .filter(|&i| self.queues[i].is_empty() && !s.ended[i] && !s.idle[i])
+            .min_by_key(|&i| (s.after[i], i));
+        let needed = waited.is_some_and(|i| self.skipping[i]);
+        if self.rewind.is_none() || (self.queued() > self.limit / 2 && !needed) {
+            return None;
+        }
+        self.skipping.iter_mut().for_each(|s| *s = false);
+        // A record left that was queued after a rewind lies ahead: reading on reaches it.
+        let to = self.rewind.take().filter(|&to| to < self.reading)?;
+        self.reading = to;
+        Some(to)
     }
 
     fn push(&mut self, from: usize, r: Record) {
@@ -314,7 +400,8 @@ impl Merger {
     /// Where to read the stage's partition again from after a restart: the oldest record
     /// queued, else `next` (the offset after the last one read).
     fn resume_offset(&self, next: i64) -> i64 {
-        self.queues.iter().filter_map(|q| q.front().map(|(at, _)| *at)).filter(|&at| at >= 0).min().unwrap_or(next)
+        let queued = self.queues.iter().filter_map(|q| q.front().map(|(at, _)| *at)).filter(|&at| at >= 0);
+        queued.chain(self.rewind).min().unwrap_or(next)
     }
 
     /// Records queued.
@@ -402,6 +489,19 @@ impl Join {
     /// after a restart, and taken before it, is dropped).
     pub fn push_at(&mut self, from: usize, offset: i64, r: Record) {
         self.merge.push_at(from, offset, r);
+    }
+
+    /// Bounds the records queued for the merge to about `limit` (0: no bound): past it, the
+    /// records of an upstream running ahead are read again later (see [`Join::rewind`]).
+    pub fn bound_queue(&mut self, limit: usize) {
+        self.merge.bound(limit);
+    }
+
+    /// The offset of the stage's partition to read again from, when records were left there
+    /// to bound the queue and there is room for them now. The reader must seek there, and read
+    /// on from it as from a restart.
+    pub fn rewind(&mut self) -> Option<i64> {
+        self.merge.rewind()
     }
 
     /// Where to read this join's partition from after a restart (`next`: after the last
@@ -510,6 +610,19 @@ impl Task {
     /// after a restart, and taken before it, is dropped).
     pub fn push_at(&mut self, from: usize, offset: i64, r: Record) {
         self.merge.push_at(from, offset, r);
+    }
+
+    /// Bounds the records queued for the merge to about `limit` (0: no bound): past it, the
+    /// records of an upstream running ahead are read again later (see [`Task::rewind`]).
+    pub fn bound_queue(&mut self, limit: usize) {
+        self.merge.bound(limit);
+    }
+
+    /// The offset of the stage's partition to read again from, when records were left there
+    /// to bound the queue and there is room for them now. The reader must seek there, and read
+    /// on from it as from a restart.
+    pub fn rewind(&mut self) -> Option<i64> {
+        self.merge.rewind()
     }
 
     /// Where to read this task's partition from after a restart (`next`: after the last
@@ -764,6 +877,99 @@ pub mod wire {
             assert_eq!(decode(&full[..17]).map(|_| ()), Err(WireError("value: cut short")));
             assert_eq!(decode(b"Q\0\0\0\x01").map(|_| ()), Err(WireError("unknown record kind")));
             assert_eq!(decode(b"").map(|_| ()), Err(WireError("empty")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn event(ts: Millis) -> Record {
+        Record::Event { ts, line: Arc::from(&b""[..]), pos: Position { source: 0, offset: 0 }, share: Share::ALL }
+    }
+
+    /// A partition of records from `upstreams` upstreams, each in time order, interleaved at
+    /// random; the last upstream's records come late in the partition (it runs behind).
+    fn partition(upstreams: usize, per: usize, seed: u64) -> Vec<(usize, Record)> {
+        let mut x = seed;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut next = vec![0usize; upstreams];
+        let mut log = Vec::new();
+        while next.iter().any(|&n| n <= per) {
+            let behind = next[..upstreams - 1].iter().any(|&n| n <= per);
+            let u = if behind && rand() % 10 != 0 { (rand() as usize) % (upstreams - 1) } else { upstreams - 1 };
+            if next[u] > per {
+                continue;
+            }
+            let r = if next[u] == per { Record::End } else { event((next[u] * 10 + u) as Millis) };
+            next[u] += 1;
+            log.push((u, r));
+        }
+        log
+    }
+
+    /// Reads `log` as a stage reads its partition: rewinding when told to, and restarting from
+    /// the stored state and resume offset after `restart_every` records read, then twice as
+    /// many, three times… Returns the records taken, the most ever queued and the reads.
+    fn read(
+        log: &[(usize, Record)],
+        upstreams: usize,
+        limit: usize,
+        restart_every: usize,
+    ) -> (Vec<Millis>, usize, usize) {
+        let mut m = Merger::new(upstreams);
+        m.bound(limit);
+        let (mut pos, mut taken, mut most, mut reads) = (0usize, Vec::new(), 0usize, 0usize);
+        let (mut restarts, mut next_restart, mut rewinds) = (1usize, restart_every, 0usize);
+        while pos < log.len() {
+            let (from, r) = &log[pos];
+            m.push_at(*from, pos as i64, r.clone());
+            pos += 1;
+            reads += 1;
+            most = most.max(m.queued());
+            while let Some(r) = m.next() {
+                taken.extend(r.ts());
+            }
+            if let Some(at) = m.rewind() {
+                rewinds += 1;
+                assert!(at < pos as i64, "rewinds backwards: {at} at {pos}, limit {limit}");
+                pos = at as usize;
+            }
+            // Restarts come further apart each time, so the reading gets past any stretch.
+            if restart_every > 0 && reads == next_restart {
+                restarts += 1;
+                next_restart = reads + restart_every * restarts;
+                pos = m.resume_offset(pos as i64) as usize;
+                m = Merger::restored(upstreams, m.state.clone());
+                m.bound(limit);
+            }
+        }
+        assert!(m.done(), "every upstream ended and everything was taken");
+        assert!(limit == 0 || rewinds > 0, "the queue bound {limit} was never reached");
+        (taken, most, reads)
+    }
+
+    #[test]
+    fn a_bounded_queue_reads_again_and_takes_what_an_unbounded_one_takes() {
+        for seed in 1..=20u64 {
+            let log = partition(4, 300, seed);
+            let (unbounded, most, _) = read(&log, 4, 0, 0);
+            assert_eq!(unbounded.len(), 4 * 300);
+            assert!(most > 200, "seed {seed}: the test's upstream runs behind ({most} queued at most)");
+            for (limit, restart) in [(50, 0), (50, 37), (7, 0), (7, 113), (1, 0)] {
+                let (bounded, most, reads) = read(&log, 4, limit, restart);
+                if seed == 1 {
+                    eprintln!("limit {limit}, restarts every {restart}+: {reads} reads of {}", log.len());
+                }
+                assert_eq!(bounded, unbounded, "seed {seed}, limit {limit}, restarts every {restart}");
+                assert!(most <= limit.max(8) + 1, "seed {seed}, limit {limit}: {most} queued");
+            }
         }
     }
 }

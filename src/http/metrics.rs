@@ -97,7 +97,7 @@ pub fn render(v: &View) -> Rendered {
         .map(|t| format!("kind=\"{}\",name=\"{}\",version=\"{}\"", t.kind.as_str(), esc(&t.name), esc(&t.version)))
         .collect();
 
-    let scalars: [(&str, &str, &str, Option<f64>); 18] = [
+    let scalars: [(&str, &str, &str, Option<f64>); 20] = [
         (
             "driftwatch_up",
             "gauge",
@@ -134,6 +134,18 @@ pub fn render(v: &View) -> Rendered {
             "counter",
             "Kafka sessions started (1 plus recoveries).",
             Some(v.stats.sessions as f64),
+        ),
+        (
+            "driftwatch_merge_queued_records",
+            "gauge",
+            "Records read and waiting for their turn in the merge by event time (of the input partitions, or of a scaled-out member's tasks and joins).",
+            Some(v.stats.queued as f64),
+        ),
+        (
+            "driftwatch_merge_rereads_total",
+            "counter",
+            "Times a task or join of a scaled-out group read its partition again from an earlier offset, because its queue reached kafka.max_queued while it waited for a slower upstream.",
+            Some(v.stats.rereads as f64),
         ),
         (
             "driftwatch_watermark_seconds",

@@ -45,7 +45,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::members::{self, member_key, MemberRecord, Watched, CLIENT_PREFIX};
 use super::{client_config, client_error, flush, kafka, send, send_retrying, ServiceError, QUEUE_FULL_WAIT};
@@ -154,11 +154,15 @@ struct JoinSlot {
     next: i64,
     /// The resume offset last stored with its state (-1: none).
     stored: i64,
+    /// The offset the partition was last sought back to, until its record there is read.
+    reread: Option<i64>,
 }
 
 struct TaskSlot {
     task: Task,
     next: i64,
+    /// The offset the partition was last sought back to, until its record there is read.
+    reread: Option<i64>,
     last_record: Instant,
     idle_base: Option<(Millis, Instant)>,
 }
@@ -176,6 +180,8 @@ struct Owned {
     /// Tasks restored by the last assignment, whose decisions the observer has not seen.
     restored: Vec<usize>,
     commits: u64,
+    /// Seeks back within a task's or join's partition (see [`rewind`]).
+    rereads: u64,
 }
 
 struct Ctx {
@@ -337,11 +343,12 @@ impl Ctx {
                         ),
                         None => None,
                     };
-                    let (join, resume, stored) = match stored {
+                    let (mut join, resume, stored) = match stored {
                         Some(s) => (Join::restored(&self.cfg, l.inputs.len(), l.tasks, s.join), s.resume, s.resume),
                         None => (Join::new(&self.cfg, l.inputs.len(), l.tasks), 0, -1),
                     };
-                    owned.joins.insert(j, JoinSlot { join, next: resume, stored });
+                    join.bound_queue(self.cfg.kafka.max_queued);
+                    owned.joins.insert(j, JoinSlot { join, next: resume, stored, reread: None });
                     Offset::Offset(resume)
                 }
                 Stage::Task(t) => {
@@ -365,8 +372,11 @@ impl Ctx {
                     crate::profile::load_profiles(&self.cfg, &mut engine)
                         .map_err(|e| ServiceError::Profile(e.to_string()))?;
                     let resume = merge.as_ref().map_or(0, |m| m.resume);
-                    let task = Task::restored(engine, l.task_upstreams(), merge.map(|m| m.merge));
-                    owned.tasks.insert(t, TaskSlot { task, next: resume, last_record: now, idle_base: None });
+                    let mut task = Task::restored(engine, l.task_upstreams(), merge.map(|m| m.merge));
+                    task.bound_queue(self.cfg.kafka.max_queued);
+                    owned
+                        .tasks
+                        .insert(t, TaskSlot { task, next: resume, reread: None, last_record: now, idle_base: None });
                     Offset::Offset(resume)
                 }
             };
@@ -385,6 +395,7 @@ impl Ctx {
             owned.committed = std::mem::take(&mut o.committed);
             owned.restored = owned.tasks.keys().copied().collect();
             owned.commits = o.commits;
+            owned.rereads = o.rereads;
             *o = owned;
         }
         consumer.assign(&offsets).map_err(kafka("assigning"))?;
@@ -820,7 +831,7 @@ fn run_loop(
             }
             Some(Ok(m)) => {
                 dirty = true;
-                match handle(ctx, &mut o, &m, now, &mut scratch, &mut joined)? {
+                match handle(ctx, consumer, &mut o, &m, now, &mut scratch, &mut joined)? {
                     Handled::Input => stats.messages += 1,
                     Handled::DeadLetter => {
                         stats.messages += 1;
@@ -837,6 +848,7 @@ fn run_loop(
             stats.partitions = ctx.owned_partitions(&o);
             let lags: Vec<i64> = stats.partitions.iter().filter_map(OwnedPartition::lag).collect();
             stats.lag = (!lags.is_empty()).then(|| lags.iter().sum());
+            stats.rereads = o.rereads;
             stats.queued = o.tasks.values().map(|t| t.task.queued() as u64).sum::<u64>()
                 + o.joins.values().map(|j| j.join.queued() as u64).sum::<u64>();
             let engines: Vec<&Engine> = o.tasks.values().map(|t| t.task.engine()).collect();
@@ -867,6 +879,7 @@ enum Handled {
 /// Hands one consumed record to its stage and sends on what the stage produces.
 fn handle(
     ctx: &Ctx,
+    consumer: &BaseConsumer<Ctx>,
     o: &mut Owned,
     m: &BorrowedMessage<'_>,
     now: Instant,
@@ -904,21 +917,23 @@ fn handle(
         }
         Stage::Join(j) => {
             let Some(slot) = o.joins.get_mut(&j) else { return Ok(Handled::Internal) };
+            if !rereading(&mut slot.reread, m.offset()) {
+                return Ok(Handled::Internal);
+            }
             slot.next = m.offset() + 1;
             let (from, rec) = decode_internal(m, payload)?;
             if from >= l.inputs.len() {
                 return Err(internal_error(m, "a join's record from no router"));
             }
             slot.join.push_at(from, m.offset(), rec);
-            joined.clear();
-            slot.join.take(&mut |t, rec| joined.push((t, rec)));
-            let me = (l.inputs.len() + j) as u32;
-            for (t, rec) in joined.drain(..) {
-                send_to(p, &l.tasks_topic, t as i32, "", Some(&wire::encode(me, &rec)))?;
-            }
+            take_joined(p, l, j, slot, joined)?;
+            rewind(consumer, l, Stage::Join(j), slot.join.rewind(), &mut slot.next, &mut slot.reread, &mut o.rereads)?;
         }
         Stage::Task(t) => {
             let Some(slot) = o.tasks.get_mut(&t) else { return Ok(Handled::Internal) };
+            if !rereading(&mut slot.reread, m.offset()) {
+                return Ok(Handled::Internal);
+            }
             slot.next = m.offset() + 1;
             let (from, rec) = decode_internal(m, payload)?;
             if from >= l.task_upstreams() {
@@ -929,10 +944,64 @@ fn handle(
                 slot.last_record = now;
                 slot.idle_base = None;
             }
+            rewind(consumer, l, Stage::Task(t), slot.task.rewind(), &mut slot.next, &mut slot.reread, &mut o.rereads)?;
             publish(ctx, slot.task.engine_mut(), &mut o.pending)?;
         }
     }
     Ok(Handled::Internal)
+}
+
+/// Takes what join `j` can take and sends the joined labels to their tasks.
+fn take_joined(
+    p: &BaseProducer,
+    l: &Layout,
+    j: usize,
+    slot: &mut JoinSlot,
+    joined: &mut Vec<(usize, Record)>,
+) -> Result<(), ServiceError> {
+    joined.clear();
+    slot.join.take(&mut |t, rec| joined.push((t, rec)));
+    let me = (l.inputs.len() + j) as u32;
+    for (t, rec) in joined.drain(..) {
+        send_to(p, &l.tasks_topic, t as i32, "", Some(&wire::encode(me, &rec)))?;
+    }
+    Ok(())
+}
+
+/// Whether a record read at `offset` of a stage's partition is to be handled: after the
+/// partition was sought back to `reread`, records the client fetched before the seek are not.
+fn rereading(reread: &mut Option<i64>, offset: i64) -> bool {
+    match *reread {
+        Some(at) if offset > at => false,
+        Some(_) => {
+            *reread = None;
+            true
+        }
+        None => true,
+    }
+}
+
+/// Seeks a stage's partition back to `to` (from [`Task::rewind`] or [`Join::rewind`]): the
+/// records it left there to bound its queue are read again from there.
+fn rewind(
+    consumer: &BaseConsumer<Ctx>,
+    l: &Layout,
+    stage: Stage,
+    to: Option<i64>,
+    next: &mut i64,
+    reread: &mut Option<i64>,
+    rereads: &mut u64,
+) -> Result<(), ServiceError> {
+    let Some(to) = to else { return Ok(()) };
+    *rereads += 1;
+    let (topic, partition) = l.partition_of(stage);
+    debug!("{topic}/{partition}: reading again from {to} (queue bound reached at {next})");
+    consumer
+        .seek(topic, partition, Offset::Offset(to), StdDuration::from_secs(10))
+        .map_err(kafka("seeking back within a stage's partition"))?;
+    *next = to;
+    *reread = Some(to);
+    Ok(())
 }
 
 fn decode_internal(m: &BorrowedMessage<'_>, payload: &[u8]) -> Result<(usize, Record), ServiceError> {
@@ -1021,11 +1090,12 @@ fn tick(
     for (&j, slot) in o.joins.iter_mut() {
         sent |= say_join(p, l, j, &mut slot.join)?;
     }
-    for slot in o.tasks.values_mut() {
+    for (&t, slot) in o.tasks.iter_mut() {
         if slot.task.poll() > 0 {
             slot.last_record = now;
             slot.idle_base = None;
         }
+        rewind(consumer, l, Stage::Task(t), slot.task.rewind(), &mut slot.next, &mut slot.reread, &mut o.rereads)?;
         if slot.task.quiet() && now - slot.last_record >= idle_after {
             if let Some(newest) = slot.task.newest() {
                 let (base, since) = *slot.idle_base.get_or_insert((newest, now));

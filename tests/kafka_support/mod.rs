@@ -169,7 +169,11 @@ impl Service {
         let child = Command::new(bin())
             .args(["run", "--config", &config.to_string_lossy(), "--brokers", brokers])
             .args(extra)
-            .env("RUST_LOG", "driftwatch=info,rdkafka=warn")
+            // `DRIFTWATCH_TEST_LOG` sets the services' log filter (e.g. `driftwatch=debug`).
+            .env(
+                "RUST_LOG",
+                std::env::var("DRIFTWATCH_TEST_LOG").unwrap_or_else(|_| "driftwatch=info,rdkafka=warn".into()),
+            )
             .env_remove("DRIFTWATCH_CONFIG")
             .env_remove("DRIFTWATCH_BROKERS")
             .stdin(Stdio::null())
