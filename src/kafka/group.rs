@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use super::members::{self, member_key, MemberRecord, Watched, CLIENT_PREFIX};
-use super::{client_config, client_error, flush, kafka, send, send_retrying, ServiceError, QUEUE_FULL_WAIT};
+use super::{client_config, client_error, commit_and_begin, kafka, send, send_retrying, ServiceError, QUEUE_FULL_WAIT};
 use crate::clock::wall_ms;
 use crate::command::Command;
 use crate::config::Config;
@@ -527,9 +527,7 @@ impl Ctx {
             p.send_offsets_to_transaction(&offsets, &meta, StdDuration::from_secs(30))
                 .map_err(kafka("sending offsets to the transaction"))?;
         }
-        flush(p, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
-        p.commit_transaction(StdDuration::from_secs(60)).map_err(kafka("committing the transaction"))?;
-        p.begin_transaction().map_err(kafka("beginning a transaction"))?;
+        commit_and_begin(p)?;
         o.commits += 1;
         let done = std::mem::take(&mut o.pending);
         o.committed.extend(done);
@@ -712,9 +710,7 @@ pub(super) fn session(
         let record = MemberRecord { instance: instance.clone(), url: url.clone() };
         let value = serde_json::to_vec(&record).map_err(|e| ServiceError::Thread(format!("member record: {e}")))?;
         send_to(&producer, &l.state_topic, l.state_of_routers(), &member_key(&instance), Some(&value))?;
-        flush(&producer, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
-        producer.commit_transaction(StdDuration::from_secs(60)).map_err(kafka("committing the transaction"))?;
-        producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+        commit_and_begin(&producer)?;
     }
     let _watcher = members::watch(
         cfg,

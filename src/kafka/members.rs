@@ -136,7 +136,7 @@ fn run(consumer: &BaseConsumer<ReaderCtx>, w: &Watched, stop: &AtomicBool, out: 
             Ok(list) => {
                 warned = false;
                 let Some(g) = list.groups().iter().find(|g| g.name() == w.group) else { continue };
-                let members = g
+                let mut members = g
                     .members()
                     .iter()
                     .map(|m| {
@@ -145,7 +145,6 @@ fn run(consumer: &BaseConsumer<ReaderCtx>, w: &Watched, stop: &AtomicBool, out: 
                         member(w, instance.clone(), m.client_host(), urls.get(&instance).cloned(), owned)
                     })
                     .collect::<Vec<_>>();
-                let mut members = members;
                 members.sort_by(|a, b| a.instance.cmp(&b.instance));
                 let status = GroupStatus {
                     group: w.group.clone(),

@@ -444,6 +444,7 @@ fn read_compacted(
     }
     consumer.assign(&tpl).map_err(kafka("assigning the state"))?;
     let deadline = Instant::now() + StdDuration::from_secs(120);
+    let mut unreported = 0u32;
     while !open.is_empty() {
         if Instant::now() > deadline {
             return Err(ServiceError::Kafka {
@@ -461,7 +462,10 @@ fn read_compacted(
             }
             Some(Err(e)) => return Err(ServiceError::Kafka { context: "reading the state", source: e }),
             Some(Ok(m)) => {
-                if let (Some(pr), Some(lo)) = (progress, starts.get(&m.partition())) {
+                // Progress every 1,024 records (the end of each partition is told above).
+                unreported += 1;
+                if let (Some(pr), Some(lo), true) = (progress, starts.get(&m.partition()), unreported >= 1024) {
+                    unreported = 0;
                     pr.read(m.partition(), (m.offset() + 1 - lo).max(0) as u64);
                 }
                 let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
@@ -495,6 +499,14 @@ fn send(
         record = record.headers(h);
     }
     send_retrying(producer, record, QUEUE_FULL_WAIT).map_err(kafka("producing"))
+}
+
+/// Commits the open transaction and begins the next. `commit_transaction` flushes first, but
+/// in 100 ms steps: [`flush`] leaves nothing for it.
+pub(super) fn commit_and_begin(producer: &BaseProducer) -> Result<(), ServiceError> {
+    flush(producer, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
+    producer.commit_transaction(StdDuration::from_secs(60)).map_err(kafka("committing the transaction"))?;
+    producer.begin_transaction().map_err(kafka("beginning a transaction"))
 }
 
 /// Waits until every produced message is acknowledged. `BaseProducer::flush` (also called by
@@ -554,10 +566,7 @@ impl Committer<'_> {
                     .send_offsets_to_transaction(&tpl, &meta, StdDuration::from_secs(30))
                     .map_err(kafka("sending offsets to the transaction"))?;
             }
-            // commit_transaction flushes first, but in 100 ms steps: nothing is left for it.
-            flush(producer, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
-            producer.commit_transaction(StdDuration::from_secs(60)).map_err(kafka("committing the transaction"))?;
-            producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+            commit_and_begin(producer)?;
         } else {
             flush(producer, StdDuration::from_secs(60)).map_err(kafka("flushing"))?;
             if tpl.count() > 0 {
