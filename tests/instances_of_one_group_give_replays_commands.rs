@@ -13,6 +13,7 @@ mod kafka_support;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use kafka_support::openapi::{Reply, Spec};
 use kafka_support::spread::Setup;
 use kafka_support::wait_until;
 
@@ -150,6 +151,23 @@ fn check_group_api(urls: &[String]) {
         })
     });
     assert!(settled, "the members' /v1/group never agreed: {:?}", get_json(&agent, &format!("{}/v1/group", urls[0])));
+    // Every answer below is also what schemas/openapi.yaml says.
+    let mut spec = Spec::load();
+    let mut check = |template: &str, url: &str| {
+        let r = Reply::of(agent.get(url).call(), url);
+        spec.check(template, url, &r)
+    };
+    for u in urls {
+        let g = check("/v1/group", &format!("{u}/v1/group"));
+        let this: Vec<&str> = g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["this"] == true)
+            .filter_map(|m| m["url"].as_str())
+            .collect();
+        assert_eq!(this, [u.as_str()], "{g}");
+    }
     let mine = |u: &String| -> Vec<(String, String, String)> {
         let v = get_json(&agent, &format!("{u}/v1/targets?limit=1000")).expect("targets");
         v["targets"]
@@ -176,16 +194,31 @@ fn check_group_api(urls: &[String]) {
     assert!(seen, "no member lists a target");
     let (owner, (kind, name, version)) = listed.swap_remove(0);
     let asked = &urls[(owner + 1) % urls.len()];
-    for path in [format!("/v1/targets/{kind}/{name}/{version}"), format!("/v1/verdict/{kind}/{name}/{version}")] {
+    for (template, path) in [
+        ("/v1/targets/{kind}/{name}/{version}", format!("/v1/targets/{kind}/{name}/{version}")),
+        ("/v1/verdict/{kind}/{name}/{version}", format!("/v1/verdict/{kind}/{name}/{version}")),
+    ] {
         let (code, location, body) = get(&agent, &format!("{asked}{path}"));
         assert_eq!(code, 307, "{path} asked of a member not deciding it: {body:?}");
         assert_eq!(location, format!("{}{path}", urls[owner]), "{body:?}");
+        let redirect = check(template, &format!("{asked}{path}"));
+        assert_eq!(redirect["error"], "elsewhere", "{redirect}");
+        assert_eq!(redirect["owner"]["url"].as_str(), Some(urls[owner].as_str()), "{redirect}");
         let answer = get_json(&agent, &location).expect("the owner answers");
         let named = answer.get("name").or_else(|| answer["target"].get("name"));
         assert_eq!(named.and_then(|n| n.as_str()), Some(name.as_str()), "{answer}");
     }
     // Every member's targets, asked of one.
-    let all = get_json(&agent, &format!("{asked}/v1/targets?scope=group&limit=1000")).expect("targets of the group");
+    let all = check("/v1/targets", &format!("{asked}/v1/targets?scope=group&limit=1000"));
+    // Pages are per member: a cursor with scope=group is refused (an empty one is the first page).
+    let paged = check("/v1/targets", &format!("{asked}/v1/targets?scope=group&cursor=00"));
+    assert_eq!(paged["parameter"], "cursor", "{paged}");
+    let first = check("/v1/targets", &format!("{asked}/v1/targets?scope=group&cursor=&limit=1000"));
+    assert_eq!(first["targets"], all["targets"], "{first}");
+    for path in ["/v1/decisions", "/v1/alerts"] {
+        let answer = check(path, &format!("{asked}{path}?scope=group"));
+        assert_eq!(answer["members"].as_array().map(Vec::len), Some(urls.len()), "{answer}");
+    }
     let mut together: Vec<(String, String, String)> = all["targets"]
         .as_array()
         .into_iter()

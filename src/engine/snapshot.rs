@@ -99,7 +99,125 @@ pub(crate) struct JoinLog {
 }
 
 /// One changed id as stored: `(id, [target, value, ts], [value, ts])`.
-type EntryRecord = (u64, Option<((TargetId, u32), Value, Millis)>, Option<(Value, Millis)>);
+type EntryRecord<T> = (u64, Option<(T, Value, Millis)>, Option<(Value, Millis)>);
+
+impl JoinLog {
+    /// `seq` of the next log record, and of the first one after the current base: what must
+    /// be stored beside the records to restore them.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.next_seq, self.base_seq)
+    }
+
+    /// Appends to `out` the records storing what changed in `joins` since the last call: log
+    /// records, or a new base and tombstones for the log records it replaces.
+    pub(crate) fn write<T: Copy + Serialize>(
+        &mut self,
+        joins: &mut LabelJoin<T>,
+        out: &mut Vec<(String, Option<Vec<u8>>)>,
+    ) {
+        let logged = match joins.take_changes() {
+            JoinChanges::All => None,
+            JoinChanges::Changed(changed) if changed.is_empty() => return,
+            JoinChanges::Changed(changed) => {
+                let records: Vec<Vec<u8>> = changed
+                    .chunks(JOINLOG_ENTRIES)
+                    .map(|chunk| {
+                        let rec: Vec<EntryRecord<T>> = chunk
+                            .iter()
+                            .map(|e| (e.id, e.prediction.map(|p| (p.target, p.value, p.ts)), e.label))
+                            .collect();
+                        encode(&rec)
+                    })
+                    .collect();
+                let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
+                // Past the base's size, a new base is cheaper than the log it replaces.
+                (self.log_bytes + bytes <= self.base_bytes.max(MIN_REBASE_BYTES)).then_some((records, bytes))
+            }
+        };
+        match logged {
+            Some((records, bytes)) => {
+                for rec in records {
+                    out.push((joinlog_key(self.next_seq), Some(rec)));
+                    self.stored.push(self.next_seq);
+                    self.next_seq += 1;
+                }
+                self.log_bytes += bytes;
+            }
+            None => {
+                let mut bytes = 0;
+                for (shard, contents) in joins.shards().iter().enumerate() {
+                    let rec = encode(contents);
+                    bytes += rec.len() as u64;
+                    out.push((format!("{JOINS_PREFIX}{shard:02}"), Some(rec)));
+                }
+                out.extend(self.stored.drain(..).map(|seq| (joinlog_key(seq), None)));
+                self.base_seq = self.next_seq;
+                self.base_bytes = bytes;
+                self.log_bytes = 0;
+            }
+        }
+    }
+}
+
+/// Pending label joins being restored from `joins/NN` and `joinlog/…` records, which may come
+/// in any order and before the position stored beside them.
+pub(crate) struct JoinRestore<T> {
+    shards: Vec<(usize, JoinShard<T>)>,
+    logged: Vec<(u64, usize, Vec<EntryRecord<T>>)>,
+}
+
+impl<T: Copy + serde::de::DeserializeOwned> JoinRestore<T> {
+    pub(crate) fn new() -> JoinRestore<T> {
+        JoinRestore { shards: Vec::new(), logged: Vec::new() }
+    }
+
+    /// Takes the record if it stores pending joins (`Ok(false)`: some other record).
+    pub(crate) fn offer(&mut self, key: &str, bytes: &[u8]) -> Result<bool, SnapshotError> {
+        if key.starts_with(JOINS_PREFIX) {
+            self.shards.push((bytes.len(), decode(key, bytes)?));
+        } else if let Some(seq) = key.strip_prefix(JOINLOG_PREFIX) {
+            let Ok(seq) = seq.parse::<u64>() else {
+                return Err(SnapshotError::Decode {
+                    key: key.into(),
+                    reason: "no sequence number after `joinlog/`".into(),
+                });
+            };
+            self.logged.push((seq, bytes.len(), decode(key, bytes)?));
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Loads the base into `joins`, applies the log records after it in `seq` order, and
+    /// rebuilds the eviction orders. `position` is what [`JoinLog::position`] gave when they
+    /// were written.
+    pub(crate) fn finish(mut self, joins: &mut LabelJoin<T>, position: (u64, u64)) -> JoinLog {
+        let (next_seq, base_seq) = position;
+        let mut log = JoinLog { next_seq, base_seq, ..JoinLog::default() };
+        for (bytes, shard) in self.shards {
+            log.base_bytes += bytes as u64;
+            joins.restore_shard(shard);
+        }
+        self.logged.sort_unstable_by_key(|r| r.0);
+        for (seq, bytes, entries) in self.logged {
+            log.stored.push(seq);
+            log.next_seq = log.next_seq.max(seq + 1);
+            // Records from before the base (left over from an interrupted at-least-once
+            // snapshot) are already in it.
+            if seq < log.base_seq {
+                continue;
+            }
+            log.log_bytes += bytes as u64;
+            for (id, prediction, label) in entries {
+                let prediction = prediction.map(|(target, value, ts)| PendingPrediction { target, value, ts });
+                joins.restore_entry(JoinEntry { id, prediction, label });
+            }
+        }
+        joins.restored();
+        log
+    }
+}
 
 fn joinlog_key(seq: u64) -> String {
     format!("{JOINLOG_PREFIX}{seq:012}")
@@ -262,51 +380,9 @@ impl Engine {
         self.pairing_chunks = chunks.len();
     }
 
-    /// The pending label joins changed since the last snapshot: log records, or a new base
-    /// and tombstones for the log records it replaces.
+    /// The pending label joins changed since the last snapshot.
     fn snapshot_joins(&mut self, out: &mut Vec<(String, Option<Vec<u8>>)>) {
-        let log = &mut self.join_log;
-        let logged = match self.joins.take_changes() {
-            JoinChanges::All => None,
-            JoinChanges::Changed(changed) if changed.is_empty() => return,
-            JoinChanges::Changed(changed) => {
-                let records: Vec<Vec<u8>> = changed
-                    .chunks(JOINLOG_ENTRIES)
-                    .map(|chunk| {
-                        let rec: Vec<EntryRecord> = chunk
-                            .iter()
-                            .map(|e| (e.id, e.prediction.map(|p| (p.target, p.value, p.ts)), e.label))
-                            .collect();
-                        encode(&rec)
-                    })
-                    .collect();
-                let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
-                // Past the base's size, a new base is cheaper than the log it replaces.
-                (log.log_bytes + bytes <= log.base_bytes.max(MIN_REBASE_BYTES)).then_some((records, bytes))
-            }
-        };
-        match logged {
-            Some((records, bytes)) => {
-                for rec in records {
-                    out.push((joinlog_key(log.next_seq), Some(rec)));
-                    log.stored.push(log.next_seq);
-                    log.next_seq += 1;
-                }
-                log.log_bytes += bytes;
-            }
-            None => {
-                let mut bytes = 0;
-                for (shard, contents) in self.joins.shards().iter().enumerate() {
-                    let rec = encode(contents);
-                    bytes += rec.len() as u64;
-                    out.push((format!("{JOINS_PREFIX}{shard:02}"), Some(rec)));
-                }
-                out.extend(log.stored.drain(..).map(|seq| (joinlog_key(seq), None)));
-                log.base_seq = log.next_seq;
-                log.base_bytes = bytes;
-                log.log_bytes = 0;
-            }
-        }
+        self.join_log.write(&mut self.joins, out);
     }
 
     /// Marks every group changed, so that the next [`Engine::snapshot_changes`] writes all state.
@@ -321,7 +397,8 @@ impl Engine {
     pub fn restore(cfg: Config, records: impl IntoIterator<Item = (String, Vec<u8>)>) -> Result<Engine, SnapshotError> {
         let mut e = Engine::new(cfg);
         let mut groups: Vec<(String, GroupIn)> = Vec::new();
-        let mut logged: Vec<(u64, usize, Vec<EntryRecord>)> = Vec::new();
+        let mut joins = JoinRestore::new();
+        let mut join_position = (0, 0);
         let mut pairing: Vec<(usize, Vec<u8>)> = Vec::new();
         for (key, bytes) in records {
             if key == META_KEY {
@@ -353,24 +430,14 @@ impl Engine {
                         })
                     })
                     .collect::<Result<_, _>>()?;
-                e.join_log.next_seq = m.join_log_next;
-                e.join_log.base_seq = m.join_log_base;
+                join_position = (m.join_log_next, m.join_log_base);
                 e.pairing_chunks = m.pairing_chunks;
             } else if let Some(i) = key.strip_prefix(PAIRING_PREFIX) {
                 let Ok(i) = i.parse::<usize>() else {
                     return Err(SnapshotError::Decode { key, reason: "no chunk number after `pairing/`".into() });
                 };
                 pairing.push((i, bytes));
-            } else if key.starts_with(JOINS_PREFIX) {
-                let shard: JoinShard<(TargetId, u32)> = decode(&key, &bytes)?;
-                e.join_log.base_bytes += bytes.len() as u64;
-                e.joins.restore_shard(shard);
-            } else if let Some(seq) = key.strip_prefix(JOINLOG_PREFIX) {
-                let Ok(seq) = seq.parse::<u64>() else {
-                    return Err(SnapshotError::Decode { key, reason: "no sequence number after `joinlog/`".into() });
-                };
-                logged.push((seq, bytes.len(), decode(&key, &bytes)?));
-            } else if key.starts_with("group/") {
+            } else if !joins.offer(&key, &bytes)? && key.starts_with("group/") {
                 let g: GroupIn = decode(&key, &bytes)?;
                 check_format(key.clone(), g.format)?;
                 groups.push((key, g));
@@ -382,23 +449,7 @@ impl Engine {
         if !blob.is_empty() {
             e.pairing = decode(&format!("{PAIRING_PREFIX}*"), &blob)?;
         }
-        logged.sort_unstable_by_key(|r| r.0);
-        let log = &mut e.join_log;
-        for (seq, bytes, entries) in logged {
-            log.stored.push(seq);
-            log.next_seq = log.next_seq.max(seq + 1);
-            // Records from before the base (left over from an interrupted at-least-once
-            // snapshot) are already in it.
-            if seq < log.base_seq {
-                continue;
-            }
-            log.log_bytes += bytes as u64;
-            for (id, prediction, label) in entries {
-                let prediction = prediction.map(|(target, value, ts)| PendingPrediction { target, value, ts });
-                e.joins.restore_entry(JoinEntry { id, prediction, label });
-            }
-        }
-        e.joins.restored();
+        e.join_log = joins.finish(&mut e.joins, join_position);
         groups.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, rec) in groups {
             let gid = e.groups.len() as u32;
@@ -846,7 +897,7 @@ mod tests {
 
     #[test]
     fn log_records_stay_under_a_megabyte() {
-        let worst: EntryRecord = (
+        let worst: EntryRecord<(TargetId, u32)> = (
             u64::MAX,
             Some(((TargetId::MAX, u32::MAX), Value::Class(u64::MAX), Millis::MIN)),
             Some((Value::Class(u64::MAX), Millis::MIN)),

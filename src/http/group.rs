@@ -149,7 +149,9 @@ pub(super) async fn scope(State(s): State<Arc<Shared>>, req: Request, next: Next
         let reason = format!("must be `group` (every member's answer together), got `{scope}`");
         return QueryError::new("scope", reason).into_response();
     }
-    if rest.iter().any(|p| p.starts_with("cursor=")) {
+    // An empty cursor is the first page; outside a group, the answer is this instance's own.
+    let paged = rest.iter().any(|p| p.strip_prefix("cursor=").is_some_and(|c| !c.is_empty()));
+    if paged && s.view().stats.group().is_some() {
         let reason = "pages are per member: leave out cursor with scope=group, or ask each member";
         return QueryError::new("cursor", reason.into()).into_response();
     }

@@ -336,7 +336,8 @@ impl Ctx {
                     }
                 }
                 Stage::Join(j) => {
-                    let stored = match state.get_mut(&l.state_of_join(j)).and_then(|m| m.remove(JOIN_KEY)) {
+                    let mut records = state.remove(&l.state_of_join(j)).unwrap_or_default();
+                    let stored = match records.remove(JOIN_KEY) {
                         Some(b) => Some(
                             crate::engine::snapshot::decode_value::<JoinStored>(JOIN_KEY, &b)
                                 .map_err(ServiceError::State)?,
@@ -344,7 +345,11 @@ impl Ctx {
                         None => None,
                     };
                     let (mut join, resume, stored) = match stored {
-                        Some(s) => (Join::restored(&self.cfg, l.inputs.len(), l.tasks, s.join), s.resume, s.resume),
+                        Some(s) => {
+                            let join = Join::restored(&self.cfg, l.inputs.len(), l.tasks, s.join, records)
+                                .map_err(ServiceError::State)?;
+                            (join, s.resume, s.resume)
+                        }
                         None => (Join::new(&self.cfg, l.inputs.len(), l.tasks), 0, -1),
                     };
                     join.bound_queue(self.cfg.kafka.max_queued);
@@ -502,7 +507,12 @@ impl Ctx {
             if resume != slot.stored {
                 slot.join.mark_changed();
             }
-            if let Some(join) = slot.join.state() {
+            let mut records = Vec::new();
+            if let Some(join) = slot.join.state(&mut records) {
+                // The pending joins' records, then what says where they stand.
+                for (key, value) in records {
+                    send_to(p, state, l.state_of_join(j), &key, value.as_deref())?;
+                }
                 let value = crate::engine::snapshot::encode_value(&JoinStored { resume, join });
                 send_to(p, state, l.state_of_join(j), JOIN_KEY, Some(&value))?;
                 slot.stored = resume;
