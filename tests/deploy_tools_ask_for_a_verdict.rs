@@ -362,7 +362,9 @@ fn argo_rollouts_and_flagger_get_driftwatchs_verdicts() {
         );
     }
 
-    // ---- every documented (path, status) of these endpoints but the 503 was exercised
+    // ---- every documented (path, status) of these endpoints was exercised, but the 503 and
+    // the 307 a scaled-out group gives for a target another member decides (the verdict's is
+    // asked in tests/instances_of_one_group_give_replays_commands.rs)
     let mut missing = Vec::new();
     for (path, item) in spec.doc["paths"].as_object().expect("paths").clone() {
         if !(path.starts_with("/v1/verdict/") || path.starts_with("/v1/flagger/")) {
@@ -371,7 +373,7 @@ fn argo_rollouts_and_flagger_get_driftwatchs_verdicts() {
         for (method, op) in item.as_object().expect("operations") {
             for status in op["responses"].as_object().expect("responses").keys() {
                 let code: u16 = status.parse().expect("status");
-                if code != 503 && !spec.seen.contains(&(path.clone(), code)) {
+                if ![307, 503].contains(&code) && !spec.seen.contains(&(path.clone(), code)) {
                     missing.push(format!("{method} {path} {code}"));
                 }
             }
