@@ -213,6 +213,8 @@ struct Merger {
     rewind: Option<i64>,
     /// The offset after the last record read (where reading goes on).
     reading: i64,
+    /// Records queued, over all queues.
+    count: usize,
 }
 
 /// What a merger must keep across restarts (its queued records are read again).
@@ -249,6 +251,7 @@ impl Merger {
             skipping: vec![false; upstreams],
             rewind: None,
             reading: 0,
+            count: 0,
         }
     }
 
@@ -291,6 +294,7 @@ impl Merger {
             self.last[from] = offset;
         }
         self.queues[from].push_back((offset, r));
+        self.count += 1;
     }
 
     /// Makes room for a record of `from`: the newest record of the longest queue is left to be
@@ -305,6 +309,7 @@ impl Merger {
         if let Some((at, _)) = q.back().filter(|(at, _)| *at >= 0) {
             self.rewind = Some(self.rewind.map_or(*at, |o| o.min(*at)));
             q.pop_back();
+            self.count -= 1;
             self.last[longest] = q.back().map_or(-1, |(at, _)| *at);
         }
     }
@@ -321,12 +326,13 @@ impl Merger {
     /// upstream whose records were left. Records read again that were queued or taken already
     /// are dropped by [`Merger::push_at`].
     fn rewind(&mut self) -> Option<i64> {
+        self.rewind?;
         let s = &self.state;
         let waited = (0..self.queues.len())
             .filter(|&i| self.queues[i].is_empty() && !s.ended[i] && !s.idle[i])
             .min_by_key(|&i| (s.after[i], i));
         let needed = waited.is_some_and(|i| self.skipping[i]);
-        if self.rewind.is_none() || (self.queued() > self.limit / 2 && !needed) {
+        if self.queued() > self.limit / 2 && !needed {
             return None;
         }
         self.skipping.iter_mut().for_each(|s| *s = false);
@@ -353,6 +359,7 @@ impl Merger {
                 }
                 s.taken[i] = s.taken[i].max(*at);
                 q.pop_front();
+                self.count -= 1;
             }
         }
         let heads = self.queues.iter().enumerate().map(|(i, q)| match q.front() {
@@ -363,6 +370,7 @@ impl Merger {
         match pick(heads, None, Millis::MAX) {
             Pick::Input(i) => {
                 let (at, r) = self.queues[i].pop_front()?;
+                self.count -= 1;
                 s.after[i] = s.after[i].max(r.ts());
                 s.taken[i] = s.taken[i].max(at);
                 Some(r)
@@ -398,16 +406,18 @@ impl Merger {
         self.state.after.iter().copied().max().flatten()
     }
 
-    /// Where to read the stage's partition again from after a restart: the oldest record
-    /// queued, else `next` (the offset after the last one read).
+    /// Where to read the stage's partition again from after a restart: the oldest of the
+    /// records queued, the records left to be read again, and `next` (where reading goes on).
+    /// Right after a rewind, `next` lies before records read earlier and still queued: the
+    /// records between are neither taken nor queued yet.
     fn resume_offset(&self, next: i64) -> i64 {
         let queued = self.queues.iter().filter_map(|q| q.front().map(|(at, _)| *at)).filter(|&at| at >= 0);
-        queued.chain(self.rewind).min().unwrap_or(next)
+        queued.chain(self.rewind).fold(next, i64::min)
     }
 
     /// Records queued.
     fn queued(&self) -> usize {
-        self.queues.iter().map(VecDeque::len).sum()
+        self.count
     }
 }
 
@@ -954,7 +964,7 @@ mod merge_tests {
 
     /// Reads `log` as a stage reads its partition: rewinding when told to, and restarting from
     /// the stored state and resume offset after `restart_every` records read, then twice as
-    /// many, three times… Returns the records taken, the most ever queued and the reads.
+    /// many, three times…, and right after every other rewind. Returns the records taken, the most ever queued and the reads.
     fn read(
         log: &[(usize, Record)],
         upstreams: usize,
@@ -974,13 +984,16 @@ mod merge_tests {
             while let Some(r) = m.next() {
                 taken.extend(r.ts());
             }
+            let mut rewound = false;
             if let Some(at) = m.rewind() {
                 rewinds += 1;
                 assert!(at < pos as i64, "rewinds backwards: {at} at {pos}, limit {limit}");
                 pos = at as usize;
+                rewound = true;
             }
-            // Restarts come further apart each time, so the reading gets past any stretch.
-            if restart_every > 0 && reads == next_restart {
+            // Restarts come further apart each time, so the reading gets past any stretch;
+            // and right after every other rewind, while records read before it are queued.
+            if restart_every > 0 && (reads == next_restart || (rewound && rewinds % 2 == 1)) {
                 restarts += 1;
                 next_restart = reads + restart_every * restarts;
                 pos = m.resume_offset(pos as i64) as usize;
