@@ -219,6 +219,28 @@ fn check_group_api(urls: &[String]) {
         let answer = check(path, &format!("{asked}{path}?scope=group"));
         assert_eq!(answer["members"].as_array().map(Vec::len), Some(urls.len()), "{answer}");
     }
+    // Flagger's hooks are POSTs: redirected the same way (307 keeps the method and the body),
+    // and the owner answers them itself.
+    let hook_body = serde_json::json!({
+        "name": name, "namespace": "shop", "phase": "Progressing",
+        "metadata": {"kind": kind, "name": name, "version": version},
+    })
+    .to_string();
+    let post =
+        |url: &str| Reply::of(agent.post(url).set("Content-Type", "application/json").send_string(&hook_body), url);
+    for hook in ["rollback", "confirm-promotion"] {
+        let path = format!("/v1/flagger/{hook}");
+        let r = post(&format!("{asked}{path}"));
+        assert_eq!(r.status, 307, "{path} asked of a member not deciding {name}: {}", r.body);
+        let redirect = spec.check_method("post", "/v1/flagger/{hook}", &format!("{asked}{path}"), &r);
+        assert_eq!(redirect["error"], "elsewhere", "{redirect}");
+        let location = format!("{}{path}", urls[owner]);
+        assert_eq!(redirect["owner"]["url"].as_str(), Some(urls[owner].as_str()), "{redirect}");
+        let r = post(&location);
+        let answer = spec.check_method("post", "/v1/flagger/{hook}", &location, &r);
+        assert_eq!(answer["hook"], hook, "the owner answers the hook: {answer}");
+        assert_eq!(answer["passed"], (200..=202).contains(&r.status), "{answer}");
+    }
     let mut together: Vec<(String, String, String)> = all["targets"]
         .as_array()
         .into_iter()
