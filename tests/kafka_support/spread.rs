@@ -149,14 +149,28 @@ impl Setup {
             self.committed() >= produced && read_all(&b, &[&self.n.topics.decisions], true).len() >= replayed.len()
         });
         let tails = || svcs.iter().map(Service::log_tail).collect::<Vec<_>>().join("\n---\n");
-        assert!(
-            ok,
-            "not done: committed {} of {produced}, {} of {} decisions; logs:\n{}",
-            self.committed(),
-            read_all(&b, &[&self.n.topics.decisions], true).len(),
-            replayed.len(),
-            tails()
-        );
+        if !ok {
+            let audit = read_all(&b, &[&self.n.topics.decisions], true);
+            let published: Vec<Value> = audit.iter().filter_map(|m| serde_json::from_slice(&m.payload).ok()).collect();
+            let missing: Vec<String> = replayed
+                .iter()
+                .filter(|r| !published.iter().any(|p| p["command_id"] == r["command_id"]))
+                .map(|r| {
+                    format!(
+                        "{} {} {} at {}",
+                        r["command"], r["target"]["name"], r["target"]["version"], r["decided_at"]
+                    )
+                })
+                .collect();
+            panic!(
+                "not done: committed {} of {produced}, {} of {} decisions (not published: {missing:?}); service logs in {}:\n{}",
+                self.committed(),
+                audit.len(),
+                replayed.len(),
+                self.dir.display(),
+                tails()
+            );
+        }
         std::thread::sleep(Duration::from_secs(3));
         for s in svcs.iter_mut() {
             s.terminate(Duration::from_secs(30));
