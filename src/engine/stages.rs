@@ -964,7 +964,8 @@ mod merge_tests {
 
     /// Reads `log` as a stage reads its partition: rewinding when told to, and restarting from
     /// the stored state and resume offset after `restart_every` records read, then twice as
-    /// many, three times…, and right after every other rewind. Returns the records taken, the most ever queued and the reads.
+    /// many, three times…, and right after every other rewind. Returns the records taken, the
+    /// most ever queued and the reads.
     fn read(
         log: &[(usize, Record)],
         upstreams: usize,
