@@ -316,6 +316,11 @@ pub fn spare_features(ev: Event<'_>) -> Features<'static> {
     recycle(ev.features)
 }
 
+/// [`spare_features`] of an event that stays where it is.
+pub fn take_features(ev: &mut Event<'_>) -> Features<'static> {
+    recycle(std::mem::take(&mut ev.features))
+}
+
 impl Decoder {
     /// Decodes one event, borrowing from `bytes`.
     pub fn decode<'a>(&mut self, bytes: &'a [u8]) -> Result<Event<'a>, BadInput> {

@@ -15,11 +15,13 @@ use memchr::memchr;
 
 use crate::engine::tasks::Decider;
 use crate::engine::{Engine, Position};
-use crate::event::{is_blank, BadInput, BadReason, Decoder};
+use crate::event::{is_blank, BadInput, BadReason, Decoder, Event};
 use crate::fleet::envelope::Envelope;
 use crate::fleet::{Format, Formats, RawRecord};
 use crate::merge::{pick, Head, Pick};
 use crate::time::Millis;
+
+mod blocks;
 
 /// Bad lines reported individually on stderr before only counting.
 const SHOWN_BAD_LINES: usize = 10;
@@ -93,12 +95,7 @@ struct Lines {
 
 impl Lines {
     fn open(input: &Path, engine: &mut Engine) -> io::Result<Lines> {
-        let name = input.display().to_string();
-        let reader: Box<dyn Read> = if input == Path::new("-") {
-            Box::new(io::stdin().lock())
-        } else {
-            Box::new(File::open(input).map_err(|e| io::Error::new(e.kind(), format!("cannot open {name}: {e}")))?)
-        };
+        let (name, reader) = open_input(input)?;
         let source = engine.register_source(&name);
         Ok(Lines { name, source, reader, buf: vec![0; BLOCK], pos: 0, filled: 0, eof: false, line_no: 0 })
     }
@@ -147,6 +144,37 @@ impl Lines {
     }
 }
 
+/// An input's name and a reader of it (`-` is stdin).
+fn open_input(input: &Path) -> io::Result<(String, Box<dyn Read + Send>)> {
+    let name = input.display().to_string();
+    let reader: Box<dyn Read + Send> = if input == Path::new("-") {
+        Box::new(io::stdin())
+    } else {
+        Box::new(File::open(input).map_err(|e| io::Error::new(e.kind(), format!("cannot open {name}: {e}")))?)
+    };
+    Ok((name, reader))
+}
+
+/// One input read and decoded on a thread of its own while this one ingests.
+fn pipelined(engine: &mut Engine, input: &Path, sink: &mut Sink<'_>, progress: &mut Progress) -> io::Result<()> {
+    let (name, reader) = open_input(input)?;
+    let source = engine.register_source(&name);
+    blocks::with_blocks(reader, |blocks| {
+        while let Some(mut block) = blocks.next()? {
+            sink.summary.lines += block.line_count;
+            sink.summary.bytes += block.bytes;
+            block.each(|line_no, line, decoded| {
+                let pos = Position { source, offset: line_no };
+                sink.record(engine, decoded, pos, &name, line_no, line)?;
+                progress.show(&name, &sink.summary);
+                Ok::<_, io::Error>(())
+            })?;
+            blocks.give_back(block);
+        }
+        Ok(())
+    })
+}
+
 /// What a replay writes besides commands: counts, reported bad lines, dead letters.
 struct Sink<'a> {
     out: &'a mut dyn Write,
@@ -167,39 +195,30 @@ impl Sink<'_> {
     ) -> io::Result<()> {
         let line = &input.buf[a..b];
         let decoded = decoder.decode(line);
-        self.record(
-            engine,
-            decoder,
-            decoded,
-            Position { source: input.source, offset: line_no },
-            &input.name,
-            line_no,
-            line,
-        )
+        let pos = Position { source: input.source, offset: line_no };
+        self.record(engine, decoded.as_ref(), pos, &input.name, line_no, line)?;
+        if let Ok(ev) = decoded {
+            decoder.recycle(ev);
+        }
+        Ok(())
     }
 
     /// Ingests one decoded record (or counts and reports a bad one); writes the commands it
     /// led to.
-    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
         engine: &mut Engine,
-        decoder: &mut Decoder,
-        decoded: Result<crate::event::Event<'_>, BadInput>,
+        decoded: Result<&Event<'_>, &BadInput>,
         pos: Position,
         name: &str,
         line_no: u64,
         line: &[u8],
     ) -> io::Result<()> {
         let result = match decoded {
-            Ok(ev) => {
-                let r = engine.ingest(&ev, pos);
-                decoder.recycle(ev);
-                r
-            }
+            Ok(ev) => engine.ingest(ev, pos),
             Err(bad) => {
-                engine.reject(&bad);
-                Err(bad)
+                engine.reject(bad);
+                Err(bad.clone())
             }
         };
         match result {
@@ -281,16 +300,12 @@ pub fn replay(
     };
     let mut sink = Sink { out, dead, shown: 0, quiet: opts.quiet, summary: ReplaySummary::default() };
     let mut decoder = Decoder::default();
-    let mut progress = Progress { on: opts.progress, start, last: Instant::now() };
+    let mut progress = Progress { on: opts.progress, records: 0, start, last: Instant::now() };
     if let Some(format) = opts.format {
         envelopes(engine, inputs, format, &mut sink, &mut decoder)?;
     } else if inputs.len() == 1 || opts.concat {
         for input in inputs {
-            let mut lines = Lines::open(input, engine)?;
-            while let Some(line) = lines.next_event(&mut sink.summary)? {
-                sink.line(engine, &mut decoder, &lines, line)?;
-                progress.show(&lines.name, &sink.summary);
-            }
+            pipelined(engine, input, &mut sink, &mut progress)?;
         }
     } else {
         merged(engine, inputs, &mut sink, &mut decoder, &mut progress)?;
@@ -422,20 +437,26 @@ fn envelopes(
         let offset = d.envelope.as_ref().map_or(d.line_no, |e| e.offset.max(0) as u64);
         let decoded = decode_dumped(&formats, decoder, &d);
         let pos = Position { source: sources[i], offset };
-        sink.record(engine, decoder, decoded, pos, &names[d.name], d.line_no, &d.line)?;
+        sink.record(engine, decoded.as_ref(), pos, &names[d.name], d.line_no, &d.line)?;
+        if let Ok(ev) = decoded {
+            decoder.recycle(ev);
+        }
     }
 }
 
 /// Progress on stderr, at most once a second.
 struct Progress {
     on: bool,
+    /// Records shown so far (the clock is read every 4096th).
+    records: u64,
     start: Instant,
     last: Instant,
 }
 
 impl Progress {
     fn show(&mut self, name: &str, summary: &ReplaySummary) {
-        if !self.on || !summary.lines.is_multiple_of(4096) || self.last.elapsed() < Duration::from_secs(1) {
+        self.records += 1;
+        if !self.on || !self.records.is_multiple_of(4096) || self.last.elapsed() < Duration::from_secs(1) {
             return;
         }
         self.last = Instant::now();

@@ -49,6 +49,7 @@ mod view;
 
 pub use pairing::PairCounters;
 use rules::*;
+use targets::TargetKey;
 use view::latency_view;
 pub use view::{Detector, DetectorStatus, Finding, TargetOverview, TargetState, UnknownName};
 
@@ -200,6 +201,10 @@ struct Candidate {
     pre_noninferiority_null: f64,
     last_log_e_regression: f64,
     last_log_e_noninferiority: f64,
+    /// `last_log_e_noninferiority` is behind the data: a canary's is computed when it is read
+    /// ([`Candidate::log_e_noninferiority`]), not at every second that changes it.
+    #[serde(default)]
+    noninferiority_stale: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -389,7 +394,9 @@ pub struct Engine {
     targets: Vec<Option<Target>>,
     free: Vec<TargetId>,
     next_gen: u32,
-    index: FxHashMap<Box<str>, TargetId>,
+    /// Targets by [`targets::target_key_into`]; short keys are kept in the table itself, so a
+    /// lookup does not follow a pointer to compare them.
+    index: FxHashMap<TargetKey, TargetId>,
     key_buf: String,
     groups: Vec<Option<Group>>,
     group_index: FxHashMap<(Kind, Box<str>), u32>,

@@ -128,7 +128,7 @@ impl Engine {
             self.counters.targets_evicted += 1;
             let mut key = String::new();
             targets::target_key_into(&mut key, t.kind, &t.name, &t.version);
-            self.index.remove(key.as_str());
+            self.index.remove(key.as_bytes());
             if let Some(w) = t.wake {
                 self.wake_queue.remove(&(w, id));
             }

@@ -303,10 +303,10 @@ pub fn group_key(kind: Kind, name: &str) -> String {
     format!("group/{}/{}", kind.as_str(), name)
 }
 
-fn target_key(kind: Kind, name: &str, version: &str) -> Box<str> {
+fn target_key(kind: Kind, name: &str, version: &str) -> super::targets::TargetKey {
     let mut k = String::with_capacity(name.len() + version.len() + 2);
     super::targets::target_key_into(&mut k, kind, name, version);
-    k.into_boxed_str()
+    super::targets::TargetKey::from_slice(k.as_bytes())
 }
 
 impl Engine {

@@ -5,6 +5,9 @@ use super::*;
 
 /// The one encoding of a target in the engine's index: kind, name, NUL, version. Unambiguous
 /// because names and versions hold no control character (the decoder rejects them).
+/// A target's key in the engine's index: the bytes of [`target_key_into`].
+pub(super) type TargetKey = smallvec::SmallVec<[u8; 30]>;
+
 pub(super) fn target_key_into(buf: &mut String, kind: Kind, name: &str, version: &str) {
     debug_assert!(!name.contains('\0'), "a target name holds NUL: {name:?}");
     buf.clear();
@@ -35,7 +38,7 @@ pub(super) fn issued_mut<T>(table: &mut [Option<T>], id: u32) -> Option<&mut T> 
 impl Engine {
     pub(super) fn resolve(&mut self, kind: Kind, name: &str, version: &str, ts: Millis) -> Option<TargetId> {
         target_key_into(&mut self.key_buf, kind, name, version);
-        if let Some(&id) = self.index.get(self.key_buf.as_str()) {
+        if let Some(&id) = self.index.get(self.key_buf.as_bytes()) {
             return Some(id);
         }
         if self.index.len() >= self.cfg.limits.max_targets {
@@ -100,7 +103,7 @@ impl Engine {
         if let Some(g) = issued_mut(&mut self.groups, group) {
             g.live += 1;
         }
-        self.index.insert(self.key_buf.as_str().into(), id);
+        self.index.insert(TargetKey::from_slice(self.key_buf.as_bytes()), id);
         Some(id)
     }
 
@@ -231,6 +234,7 @@ impl Engine {
             pre_noninferiority_null,
             last_log_e_regression: 0.0,
             last_log_e_noninferiority: 0.0,
+            noninferiority_stale: false,
         })
     }
 }

@@ -294,7 +294,7 @@ impl Engine {
                 detector: Detector::Promote,
                 feature: None,
                 statistic: "e_value".into(),
-                value: Some(c.last_log_e_noninferiority.exp()),
+                value: Some(c.log_e_noninferiority(self.cfg.error_rate.min_absolute_increase).exp()),
                 threshold: 1.0 / self.cfg.error_rate.alpha,
             });
             if self.cfg.latency.enabled {

@@ -22,6 +22,24 @@ pub(in crate::engine) fn canary_noninferiority_log_e(c: &Candidate, max_error_ra
     log_sum_exp([ratio, own].into_iter()) - std::f64::consts::LN_2
 }
 
+impl Candidate {
+    /// The log e-value of the non-inferiority test on the data so far.
+    pub(in crate::engine) fn log_e_noninferiority(&self, min_absolute_increase: f64) -> f64 {
+        if self.noninferiority_stale {
+            canary_noninferiority_log_e(self, min_absolute_increase)
+        } else {
+            self.last_log_e_noninferiority
+        }
+    }
+
+    /// [`Candidate::log_e_noninferiority`], kept.
+    pub(in crate::engine) fn settle_noninferiority(&mut self, min_absolute_increase: f64) -> f64 {
+        self.last_log_e_noninferiority = self.log_e_noninferiority(min_absolute_increase);
+        self.noninferiority_stale = false;
+        self.last_log_e_noninferiority
+    }
+}
+
 /// The alternatives a non-inferiority test mixes over: [`NONINFERIORITY_ALTERNATIVES`] values
 /// below its null, each [`NONINFERIORITY_STEP`] of the one before.
 pub(in crate::engine) fn noninferiority_alternatives(null: f64) -> SmallVec<[f64; NONINFERIORITY_ALTERNATIVES]> {
@@ -68,13 +86,13 @@ impl Engine {
                 c.last_log_e_regression = c.ratio.log_e_value(&c.regression_alts, 0);
             }
             if (changed || own.traffic.events > 0) && !promoted {
-                c.last_log_e_noninferiority = canary_noninferiority_log_e(c, min_absolute_increase);
+                c.noninferiority_stale = true;
             }
             if base_last_sec < sec - step_secs {
                 c.mode = Mode::Rollout;
                 c.switched_sec = Some(sec);
                 c.log_e_regression_at_switch = c.last_log_e_regression;
-                c.log_e_noninferiority_at_switch = c.last_log_e_noninferiority;
+                c.log_e_noninferiority_at_switch = c.settle_noninferiority(min_absolute_increase);
             }
         } else if own.traffic.events > 0 {
             c.rollout.merge(&own.traffic);

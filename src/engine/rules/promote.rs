@@ -31,7 +31,8 @@ impl Engine {
             return;
         }
         let thr = (1.0 / self.cfg.error_rate.alpha).ln();
-        if c.last_log_e_noninferiority < thr {
+        let log_e = c.log_e_noninferiority(self.cfg.error_rate.min_absolute_increase);
+        if log_e < thr {
             return;
         }
         // Latency must not be regressing either (when there is enough to tell).
@@ -60,7 +61,7 @@ impl Engine {
                     "mixture likelihood ratio of the candidate's error rate against the baseline's pre-switch rate plus the minimum effect, anytime-valid"
                 },
                 statistic: "e_value",
-                value: c.last_log_e_noninferiority.exp(),
+                value: log_e.exp(),
                 threshold: thr.exp(),
             },
             mode: mode_name,
@@ -79,6 +80,11 @@ impl Engine {
             window: ev::Window::new(c.start_sec * TICK_MS, decided_at),
         };
         let baseline = Some(c.baseline_version.clone());
+        // A promoted canary's e-value stays what it was when it was promoted.
+        if let Some(c) = self.target_mut(id).and_then(|t| t.candidate.as_mut()) {
+            c.last_log_e_noninferiority = log_e;
+            c.noninferiority_stale = false;
+        }
         self.decide(id, CommandKind::Promote, Reason::Healthy, decided_at, ev::to_value(&evidence), baseline);
     }
 
