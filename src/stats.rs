@@ -378,10 +378,65 @@ impl<K: Ord + Copy> Counts<K> {
     pub fn total(&self) -> u64 {
         self.0.iter().map(|&(_, c)| u64::from(c)).sum()
     }
+}
 
-    /// Gives back spare capacity.
-    pub fn shrink_to_fit(&mut self) {
-        self.0.shrink_to_fit();
+/// Appends `v` as a little-endian base-128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a varint at `*at`, moving past it; `None` when the bytes end or it overflows.
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl<K: Ord + Copy + Into<i64> + TryFrom<i64>> Counts<K> {
+    /// Appends the counts as varints: how many, then each key as the difference to the one
+    /// before (the first zigzag-coded, as it may be negative) and its count. Keys close
+    /// together and small counts take two bytes a pair instead of eight.
+    fn pack_into(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.0.len() as u64);
+        let mut prev: Option<i64> = None;
+        for &(k, c) in &self.0 {
+            let k: i64 = k.into();
+            match prev {
+                None => put_varint(out, ((k << 1) ^ (k >> 63)) as u64),
+                Some(p) => put_varint(out, (k - p) as u64),
+            }
+            put_varint(out, u64::from(c));
+            prev = Some(k);
+        }
+    }
+
+    /// Reads counts written by [`Counts::pack_into`] at `*at`.
+    fn unpack_from(bytes: &[u8], at: &mut usize) -> Option<Self> {
+        let n = usize::try_from(get_varint(bytes, at)?).ok()?;
+        let mut pairs = Vec::with_capacity(n.min(bytes.len()));
+        let mut prev: Option<i64> = None;
+        for _ in 0..n {
+            let v = get_varint(bytes, at)?;
+            let k = match prev {
+                None => ((v >> 1) as i64) ^ -((v & 1) as i64),
+                Some(p) => p.checked_add(i64::try_from(v).ok()?)?,
+            };
+            let c = u32::try_from(get_varint(bytes, at)?).ok()?;
+            pairs.push((K::try_from(k).ok()?, c));
+            prev = Some(k);
+        }
+        Some(Counts(pairs))
     }
 }
 
@@ -484,12 +539,6 @@ impl FeatureSketch {
     pub fn category_count(&self) -> u64 {
         self.categories.total()
     }
-
-    /// Gives back spare capacity (a bucket that will not grow any more).
-    pub fn shrink_to_fit(&mut self) {
-        self.numeric.shrink_to_fit();
-        self.categories.shrink_to_fit();
-    }
 }
 
 impl Merge for FeatureSketch {
@@ -502,14 +551,22 @@ impl Merge for FeatureSketch {
 /// Everything drift needs from one bucket of one model version: the number of predictions
 /// and a sketch per feature (indexed by the model's feature table) and of the prediction.
 /// A feature's missing count is `events` minus its recorded values.
+///
+/// A closed bucket is packed ([`DriftSketch::pack`]): its sketches become varints in one
+/// allocation, a quarter of their size or less, and are read back when the bucket is merged
+/// into a window. Windows of slow models reach back over many closed buckets, and keep them
+/// while the model is idle.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DriftSketch {
     /// Predictions in the bucket.
     pub events: u64,
-    /// Per feature, by index in the model's feature table.
+    /// Per feature, by index in the model's feature table (empty while packed).
     pub features: Vec<FeatureSketch>,
-    /// The model's output.
+    /// The model's output (empty while packed).
     pub prediction: FeatureSketch,
+    /// `features` and `prediction`, packed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    packed: Option<Box<[u8]>>,
 }
 
 impl DriftSketch {
@@ -524,18 +581,64 @@ impl DriftSketch {
 }
 
 impl DriftSketch {
-    /// Gives back spare capacity (a bucket that will not grow any more).
-    pub fn shrink_to_fit(&mut self) {
-        self.features.shrink_to_fit();
-        for f in &mut self.features {
-            f.shrink_to_fit();
+    /// Packs the sketches of a bucket that will not grow any more.
+    pub fn pack(&mut self) {
+        if self.packed.is_some() {
+            return;
         }
-        self.prediction.shrink_to_fit();
+        let mut out = Vec::new();
+        put_varint(&mut out, self.features.len() as u64);
+        for f in self.features.iter().chain(std::iter::once(&self.prediction)) {
+            f.numeric.pack_into(&mut out);
+            f.categories.pack_into(&mut out);
+        }
+        self.packed = Some(out.into_boxed_slice());
+        self.features = Vec::new();
+        self.prediction = FeatureSketch::default();
     }
+
+    /// Whether the sketches are packed.
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    /// Reads packed sketches back (to add to them).
+    pub fn unpack(&mut self) {
+        let Some(bytes) = self.packed.take() else { return };
+        let unpacked = unpack_sketches(&bytes);
+        // Only `pack` writes these bytes.
+        debug_assert!(unpacked.is_some(), "packed drift sketches that do not read back");
+        if let Some((features, prediction)) = unpacked {
+            self.features = features;
+            self.prediction = prediction;
+        }
+    }
+}
+
+/// The sketches [`DriftSketch::pack`] wrote, or `None` if `bytes` are not such.
+fn unpack_sketches(bytes: &[u8]) -> Option<(Vec<FeatureSketch>, FeatureSketch)> {
+    let mut at = 0;
+    let n = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
+    let sketch = |at: &mut usize| -> Option<FeatureSketch> {
+        Some(FeatureSketch { numeric: Counts::unpack_from(bytes, at)?, categories: Counts::unpack_from(bytes, at)? })
+    };
+    let mut features = Vec::with_capacity(n.min(bytes.len()));
+    for _ in 0..n {
+        features.push(sketch(&mut at)?);
+    }
+    let prediction = sketch(&mut at)?;
+    (at == bytes.len()).then_some((features, prediction))
 }
 
 impl Merge for DriftSketch {
     fn merge(&mut self, other: &Self) {
+        if other.packed.is_some() {
+            let mut unpacked = other.clone();
+            unpacked.unpack();
+            self.merge(&unpacked);
+            return;
+        }
+        self.unpack();
         self.events += other.events;
         if other.features.len() > self.features.len() {
             self.features.resize_with(other.features.len(), FeatureSketch::default);
@@ -550,6 +653,32 @@ impl Merge for DriftSketch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_drift_sketches_read_back_as_they_were() {
+        let mut s = DriftSketch { events: 7, ..DriftSketch::default() };
+        for x in [-1e20, -3.5, 0.0, 1e-13, 0.5, 0.5, 99.0, 1e20] {
+            s.feature_mut(0).add_numeric(x);
+        }
+        s.feature_mut(0).numeric.add(i16::MIN, u32::MAX);
+        s.feature_mut(0).numeric.add(i16::MAX, 1);
+        s.feature_mut(2).add_category(u32::MAX);
+        s.feature_mut(2).add_category(0);
+        s.prediction.add_category(3);
+        let original = s.clone();
+        s.pack();
+        assert!(s.is_packed() && s.features.is_empty() && s.events == 7);
+        let packed = s.packed.clone().expect("packed");
+        assert!(packed.len() < 64, "{} bytes", packed.len());
+        // A truncated form is not taken for sketches.
+        assert!(unpack_sketches(&packed[..packed.len() - 1]).is_none());
+        s.unpack();
+        assert_eq!(s, original);
+        let mut empty = DriftSketch::default();
+        empty.pack();
+        empty.unpack();
+        assert_eq!(empty, DriftSketch::default());
+    }
 
     #[test]
     fn fine_bins_preserve_order_and_bound_width() {

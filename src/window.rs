@@ -183,9 +183,9 @@ impl<A: Default + Merge + Clone> Ring<A> {
         self.buckets.iter_mut().filter(move |(i, _)| (from..=to).contains(i)).map(|(_, a)| a)
     }
 
-    /// Gives back memory the ring no longer uses (after evictions), for idle targets.
+    /// Gives back memory the ring does not use (after evictions, for idle targets).
     pub fn shrink(&mut self) {
-        if self.buckets.capacity() > 2 * self.buckets.len() {
+        if self.buckets.capacity() > self.buckets.len() {
             self.buckets.shrink_to_fit();
         }
     }

@@ -151,10 +151,18 @@ proptest! {
                 s.events += 1;
                 s.feature_mut(0).add_numeric(lat);
                 s.feature_mut(1).add_category(u32::from(cat));
+                s.prediction.add_numeric(-lat);
             }
         }
         prop_assert_eq!(ring_t.sum(0, 10), t);
         prop_assert_eq!(ring_a.sum(0, 10), a);
+        prop_assert_eq!(ring_d.sum(0, 10), d.clone());
+        // Packed buckets (as closed ones are) merge as they were.
+        for (k, b) in ring_d.range_mut(0, 10).enumerate() {
+            if k % 2 == 0 {
+                b.pack();
+            }
+        }
         prop_assert_eq!(ring_d.sum(0, 10), d);
         let merged = ring_l.sum(0, 10);
         prop_assert_eq!(merged.entries(), l.entries());

@@ -147,6 +147,8 @@ impl Engine {
             let b = m.drift.spec.bucket_of(ev.ts);
             let ModelState { table, drift, .. } = m.as_mut();
             let sketch = drift.at(ev.ts);
+            // Buckets are packed once closed, and events for them are late: this is cheap.
+            sketch.unpack();
             sketch.events += 1;
             for (pos, (name, value)) in ev.features.iter().enumerate() {
                 let Some(idx) = table.lookup(name, pos) else {

@@ -162,6 +162,12 @@ impl Engine {
             t.traffic.shrink();
             t.latency.evict(t.latency.spec.bucket_of(wm) - 1);
             t.latency.shrink();
+            // Drift and accuracy buckets stay while later windows may reach back for them;
+            // only the room beside them goes.
+            if let Some(m) = t.model.as_mut() {
+                m.drift.shrink();
+                m.accuracy.shrink();
+            }
         }
         // Seconds waiting to be folded come and go with traffic: a quiet group keeps no room
         // for them.
@@ -314,10 +320,10 @@ impl Engine {
                     RingKind::Drift => {
                         if let Some(m) = t.model.as_mut() {
                             m.drift.evict_counted(closed, |s| s.events);
-                            // Closed buckets are final: they give back their spare capacity,
-                            // which the windows reaching back for evidence keep for long.
+                            // Closed buckets are final: they are packed, as the windows reaching
+                            // back for evidence keep them for long.
                             for b in m.drift.range_mut(from, closed) {
-                                b.shrink_to_fit();
+                                b.pack();
                             }
                         }
                     }
