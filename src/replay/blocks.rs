@@ -168,11 +168,16 @@ fn read_blocks(
         data.extend_from_slice(&carry);
         carry.clear();
         let mut filled = data.len();
-        // Read until the block is full and holds a line end, or the input ends.
+        // Read until the block is full and holds a line end, or the input ends. A read that
+        // does not fill the room (a pipe or terminal with nothing more for now) also ends the
+        // block once it holds a line end: the lines of a live input are ingested as they come,
+        // not when a block's worth has arrived. (The bytes carried over hold no line end.)
+        let mut has_line_end = false;
         loop {
             if data.len() < filled + BLOCK_BYTES / 4 {
                 data.resize(filled + BLOCK_BYTES, 0);
             }
+            let room = data.len() - filled;
             let n = match reader.read(&mut data[filled..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -187,7 +192,8 @@ fn read_blocks(
                 eof = true;
                 break;
             }
-            if filled >= BLOCK_BYTES && memrchr(b'\n', &data[filled - n..filled]).is_some() {
+            has_line_end = has_line_end || memchr(b'\n', &data[filled - n..filled]).is_some();
+            if has_line_end && (filled >= BLOCK_BYTES || n < room) {
                 break;
             }
         }
@@ -318,6 +324,59 @@ mod tests {
             let first = seen.iter().zip(&expected).find(|(a, b)| a != b);
             assert!(first.is_none(), "piece {piece}: first difference (seen, expected): {first:?}");
         }
+    }
+
+    /// Lines of a live input (each read returns one line, and the next one only comes once
+    /// the one before was ingested) reach the ingesting side one at a time.
+    #[test]
+    fn lines_of_a_live_input_are_ingested_as_they_come() {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+
+        struct Live {
+            sent: u64,
+            ingested: Arc<AtomicU64>,
+        }
+        impl Read for Live {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.sent == 5 {
+                    return Ok(0);
+                }
+                let asked = Instant::now();
+                while self.ingested.load(Ordering::SeqCst) < self.sent {
+                    if asked.elapsed() > Duration::from_secs(10) {
+                        return Err(io::Error::other(format!("line {} was never ingested", self.sent)));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                self.sent += 1;
+                let line = format!(
+                    r#"{{"type":"request","timestamp":1700000000000,"app":"a","app_version":"{}"}}"#,
+                    self.sent
+                );
+                let line = format!("{line}\n");
+                buf[..line.len()].copy_from_slice(line.as_bytes());
+                Ok(line.len())
+            }
+        }
+        let ingested = Arc::new(AtomicU64::new(0));
+        let reader = Box::new(Live { sent: 0, ingested: Arc::clone(&ingested) });
+        let seen = with_blocks(reader, |blocks| {
+            let mut seen = Vec::new();
+            while let Some(mut block) = blocks.next()? {
+                block.each(|n, _, ev| {
+                    assert!(ev.is_ok(), "line {n}");
+                    seen.push(n);
+                    ingested.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, io::Error>(())
+                })?;
+                blocks.give_back(block);
+            }
+            Ok(seen)
+        })
+        .expect("every line is ingested before the next is read");
+        assert_eq!(seen, [1, 2, 3, 4, 5]);
     }
 
     #[test]
