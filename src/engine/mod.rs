@@ -394,9 +394,10 @@ pub struct Engine {
     targets: Vec<Option<Target>>,
     free: Vec<TargetId>,
     next_gen: u32,
-    /// Targets by [`targets::target_key_into`].
+    /// Targets by [`targets::target_key_into`]; short keys are kept in the table itself, so a
+    /// lookup does not follow a pointer to compare them.
     index: FxHashMap<TargetKey, TargetId>,
-    key_buf: TargetKey,
+    key_buf: String,
     groups: Vec<Option<Group>>,
     group_index: FxHashMap<(Kind, Box<str>), u32>,
     free_groups: Vec<u32>,
@@ -440,7 +441,7 @@ impl Engine {
             free: Vec::new(),
             next_gen: 0,
             index: FxHashMap::default(),
-            key_buf: TargetKey::new(),
+            key_buf: String::new(),
             groups: Vec::new(),
             group_index: FxHashMap::default(),
             free_groups: Vec::new(),
