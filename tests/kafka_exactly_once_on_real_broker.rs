@@ -32,7 +32,7 @@ const FAST_GROUP: &str = r#"[kafka.consumer_properties]
 
 struct Setup {
     n: Names,
-    dir: std::path::PathBuf,
+    dir: TempDir,
     cfg: std::path::PathBuf,
     lines: Vec<Vec<u8>>,
     replayed: Vec<serde_json::Value>,

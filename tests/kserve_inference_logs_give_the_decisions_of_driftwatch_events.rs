@@ -234,7 +234,7 @@ fn broken(ts: i64) -> Vec<(Record, &'static str)> {
 /// A test's topics, config, traffic, and the commands of the equivalent driftwatch events.
 struct Setup {
     brokers: String,
-    dir: std::path::PathBuf,
+    dir: TempDir,
     n: Names,
     logs: String,
     cfg: std::path::PathBuf,

@@ -20,19 +20,17 @@ use rand_distr::{Distribution, StandardNormal};
 use rand_pcg::Pcg64;
 use serde_json::Value;
 
+#[path = "common/temp.rs"]
+mod temp;
+use temp::TempDir;
+
 const BIN: &str = env!("CARGO_BIN_EXE_driftwatch");
 /// `sim::EPOCH`, 2025-11-24T16:00:00Z.
 const EPOCH_MS: i64 = 1_764_000_000_000;
 
 /// A fresh directory for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "driftwatch-profile-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-    ));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new("driftwatch-profile", name)
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -5,8 +5,27 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
+/// A training file in a directory of its own, which goes when the test is done with the file.
+struct TrainingFile(PathBuf);
+
+impl std::ops::Deref for TrainingFile {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TrainingFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// `text` written to a fresh `name` in a directory of its own.
-fn training_file(name: &str, text: &str) -> PathBuf {
+fn training_file(name: &str, text: &str) -> TrainingFile {
     let dir = std::env::temp_dir().join(format!(
         "driftwatch-profile-unit-{}-{}",
         std::process::id(),
@@ -15,7 +34,7 @@ fn training_file(name: &str, text: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
-    path
+    TrainingFile(path)
 }
 
 fn profile_with(path: &Path, task: Option<Task>) -> Result<(Profile, BuildStats), ProfileError> {

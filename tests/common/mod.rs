@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 mod commands;
+mod temp;
 #[allow(unused_imports)]
 pub use commands::{comparable, round_floats};
+pub use temp::TempDir;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -12,12 +14,10 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_driftwatch");
 
-/// A fresh directory under the system temp dir, unique to this test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("driftwatch-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh directory under the system temp dir, unique to this test; removed when the test
+/// passes.
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir::new("driftwatch-test", name)
 }
 
 /// Runs the binary and returns its output; panics with stderr when it fails to start.

@@ -4,8 +4,11 @@
 
 #[path = "../common/commands.rs"]
 mod commands;
+#[path = "../common/temp.rs"]
+mod temp;
 #[allow(unused_imports)]
 pub use commands::{comparable, round_floats};
+pub use temp::TempDir;
 
 pub mod openapi;
 pub mod spread;
@@ -39,12 +42,9 @@ pub fn bin() -> PathBuf {
     }
 }
 
-/// A fresh directory under the system temp dir.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("driftwatch-ktest-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh directory under the system temp dir; removed when the test passes.
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir::new("driftwatch-ktest", name)
 }
 
 /// Topic names and group of one test, all unique to it.

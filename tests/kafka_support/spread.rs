@@ -28,7 +28,7 @@ fn slot(key: Option<&str>, index: usize, n: usize) -> usize {
 /// One test's topics, config and stream.
 pub struct Setup {
     pub n: Names,
-    pub dir: PathBuf,
+    pub dir: TempDir,
     pub cfg: PathBuf,
     pub lines: Vec<Vec<u8>>,
     /// (topic index, partition, key) of each line.
