@@ -597,22 +597,21 @@ impl DriftSketch {
         self.prediction = FeatureSketch::default();
     }
 
-    /// Whether the sketches are packed.
-    pub fn is_packed(&self) -> bool {
-        self.packed.is_some()
-    }
-
     /// Reads packed sketches back (to add to them).
     pub fn unpack(&mut self) {
         let Some(bytes) = self.packed.take() else { return };
-        let unpacked = unpack_sketches(&bytes);
-        // Only `pack` writes these bytes.
-        debug_assert!(unpacked.is_some(), "packed drift sketches that do not read back");
-        if let Some((features, prediction)) = unpacked {
+        if let Some((features, prediction)) = read_packed(&bytes) {
             self.features = features;
             self.prediction = prediction;
         }
     }
+}
+
+/// The sketches [`DriftSketch::pack`] wrote (only it writes them).
+fn read_packed(bytes: &[u8]) -> Option<(Vec<FeatureSketch>, FeatureSketch)> {
+    let unpacked = unpack_sketches(bytes);
+    debug_assert!(unpacked.is_some(), "packed drift sketches that do not read back");
+    unpacked
 }
 
 /// The sketches [`DriftSketch::pack`] wrote, or `None` if `bytes` are not such.
@@ -632,10 +631,10 @@ fn unpack_sketches(bytes: &[u8]) -> Option<(Vec<FeatureSketch>, FeatureSketch)> 
 
 impl Merge for DriftSketch {
     fn merge(&mut self, other: &Self) {
-        if other.packed.is_some() {
-            let mut unpacked = other.clone();
-            unpacked.unpack();
-            self.merge(&unpacked);
+        if let Some(bytes) = &other.packed {
+            if let Some((features, prediction)) = read_packed(bytes) {
+                self.merge(&DriftSketch { events: other.events, features, prediction, packed: None });
+            }
             return;
         }
         self.unpack();
@@ -667,7 +666,7 @@ mod tests {
         s.prediction.add_category(3);
         let original = s.clone();
         s.pack();
-        assert!(s.is_packed() && s.features.is_empty() && s.events == 7);
+        assert!(s.packed.is_some() && s.features.is_empty() && s.events == 7);
         let packed = s.packed.clone().expect("packed");
         assert!(packed.len() < 64, "{} bytes", packed.len());
         // A truncated form is not taken for sketches.

@@ -394,10 +394,9 @@ pub struct Engine {
     targets: Vec<Option<Target>>,
     free: Vec<TargetId>,
     next_gen: u32,
-    /// Targets by [`targets::target_key_into`]; short keys are kept in the table itself, so a
-    /// lookup does not follow a pointer to compare them.
+    /// Targets by [`targets::target_key_into`].
     index: FxHashMap<TargetKey, TargetId>,
-    key_buf: String,
+    key_buf: TargetKey,
     groups: Vec<Option<Group>>,
     group_index: FxHashMap<(Kind, Box<str>), u32>,
     free_groups: Vec<u32>,
@@ -441,7 +440,7 @@ impl Engine {
             free: Vec::new(),
             next_gen: 0,
             index: FxHashMap::default(),
-            key_buf: String::new(),
+            key_buf: TargetKey::new(),
             groups: Vec::new(),
             group_index: FxHashMap::default(),
             free_groups: Vec::new(),

@@ -126,9 +126,7 @@ impl Engine {
                 continue;
             };
             self.counters.targets_evicted += 1;
-            let mut key = String::new();
-            targets::target_key_into(&mut key, t.kind, &t.name, &t.version);
-            self.index.remove(key.as_bytes());
+            self.index.remove(&targets::target_key(t.kind, &t.name, &t.version));
             if let Some(w) = t.wake {
                 self.wake_queue.remove(&(w, id));
             }

@@ -303,12 +303,6 @@ pub fn group_key(kind: Kind, name: &str) -> String {
     format!("group/{}/{}", kind.as_str(), name)
 }
 
-fn target_key(kind: Kind, name: &str, version: &str) -> super::targets::TargetKey {
-    let mut k = String::with_capacity(name.len() + version.len() + 2);
-    super::targets::target_key_into(&mut k, kind, name, version);
-    super::targets::TargetKey::from_slice(k.as_bytes())
-}
-
 impl Engine {
     /// Records that changed since the last call: every changed group (a tombstone, `None`, for
     /// a forgotten one) and the `meta` record. Writing them all, in order, to a compacted topic
@@ -466,7 +460,7 @@ impl Engine {
                 if e.targets.len() <= slot {
                     e.targets.resize_with(slot + 1, || None);
                 }
-                e.index.insert(target_key(t.kind, &t.name, &t.version), id);
+                e.index.insert(super::targets::target_key(t.kind, &t.name, &t.version), id);
                 if let Some(w) = t.wake {
                     e.wake_queue.insert((w, id));
                 }

@@ -3,18 +3,26 @@
 
 use super::*;
 
-/// The one encoding of a target in the engine's index: kind, name, NUL, version. Unambiguous
-/// because names and versions hold no control character (the decoder rejects them).
-/// A target's key in the engine's index: the bytes of [`target_key_into`].
+/// A target's key in the engine's index (short keys are kept in the table itself, so a lookup
+/// does not follow a pointer to compare them).
 pub(super) type TargetKey = smallvec::SmallVec<[u8; 30]>;
 
-pub(super) fn target_key_into(buf: &mut String, kind: Kind, name: &str, version: &str) {
+/// The one encoding of a target in the engine's index: kind, name, NUL, version. Unambiguous
+/// because names and versions hold no control character (the decoder rejects them).
+pub(super) fn target_key_into(buf: &mut TargetKey, kind: Kind, name: &str, version: &str) {
     debug_assert!(!name.contains('\0'), "a target name holds NUL: {name:?}");
     buf.clear();
-    buf.push(if kind == Kind::App { 'a' } else { 'm' });
-    buf.push_str(name);
-    buf.push('\0');
-    buf.push_str(version);
+    buf.push(if kind == Kind::App { b'a' } else { b'm' });
+    buf.extend_from_slice(name.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(version.as_bytes());
+}
+
+/// [`target_key_into`] a key of its own.
+pub(super) fn target_key(kind: Kind, name: &str, version: &str) -> TargetKey {
+    let mut key = TargetKey::new();
+    target_key_into(&mut key, kind, name, version);
+    key
 }
 
 /// Entry `id` of a table whose ids the engine hands out and takes back itself (targets,
@@ -38,7 +46,7 @@ pub(super) fn issued_mut<T>(table: &mut [Option<T>], id: u32) -> Option<&mut T> 
 impl Engine {
     pub(super) fn resolve(&mut self, kind: Kind, name: &str, version: &str, ts: Millis) -> Option<TargetId> {
         target_key_into(&mut self.key_buf, kind, name, version);
-        if let Some(&id) = self.index.get(self.key_buf.as_bytes()) {
+        if let Some(&id) = self.index.get(&self.key_buf) {
             return Some(id);
         }
         if self.index.len() >= self.cfg.limits.max_targets {
@@ -103,7 +111,7 @@ impl Engine {
         if let Some(g) = issued_mut(&mut self.groups, group) {
             g.live += 1;
         }
-        self.index.insert(TargetKey::from_slice(self.key_buf.as_bytes()), id);
+        self.index.insert(self.key_buf.clone(), id);
         Some(id)
     }
 

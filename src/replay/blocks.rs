@@ -37,7 +37,7 @@ pub(super) struct Block {
     /// The bytes, while not decoded.
     data: Vec<u8>,
     /// Line number and byte range (without the line end) of each line that is not blank.
-    pub(super) lines: Vec<(u64, usize, usize)>,
+    lines: Vec<(u64, usize, usize)>,
     /// Lines in the block, blank ones included.
     pub(super) line_count: u64,
     /// Bytes read from the input for this block.
