@@ -224,6 +224,7 @@ impl Engine {
     pub(super) fn apply_join(&mut self, j: Joined<(TargetId, u32)>) {
         let (id, gen) = j.target;
         let late = j.ts < self.watermark;
+        self.thaw_target(id);
         let Some(t) = self.target_of_gen_mut(id, gen) else { return };
         if let Some(m) = t.model.as_mut() {
             m.labels.matched += 1;

@@ -35,6 +35,7 @@ use crate::stats::{Accuracy, DriftSketch, Latency, Merge, Traffic};
 use crate::time::{format_rfc3339, Millis};
 use crate::window::Ring;
 
+mod freeze;
 mod ingest;
 mod pairing;
 mod policy;
@@ -164,6 +165,9 @@ struct Group {
     /// Changed since the last snapshot.
     #[serde(skip)]
     dirty: bool,
+    /// Its versions, while they are frozen ([`freeze`]).
+    #[serde(skip)]
+    frozen: Option<Box<freeze::Frozen>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -391,7 +395,12 @@ pub struct Engine {
     /// after it.
     newest_event: Option<Millis>,
     watermark: Millis,
-    targets: Vec<Option<Target>>,
+    /// Targets by id; `None`: free, or frozen with its group (`frozen`).
+    targets: Vec<Option<Box<Target>>>,
+    /// Targets of frozen groups, and their group.
+    frozen: FxHashMap<TargetId, u32>,
+    /// Quiet groups are frozen at the sweep ([`freeze`]); tests that compare turn it off.
+    freezing: bool,
     free: Vec<TargetId>,
     next_gen: u32,
     /// Targets by [`targets::target_key_into`].
@@ -437,6 +446,8 @@ impl Engine {
             newest_event: None,
             watermark: Millis::MIN,
             targets: Vec::new(),
+            frozen: FxHashMap::default(),
+            freezing: true,
             free: Vec::new(),
             next_gen: 0,
             index: FxHashMap::default(),
@@ -512,11 +523,14 @@ impl Engine {
 
     /// Features and categories dropped by the cardinality limits, summed over models.
     pub fn cardinality_drops(&self) -> (u64, u64) {
-        self.targets
+        let live = self
+            .targets
             .iter()
             .flatten()
             .filter_map(|t| t.model.as_ref())
-            .fold((0, 0), |(f, c), m| (f + m.table.features_dropped, c + m.table.categories_overflowed))
+            .map(|m| (m.table.features_dropped, m.table.categories_overflowed));
+        let frozen = self.groups.iter().flatten().filter_map(|g| g.frozen.as_ref()).map(|f| f.drops());
+        live.chain(frozen).fold((0, 0), |(f, c), (df, dc)| (f + df, c + dc))
     }
 
     /// The most recent decisions (bounded by `limits.decision_log`).
@@ -661,16 +675,9 @@ impl Engine {
     /// ([`Engine::finish_at`]).
     pub fn finish_watermark(&self) -> Option<Millis> {
         let max = self.max_ts?;
-        let mut wm = max + 1;
-        for t in self.targets.iter().flatten() {
-            for r in RingKind::ALL {
-                let step = t.step(r);
-                if step != i64::MAX && t.last_data[r] != i64::MIN {
-                    wm = wm.max((t.last_data[r] + 1) * step);
-                }
-            }
-        }
-        Some(wm)
+        let live = self.targets.iter().flatten().map(|t| freeze::finish_floor(t));
+        let frozen = self.groups.iter().flatten().filter_map(|g| g.frozen.as_ref()).map(|f| f.finish_floor());
+        Some(live.chain(frozen).fold(max + 1, Millis::max))
     }
 
     /// The last step of [`Engine::finish`], at a watermark given by the caller.

@@ -115,6 +115,18 @@ impl Engine {
     pub(super) fn sweep(&mut self, wm: Millis) {
         self.joins.expire(wm);
         let ttl = self.cfg.limits.target_idle_ttl.0;
+        // Frozen versions due to be forgotten are forgotten as live ones are.
+        let expired: Vec<u32> = (0..self.groups.len() as u32)
+            .filter(|&g| {
+                self.groups[g as usize]
+                    .as_ref()
+                    .and_then(|g| g.frozen.as_ref())
+                    .is_some_and(|f| f.oldest_seen() < wm - ttl)
+            })
+            .collect();
+        for g in expired {
+            self.thaw(g);
+        }
         let idle: Vec<TargetId> = self
             .targets
             .iter()
@@ -174,6 +186,7 @@ impl Engine {
                 g.pending.shrink_to_fit();
             }
         }
+        self.freeze_quiet(wm);
     }
 
     pub(super) fn fold_second(&mut self, g: u32, sec: i64) {

@@ -317,11 +317,20 @@ impl Engine {
             .filter_map(|(i, g)| g.as_ref().filter(|g| g.dirty).map(|_| i as u32))
             .collect();
         if !dirty.is_empty() {
+            // Frozen groups are written as they were before they froze.
+            let frozen: Vec<(u32, Vec<(TargetId, Target)>)> = dirty
+                .iter()
+                .filter(|&&g| self.groups[g as usize].as_ref().is_some_and(|g| g.frozen.is_some()))
+                .map(|&g| (g, self.frozen_targets(g)))
+                .collect();
             let mut by_group: FxHashMap<u32, Vec<(TargetId, &Target)>> = FxHashMap::default();
             for (i, t) in self.targets.iter().enumerate() {
                 if let Some(t) = t {
-                    by_group.entry(t.group).or_default().push((i as TargetId, t));
+                    by_group.entry(t.group).or_default().push((i as TargetId, &**t));
                 }
+            }
+            for (g, targets) in &frozen {
+                by_group.entry(*g).or_default().extend(targets.iter().map(|(id, t)| (*id, t)));
             }
             for &g in &dirty {
                 let Some(group) = targets::issued(&self.groups, g) else { continue };
@@ -464,7 +473,7 @@ impl Engine {
                 if let Some(w) = t.wake {
                     e.wake_queue.insert((w, id));
                 }
-                e.targets[slot] = Some(t);
+                e.targets[slot] = Some(Box::new(t));
             }
             e.groups.push(Some(group));
         }

@@ -47,6 +47,7 @@ impl Engine {
     pub(super) fn resolve(&mut self, kind: Kind, name: &str, version: &str, ts: Millis) -> Option<TargetId> {
         target_key_into(&mut self.key_buf, kind, name, version);
         if let Some(&id) = self.index.get(&self.key_buf) {
+            self.thaw_target(id);
             return Some(id);
         }
         if self.index.len() >= self.cfg.limits.max_targets {
@@ -54,6 +55,8 @@ impl Engine {
             return None;
         }
         let group = self.group_of(kind, name);
+        // A new version is compared with the others, which must be at hand.
+        self.thaw(group);
         let windows = issued(&self.groups, group).map_or_else(|| self.cfg.windows_for(kind, name), |g| g.windows);
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
@@ -100,11 +103,11 @@ impl Engine {
         };
         let id = match self.free.pop() {
             Some(id) => {
-                self.targets[id as usize] = Some(t);
+                self.targets[id as usize] = Some(Box::new(t));
                 id
             }
             None => {
-                self.targets.push(Some(t));
+                self.targets.push(Some(Box::new(t)));
                 (self.targets.len() - 1) as TargetId
             }
         };
@@ -135,6 +138,7 @@ impl Engine {
             pinned: self.cfg.pinned_baseline(kind, name).map(Arc::from),
             live: 0,
             dirty: true,
+            frozen: None,
         };
         let id = match self.free_groups.pop() {
             Some(id) => {
@@ -153,13 +157,13 @@ impl Engine {
     /// A target the engine holds the id of (see [`issued`]).
     #[inline]
     pub(super) fn target(&self, id: TargetId) -> Option<&Target> {
-        issued(&self.targets, id)
+        issued(&self.targets, id).map(|t| &**t)
     }
 
     /// [`Engine::target`], mutable.
     #[inline]
     pub(super) fn target_mut(&mut self, id: TargetId) -> Option<&mut Target> {
-        issued_mut(&mut self.targets, id)
+        issued_mut(&mut self.targets, id).map(|t| &mut **t)
     }
 
     /// A target that may have been forgotten since its id was taken (a candidate's baseline,
@@ -167,13 +171,13 @@ impl Engine {
     /// `gen`.
     #[inline]
     pub(super) fn target_of_gen(&self, id: TargetId, gen: u32) -> Option<&Target> {
-        self.targets.get(id as usize).and_then(Option::as_ref).filter(|t| t.gen == gen)
+        self.targets.get(id as usize).and_then(Option::as_deref).filter(|t| t.gen == gen)
     }
 
     /// [`Engine::target_of_gen`], mutable.
     #[inline]
     pub(super) fn target_of_gen_mut(&mut self, id: TargetId, gen: u32) -> Option<&mut Target> {
-        self.targets.get_mut(id as usize).and_then(Option::as_mut).filter(|t| t.gen == gen)
+        self.targets.get_mut(id as usize).and_then(Option::as_deref_mut).filter(|t| t.gen == gen)
     }
 
     pub(super) fn new_candidate(

@@ -5,6 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::*;
+use crate::reference::FeatureDrift;
+use crate::window::WindowSpec;
 
 /// What the engine knows of one target, for views (terminal, HTTP).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -245,6 +247,8 @@ impl Engine {
     /// publish views often. Off: [`Self::overview`] computes them.
     pub fn keep_view_quantiles(&mut self, on: bool) {
         self.view_quantiles = on;
+        // Frozen versions' summaries were taken with the other setting.
+        self.thaw_all();
         if on {
             for t in self.targets.iter_mut().flatten() {
                 t.latency_view = latency_view(t);
@@ -255,46 +259,91 @@ impl Engine {
     /// A summary of every tracked target, sorted by kind, name and version.
     pub fn overview(&self) -> Vec<TargetOverview> {
         let mut out: Vec<TargetOverview> = self.targets.iter().flatten().map(|t| self.target_overview(t)).collect();
+        for g in self.groups.iter().flatten() {
+            if let Some(f) = g.frozen.as_ref() {
+                let traffic = Ring::new(g.windows.error_rate, 0);
+                out.extend(f.summaries().map(|s| self.render(s.parts(), &traffic, g.windows.latency)));
+            }
+        }
         out.sort_by(|a, b| (a.kind, &a.name, &a.version).cmp(&(b.kind, &b.name, &b.version)));
         out
     }
 
     pub(in crate::engine) fn target_overview(&self, t: &Target) -> TargetOverview {
+        self.render(self.parts(t), &t.traffic, t.latency.spec)
+    }
+
+    /// What the overview of `t` shows apart from its current error-rate window.
+    fn parts<'a>(&self, t: &'a Target) -> Parts<'a> {
+        Parts {
+            shown: self.shown(t),
+            name: &t.name,
+            version: &t.version,
+            candidate: t.candidate.as_ref().map(|c| {
+                (
+                    &*c.baseline_version,
+                    c.last_log_e_regression,
+                    c.log_e_noninferiority(self.cfg.error_rate.min_absolute_increase),
+                )
+            }),
+            model: t.model.as_ref().map(|m| (&m.last_drift[..], m.last_accuracy_drop, m.labels.matched)),
+        }
+    }
+
+    /// The plain values the overview of `t` shows.
+    fn shown(&self, t: &Target) -> Shown {
+        Shown {
+            kind: t.kind,
+            first_sec: t.first_sec,
+            last_seen: t.last_seen,
+            lifetime: t.lifetime,
+            late: t.late,
+            latency_total: t.latency_total,
+            latency: if self.view_quantiles { t.latency_view } else { latency_view(t) },
+            last_latency_ratio: t.last_latency_ratio,
+            latch: Marks::of(&t.latch),
+        }
+    }
+
+    /// The overview of a target made of `p`, its error-rate ring `traffic` and the shape of
+    /// its latency windows.
+    fn render(&self, parts: Parts<'_>, traffic: &Ring<Traffic>, latency: WindowSpec) -> TargetOverview {
+        let p = parts.shown;
         let w = self.watermark.max(0);
-        let tb = t.traffic.spec.bucket_of(w);
-        let (window, first) = t.traffic.window(tb, i64::MIN, |x| x.events);
+        let spec = traffic.spec;
+        let tb = spec.bucket_of(w);
+        let (window, first) = traffic.window(tb, i64::MIN, |x| x.events);
         // Quantiles of the latest closed latency window, while it still overlaps the current one.
-        let lb = t.latency.spec.bucket_of(w);
-        let view = if self.view_quantiles { t.latency_view } else { latency_view(t) };
-        let latency_ms = view.filter(|(idx, _)| idx + t.latency.spec.buckets() as i64 > lb).map(|(_, q)| q);
+        let lb = latency.bucket_of(w);
+        let latency_ms = p.latency.filter(|(idx, _)| idx + latency.buckets() as i64 > lb).map(|(_, q)| q);
         let er_threshold = self.error_rate_threshold();
-        let state = if t.latch.rolled_back {
+        let state = if p.latch.rolled_back {
             TargetState::RolledBack
-        } else if t.latch.last_retrain.is_some() {
+        } else if p.latch.retrain {
             TargetState::Retrain
-        } else if t.latch.reviewed {
+        } else if p.latch.reviewed {
             TargetState::Review
-        } else if t.latch.promoted {
+        } else if p.latch.promoted {
             TargetState::Promoted
-        } else if t.candidate.as_ref().is_some_and(|c| c.last_log_e_regression > 0.5 * er_threshold) {
+        } else if parts.candidate.is_some_and(|(_, e, _)| e > 0.5 * er_threshold) {
             TargetState::Suspect
         } else {
             TargetState::Healthy
         };
         let mut detectors = Vec::new();
-        if let Some(c) = t.candidate.as_ref() {
+        if let Some((_, log_e_regression, log_e_noninferiority)) = parts.candidate {
             detectors.push(DetectorStatus {
                 detector: Detector::ErrorRate,
                 feature: None,
                 statistic: "e_value".into(),
-                value: Some(c.last_log_e_regression.exp()),
+                value: Some(log_e_regression.exp()),
                 threshold: er_threshold.exp(),
             });
             detectors.push(DetectorStatus {
                 detector: Detector::Promote,
                 feature: None,
                 statistic: "e_value".into(),
-                value: Some(c.log_e_noninferiority(self.cfg.error_rate.min_absolute_increase).exp()),
+                value: Some(log_e_noninferiority.exp()),
                 threshold: 1.0 / self.cfg.error_rate.alpha,
             });
             if self.cfg.latency.enabled {
@@ -302,14 +351,14 @@ impl Engine {
                     detector: Detector::Latency,
                     feature: None,
                     statistic: format!("p{}_ratio", (self.cfg.latency.quantile * 100.0).round()),
-                    value: t.last_latency_ratio,
+                    value: p.last_latency_ratio,
                     threshold: self.cfg.latency.max_ratio,
                 });
             }
         }
         let mut labels = None;
-        if let Some(m) = t.model.as_ref() {
-            for d in &m.last_drift {
+        if let Some((last_drift, last_accuracy_drop, matched)) = parts.model {
+            for d in last_drift {
                 detectors.push(DetectorStatus {
                     detector: Detector::Drift,
                     feature: Some(d.name.clone()),
@@ -318,48 +367,167 @@ impl Engine {
                     threshold: d.threshold,
                 });
             }
-            if self.cfg.accuracy.enabled && (m.labels.matched > 0 || m.last_accuracy_drop.is_some()) {
+            if self.cfg.accuracy.enabled && (matched > 0 || last_accuracy_drop.is_some()) {
                 detectors.push(DetectorStatus {
                     detector: Detector::Accuracy,
                     feature: None,
                     statistic: "accuracy_drop_lower_bound".into(),
-                    value: m.last_accuracy_drop,
+                    value: last_accuracy_drop,
                     threshold: self.cfg.accuracy.rollback_drop,
                 });
             }
-            if m.labels.matched > 0 {
-                let coverage = m.labels.matched as f64 / t.lifetime.events.max(1) as f64;
-                labels = Some((m.labels.matched, coverage.min(1.0)));
+            if matched > 0 {
+                let coverage = matched as f64 / p.lifetime.events.max(1) as f64;
+                labels = Some((matched, coverage.min(1.0)));
             }
         }
-        let spec = t.traffic.spec;
         TargetOverview {
-            kind: t.kind,
-            name: t.name.to_string(),
-            version: t.version.to_string(),
-            baseline: t.candidate.as_ref().map(|c| c.baseline_version.to_string()),
-            first_seen: t.first_sec.saturating_mul(TICK_MS),
-            last_seen: t.last_seen,
-            events: t.lifetime.events,
-            errors: t.lifetime.errors,
-            late: t.late,
+            kind: p.kind,
+            name: parts.name.to_string(),
+            version: parts.version.to_string(),
+            baseline: parts.candidate.map(|(b, _, _)| b.to_string()),
+            first_seen: p.first_sec.saturating_mul(TICK_MS),
+            last_seen: p.last_seen,
+            events: p.lifetime.events,
+            errors: p.lifetime.errors,
+            late: p.late,
             window: (spec.bucket_start(first.min(tb)), spec.bucket_start(tb + 1)),
             window_events: window.events,
             window_errors: window.errors,
             window_error_rate: window.error_rate(),
             latency_ms,
-            latency_total: t.latency_total,
-            error_rate_e_value: t.candidate.as_ref().map(|c| c.last_log_e_regression.exp()),
-            drift: t
+            latency_total: p.latency_total,
+            error_rate_e_value: parts.candidate.map(|(_, e, _)| e.exp()),
+            drift: parts
                 .model
-                .as_ref()
-                .map(|m| m.last_drift.iter().map(|d| (d.name.clone(), d.value)).collect())
+                .map(|(d, _, _)| d.iter().map(|d| (d.name.clone(), d.value)).collect())
                 .unwrap_or_default(),
             labels,
             detectors,
             state,
-            rolled_back: t.latch.rolled_back,
-            promoted: t.latch.promoted,
+            rolled_back: p.latch.rolled_back,
+            promoted: p.latch.promoted,
+        }
+    }
+}
+
+/// The latches a view shows.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::engine) struct Marks {
+    rolled_back: bool,
+    retrain: bool,
+    reviewed: bool,
+    promoted: bool,
+}
+
+impl Marks {
+    fn of(l: &Latch) -> Marks {
+        Marks {
+            rolled_back: l.rolled_back,
+            retrain: l.last_retrain.is_some(),
+            reviewed: l.reviewed,
+            promoted: l.promoted,
+        }
+    }
+}
+
+/// What a target's overview shows apart from its current error-rate window, read from a live
+/// target or from a frozen one's [`Summary`].
+#[derive(Debug, Clone, Copy)]
+struct Parts<'a> {
+    shown: Shown,
+    name: &'a str,
+    version: &'a str,
+    /// Baseline version, log e-values of the regression and non-inferiority tests.
+    candidate: Option<(&'a str, f64, f64)>,
+    /// Latest drift per feature, latest accuracy drop bound, labels joined.
+    model: Option<(&'a [FeatureDrift], Option<f64>, u64)>,
+}
+
+/// The plain values a target's overview shows.
+#[derive(Debug, Clone, Copy)]
+struct Shown {
+    kind: Kind,
+    first_sec: i64,
+    last_seen: Millis,
+    lifetime: Traffic,
+    late: u64,
+    latency_total: (u64, f64),
+    /// The latest latency view (bucket, quantiles), shown while its window overlaps the current one.
+    latency: Option<(i64, [f64; 3])>,
+    last_latency_ratio: Option<f64>,
+    latch: Marks,
+}
+
+/// A frozen target's overview (apart from its current window, empty while it is frozen), and
+/// its view-only state, which is not part of its stored copy: given back when it thaws.
+#[derive(Debug)]
+pub(in crate::engine) struct Summary {
+    shown: Shown,
+    name: Arc<str>,
+    version: Arc<str>,
+    candidate: Option<Box<(Arc<str>, f64, f64)>>,
+    /// View-only state of the target (with `shown.last_latency_ratio`).
+    latency_view: Option<(i64, [f64; 3])>,
+    model: Option<Box<ModelSummary>>,
+}
+
+/// A frozen model version's view-only state.
+#[derive(Debug)]
+struct ModelSummary {
+    last_drift: Vec<FeatureDrift>,
+    last_accuracy_drop: Option<f64>,
+    matched: u64,
+    type_mismatch_reported: bool,
+}
+
+impl Engine {
+    /// Takes the view-only state out of `t`, which is about to be frozen, and keeps what its
+    /// overview shows.
+    pub(in crate::engine) fn summary_of(&self, t: &mut Target) -> Summary {
+        let shown = self.shown(t);
+        let min_increase = self.cfg.error_rate.min_absolute_increase;
+        let candidate = t.candidate.as_ref().map(|c| {
+            Box::new((c.baseline_version.clone(), c.last_log_e_regression, c.log_e_noninferiority(min_increase)))
+        });
+        t.last_latency_ratio = None;
+        Summary {
+            shown,
+            name: t.name.clone(),
+            version: t.version.clone(),
+            candidate,
+            latency_view: t.latency_view.take(),
+            model: t.model.as_mut().map(|m| {
+                Box::new(ModelSummary {
+                    last_drift: std::mem::take(&mut m.last_drift),
+                    last_accuracy_drop: m.last_accuracy_drop.take(),
+                    matched: m.labels.matched,
+                    type_mismatch_reported: m.type_mismatch_reported,
+                })
+            }),
+        }
+    }
+}
+
+impl Summary {
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            shown: self.shown,
+            name: &self.name,
+            version: &self.version,
+            candidate: self.candidate.as_deref().map(|(b, r, n)| (&**b, *r, *n)),
+            model: self.model.as_deref().map(|m| (&m.last_drift[..], m.last_accuracy_drop, m.matched)),
+        }
+    }
+
+    /// Gives the view-only state back to `t`, thawed.
+    pub(in crate::engine) fn restore_into(self, t: &mut Target) {
+        t.latency_view = self.latency_view;
+        t.last_latency_ratio = self.shown.last_latency_ratio;
+        if let (Some(m), Some(s)) = (t.model.as_mut(), self.model) {
+            m.last_drift = s.last_drift;
+            m.last_accuracy_drop = s.last_accuracy_drop;
+            m.type_mismatch_reported = s.type_mismatch_reported;
         }
     }
 }
