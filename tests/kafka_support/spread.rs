@@ -146,7 +146,9 @@ impl Setup {
         let b = brokers();
         let ok = wait_until(Duration::from_secs(240), || {
             svcs.iter_mut().for_each(Service::assert_running);
-            self.committed() >= produced && read_all(&b, &[&self.n.topics.decisions], true).len() >= replayed.len()
+            self.committed() >= produced
+                && try_read_all(&b, &[&self.n.topics.decisions], true, Duration::from_secs(20))
+                    .is_some_and(|audit| audit.len() >= replayed.len())
         });
         let tails = || svcs.iter().map(Service::log_tail).collect::<Vec<_>>().join("\n---\n");
         if !ok {
